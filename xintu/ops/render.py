@@ -1,0 +1,123 @@
+"""Pure render functions: validated settings (see ``settings.py``) → config file text.
+
+The templates live in the repository's ``conf/`` folder. Every function here is pure (no environment,
+clock or host lookups), so the same settings always give byte-identical files: that is what the golden
+tests pin and what lets a deploy show an exact diff. Host-dependent values (CPU count) are left to the
+rendered file to compute on the host itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+CONF_DIR = Path(os.environ.get("XINTU_CONF_DIR") or Path(__file__).resolve().parents[2] / "conf")
+
+# `xintu sites render` names assets <stem>.<10 hex>.<ext>; the web tier caches exactly those for good.
+HASHED_ASSET_REGEX = r"\.[0-9a-f]{10}\.[A-Za-z0-9]+$"
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(CONF_DIR)),
+        undefined=jinja2.StrictUndefined,   # a missing setting is an error, never an empty directive
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _render(template: str, settings: dict, **extra) -> str:
+    context = dict(settings)
+    context["env_file"] = f"{settings['paths']['root']}/shared/xintu.env"
+    context.update(extra)
+    return _env().get_template(template).render(**context)
+
+
+def render_nginx_main(settings: dict) -> str:
+    return _render("nginx/nginx.conf.j2", settings,
+                   mime_types=settings["paths"]["nginx_mime_types"],
+                   nginx_tmp=f"{settings['paths']['root']}/shared/nginx-tmp",
+                   site_file="xintu-api.conf")
+
+
+def render_nginx(settings: dict) -> str:
+    """The app tier site (server blocks), included by the main config."""
+    return _render("nginx/xintu-api.conf.j2", settings)
+
+
+def render_gunicorn(settings: dict) -> str:
+    return _render("gunicorn/gunicorn.conf.py.j2", settings)
+
+
+def _lighttpd_quote(value: str) -> str:
+    if any(ch in value for ch in '"\\\n\r'):
+        raise ValueError("the shared secret must not contain quotes, backslashes or newlines")
+    return value
+
+
+def render_lighttpd(settings: dict, secret: str) -> str:
+    proxy_regex = "|".join(re.escape(path) for path in settings["web"]["proxy_paths"])
+    return _render("lighttpd/lighttpd.conf.j2", settings, secret=_lighttpd_quote(secret),
+                   proxy_regex=proxy_regex, hashed_asset_regex=HASHED_ASSET_REGEX)
+
+
+def render_mariadb(settings: dict, role: str) -> str:
+    if role not in ("primary", "replica"):
+        raise ValueError(f"unknown MariaDB role {role!r}")
+    return _render("mariadb/mariadb.cnf.j2", settings, role=role, node=settings["db"][role])
+
+
+def render_systemd(settings: dict) -> dict[str, str]:
+    units = {
+        "xintu-gunicorn.service": _render("systemd/xintu-gunicorn.service.j2", settings),
+        "xintu-worker@.service": _render("systemd/xintu-worker@.service.j2", settings),
+    }
+    for name, job in settings["jobs"].items():
+        units[f"xintu-{name}.service"] = _render("systemd/job.service.j2", settings, job_name=name, job=job)
+        units[f"xintu-{name}.timer"] = _render("systemd/job.timer.j2", settings, job_name=name, job=job)
+    return units
+
+
+def render_cron(settings: dict) -> str:
+    return _render("cron/xintu.cron.j2", settings)
+
+
+def render_all(settings: dict, secret: str) -> dict[str, str]:
+    """Every config file of a deployment, keyed by its path relative to the output folder."""
+    files = {
+        "nginx/nginx.conf": render_nginx_main(settings),
+        "nginx/xintu-api.conf": render_nginx(settings),
+        "gunicorn/gunicorn.conf.py": render_gunicorn(settings),
+        "lighttpd/lighttpd.conf": render_lighttpd(settings, secret),
+        "mariadb/primary.cnf": render_mariadb(settings, "primary"),
+        "mariadb/replica.cnf": render_mariadb(settings, "replica"),
+        "cron/xintu": render_cron(settings),
+    }
+    files.update({f"systemd/{name}": text for name, text in render_systemd(settings).items()})
+    return files
+
+
+# Files readable by their server only: the web tier config carries the shared secret.
+PRIVATE_FILES = {"lighttpd/lighttpd.conf"}
+
+
+def write_tree(files: dict[str, str], out: str | os.PathLike) -> list[Path]:
+    """Write rendered files under ``out`` (atomically per file) and return their paths."""
+    out = Path(out)
+    written = []
+    for rel, text in sorted(files.items()):
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o640 if rel in PRIVATE_FILES else 0o644)
+        tmp.replace(target)
+        written.append(target)
+    return written
