@@ -99,6 +99,9 @@ def _rewrite(text: str, from_rel: str, names: dict[str, str]) -> str:
             new = "/" + names[target]
         else:
             new = posixpath.relpath(names[target], posixpath.dirname(from_rel) or ".")
+            # "./x.js" must stay explicit: in an ES module import a bare "x.js" is a package name.
+            if ref.startswith("./") and not new.startswith("."):
+                new = "./" + new
         return match.group(0).replace(ref, new + suffix)
 
     return REFERENCE.sub(swap, text)
@@ -190,11 +193,15 @@ def latest_releases(releases: list[dict]) -> dict[str, dict]:
     return latest
 
 
-def site_context(*, api_base_url: str, download_base_url: str, releases: list[dict], year: int,
+def site_context(*, api_base_url: str, releases: list[dict], year: int,
                  hosts: dict[str, str] | None = None) -> dict:
+    """Template variables of every site. Download links go through the app's counted download
+    endpoint (which redirects to the CDN when one is configured), so the static page never goes stale
+    on where installers are stored."""
+    api = api_base_url.rstrip("/")
     downloads = {}
     for platform, release in latest_releases(releases).items():
-        downloads[platform] = {**release, "url": f"{download_base_url.rstrip('/')}/{release['filename']}",
-                               "size_mb": round(release["size"] / 1048576, 1)}
-    return {"api_base_url": api_base_url.rstrip("/"), "downloads": downloads, "year": year,
+        downloads[platform] = {**release, "size_mb": round(release["size"] / 1048576, 1),
+                               "url": f"{api}/api/v1/releases/{platform}/{release['version']}/download"}
+    return {"api_base_url": api, "downloads": downloads, "year": year,
             "hosts": hosts or {}}

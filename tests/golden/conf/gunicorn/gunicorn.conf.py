@@ -1,0 +1,43 @@
+# gunicorn settings of the xintu app — rendered by `xintu conf render`; edit the settings, not this.
+import multiprocessing
+import os
+import shutil
+
+bind = "10.0.0.5:8000"
+# Counted on the host that starts gunicorn, not on the machine that rendered this file.
+workers = multiprocessing.cpu_count() * 2 + 1
+worker_class = "gthread"
+# Requests spend most of their time waiting on the LLM or the database: threads keep workers busy.
+threads = 4
+# Recycle workers to bound slow leaks (image libraries); jitter stops them restarting together.
+max_requests = 1000
+max_requests_jitter = 100
+# Above the LLM call timeout (60 s) so a slow upstream ends as our JSON error, not a kill.
+timeout = 90
+graceful_timeout = 30
+# Longer than nginx's upstream keepalive idle time, so nginx closes idle connections first.
+keepalive = 75
+# Off by default: with preload the app is imported once by the master, and a HUP reload after a deploy
+# would keep serving the old code. Turn on only where a USR2 binary upgrade is used instead.
+preload_app = False
+# Each instance gets its own control socket path (the shared default makes instances collide).
+control_socket_disable = True
+pidfile = "/run/xintu/gunicorn.pid"
+accesslog = "/var/log/xintu/gunicorn-access.log"
+errorlog = "/var/log/xintu/gunicorn-error.log"
+access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}i)s'
+forwarded_allow_ips = "127.0.0.1,::1"
+raw_env = ["PROMETHEUS_MULTIPROC_DIR=/run/xintu/prometheus"]
+
+
+def on_starting(server):
+    # prometheus_client multiprocess mode needs an empty directory at each start.
+    path = "/run/xintu/prometheus"
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
