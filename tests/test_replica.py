@@ -23,6 +23,7 @@ def test_row_written_on_primary_is_read_through_the_replica_helper(mysql_app, ma
 
 
 def test_app_user_cannot_write_on_the_replica(mariadb, mysql_database):
+    mariadb.wait_replica()  # the CREATE DATABASE must have reached the replica first
     conn = pymysql.connect(host="127.0.0.1", port=mariadb.replica.port, user="xintu_app",
                            password=mariadb.app_password, database=mysql_database)
     with conn, conn.cursor() as cur:

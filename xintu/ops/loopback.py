@@ -55,7 +55,8 @@ def loopback_settings(base: Path, *, tls: bool = True, proxy_paths: list[str] | 
         "web": {"listen": "127.0.0.1", "port": free_port(), "upstream_host": "127.0.0.1",
                 "upstream_port": app_port,
                 "vhosts": {key: {"host": host, "site": key} for key, host in LOOPBACK_HOSTS.items()}},
-        "db": {"primary": _db_node(base / "db-primary", 1), "replica": _db_node(base / "db-replica", 2)},
+        "db": {"durable": False, "buffer_pool_mb": 64,
+               "primary": _db_node(base / "db-primary", 1), "replica": _db_node(base / "db-replica", 2)},
     }
     if proxy_paths:
         raw["web"]["proxy_paths"] = proxy_paths
@@ -65,4 +66,4 @@ def loopback_settings(base: Path, *, tls: bool = True, proxy_paths: list[str] | 
 def _db_node(folder: Path, server_id: int) -> dict:
     return {"host": "127.0.0.1", "port": free_port(), "server_id": server_id, "datadir": str(folder / "data"),
             "socket": str(folder / "mysqld.sock"), "pid_file": str(folder / "mysqld.pid"),
-            "log_error": str(folder / "error.log")}
+            "log_error": str(folder / "error.log"), "tmpdir": str(folder / "tmp")}

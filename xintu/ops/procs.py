@@ -1,5 +1,10 @@
 """Run servers from Debian's packages as plain local processes (no systemd): for development stacks,
-benchmarks and the test suite.  Every instance lives in its own folder and on its own loopback port."""
+benchmarks and the test suite.  Every instance lives in its own folder and on its own loopback port.
+
+MariaDB gets its my.cnf from the same template as production (``conf/mariadb``), with durability
+relaxed for speed; nginx, lighttpd, gunicorn and sshd run in the foreground under our own process, so
+stopping one is a signal to a PID we started.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,9 +24,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
+def wait_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1", proc=None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
         with socket.socket() as sock:
             sock.settimeout(0.2)
             if sock.connect_ex((host, port)) == 0:
@@ -39,25 +47,8 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
             proc.wait(5)
 
 
-MARIADB_CNF = """[mariadbd]
-port = {port}
-bind-address = 127.0.0.1
-socket = {socket}
-pid-file = {pid}
-datadir = {datadir}
-log_error = {log}
-server_id = {server_id}
-log_bin = mysql-bin
-binlog_format = ROW
-gtid_strict_mode = ON
-character-set-server = utf8mb4
-collation-server = utf8mb4_unicode_ci
-skip-name-resolve
-innodb_buffer_pool_size = 64M
-innodb_log_file_size = 16M
-innodb_flush_log_at_trx_commit = 2
-sync_binlog = 0
-{extra}"""
+# Test and benchmark instances: small buffer pool, no fsync per commit; everything else as in production.
+LOCAL_DB = {"max_connections": 200, "buffer_pool_mb": 64, "binlog_expire_days": 1, "durable": False}
 
 
 class MariaDBServer:
@@ -87,16 +78,22 @@ class MariaDBServer:
     def config_text(self) -> str:
         if self._cnf_text is not None:
             return self._cnf_text
-        return MARIADB_CNF.format(port=self.port, socket=self.socket, pid=self.base / "mysqld.pid",
-                                  datadir=self.datadir, log=self.log, server_id=self.server_id,
-                                  extra="read_only = ON\n" if self.replica else "")
+        from xintu.ops.render import render_mariadb_node
+
+        node = {"port": self.port, "bind": "127.0.0.1", "socket": self.socket, "server_id": self.server_id,
+                "pid_file": self.base / "mysqld.pid", "datadir": self.datadir, "log_error": self.log,
+                "tmpdir": self.base / "tmp"}
+        return render_mariadb_node(LOCAL_DB, "replica" if self.replica else "primary", node)
 
     def install(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         self.cnf.write_text(self.config_text())
         if (self.datadir / "mysql").exists():
             return
+        # A private tmpdir: parallel installs sharing /tmp intermittently lose each other's temp tables.
+        (self.base / "tmp").mkdir(exist_ok=True)
         subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}",
+                        f"--tmpdir={self.base / 'tmp'}",
                         "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -136,3 +133,108 @@ class MariaDBServer:
             return " | ".join(self.log.read_text(errors="replace").splitlines()[-5:])
         except OSError:
             return "(no log)"
+
+
+# --- web tier, app tier and sshd: foreground processes running our rendered configs -------------
+
+class ServerProcess:
+    """One foreground server process; ``with`` starts it and stops it again."""
+
+    def __init__(self, name: str, argv: list[str], ports: list[int], log: Path,
+                 env: dict | None = None, cwd: Path | None = None, stop_signal=signal.SIGTERM):
+        self.name, self.argv, self.ports, self.log = name, argv, ports, Path(log)
+        self.env, self.cwd, self.stop_signal = env, cwd, stop_signal
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> "ServerProcess":
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
+                                         env={**os.environ, **(self.env or {})}, start_new_session=True)
+        try:
+            for port in self.ports:
+                wait_port(port, timeout, proc=self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {exc}: {self.log_tail()}") from None
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(self.stop_signal)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def log_tail(self, lines: int = 8) -> str:
+        try:
+            return " | ".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def nginx(conf: Path, ports: list[int], log: Path) -> ServerProcess:
+    # QUIT is nginx's graceful stop: workers finish the requests they hold.
+    return ServerProcess("nginx", ["nginx", "-c", str(Path(conf).resolve()), "-g", "daemon off;"],
+                         ports, log, stop_signal=signal.SIGQUIT)
+
+
+def lighttpd(conf: Path, port: int, log: Path) -> ServerProcess:
+    # INT is lighttpd's graceful shutdown.
+    return ServerProcess("lighttpd", ["lighttpd", "-D", "-f", str(Path(conf).resolve())], [port], log,
+                         stop_signal=signal.SIGINT)
+
+
+def gunicorn(conf: Path, app: str, port: int, log: Path, env: dict | None = None,
+             python: str = sys.executable) -> ServerProcess:
+    return ServerProcess("gunicorn", [python, "-m", "gunicorn", "-c", str(Path(conf).resolve()), app],
+                         [port], log, env=env)
+
+
+SSHD_CONFIG = """Port {port}
+ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile {pid}
+AuthorizedKeysFile {authorized}
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+UsePAM no
+Subsystem sftp internal-sftp
+"""
+
+
+def sshd(folder: Path, port: int) -> tuple[ServerProcess, Path]:
+    """An sshd on 127.0.0.1:``port`` trusting one fresh client key; returns (server, client key path)."""
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)   # privilege separation directory
+    host_key, client_key = folder / "host_ed25519", folder / "client_ed25519"
+    for key in (host_key, client_key):
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    authorized = folder / "authorized_keys"
+    authorized.write_text(client_key.with_suffix(".pub").read_text())
+    conf = folder / "sshd_config"
+    conf.write_text(SSHD_CONFIG.format(port=port, host_key=host_key, pid=folder / "sshd.pid",
+                                       authorized=authorized))
+    return ServerProcess("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)], [port],
+                         folder / "sshd.log"), client_key

@@ -71,7 +71,12 @@ def render_lighttpd(settings: dict, secret: str) -> str:
 def render_mariadb(settings: dict, role: str) -> str:
     if role not in ("primary", "replica"):
         raise ValueError(f"unknown MariaDB role {role!r}")
-    return _render("mariadb/mariadb.cnf.j2", settings, role=role, node=settings["db"][role])
+    return render_mariadb_node(settings["db"], role, settings["db"][role])
+
+
+def render_mariadb_node(db: dict, role: str, node: dict) -> str:
+    """One server's my.cnf from the ``db`` table and a node table (also used for local test servers)."""
+    return _env().get_template("mariadb/mariadb.cnf.j2").render(db=db, role=role, node=node)
 
 
 def render_systemd(settings: dict) -> dict[str, str]:

@@ -108,6 +108,7 @@ class DbNodeSchema(_Strict):
     socket = AbsPath(load_default="/run/mysqld/mysqld.sock")
     pid_file = AbsPath(load_default="/run/mysqld/mysqld.pid")
     log_error = AbsPath(load_default="/var/log/mysql/error.log")
+    tmpdir = AbsPath(load_default=None, allow_none=True)  # None → the server's default
 
 
 class DbSchema(_Strict):
@@ -115,6 +116,7 @@ class DbSchema(_Strict):
     binlog_expire_days = fields.Integer(load_default=7, validate=validate.Range(1, 99))
     buffer_pool_mb = fields.Integer(load_default=256, validate=validate.Range(8))
     max_connections = fields.Integer(load_default=200, validate=validate.Range(10))
+    durable = fields.Boolean(load_default=True)         # false only for throwaway test instances
     primary = fields.Nested(DbNodeSchema, required=True)
     replica = fields.Nested(DbNodeSchema, required=True)
 
