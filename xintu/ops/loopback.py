@@ -7,19 +7,14 @@ port picked free at run time (several suites share the machine), TLS with a self
 
 from __future__ import annotations
 
-import socket
+import json
 import subprocess
 from pathlib import Path
 
-from xintu.ops.settings import validate_settings
+from xintu.ops.procs import free_port
+from xintu.ops.settings import load_settings
 
 LOOPBACK_HOSTS = {"official": "www.xintu.test", "admin": "admin.xintu.test", "aifuture": "www.aifuture.test"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def self_signed_cert(folder: Path, hostname: str) -> tuple[Path, Path]:
@@ -60,7 +55,28 @@ def loopback_settings(base: Path, *, tls: bool = True, proxy_paths: list[str] | 
     }
     if proxy_paths:
         raw["web"]["proxy_paths"] = proxy_paths
-    return validate_settings(raw, "loopback settings")
+    # Written out and read back like an operator's file, so the TOML path is exercised too.
+    (base / "deploy.toml").write_text(to_toml(raw), encoding="utf-8")
+    return load_settings(base / "deploy.toml")
+
+
+def to_toml(table: dict, prefix: str = "") -> str:
+    """Just enough TOML for settings: scalars, lists of strings, nested tables; None means absent."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return str(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(str(v), ensure_ascii=False)
+
+    lines = [f"{k} = {value(v)}" for k, v in table.items() if v is not None and not isinstance(v, dict)]
+    for k, v in table.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{prefix}{k}]")
+            lines.append(to_toml(v, f"{prefix}{k}."))
+    return "\n".join(lines).strip() + "\n"
 
 
 def _db_node(folder: Path, server_id: int) -> dict:

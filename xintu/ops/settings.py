@@ -92,7 +92,7 @@ class WebSchema(_Strict):
     # The three WeChat-initiated endpoints: event callback, OAuth landing, pay notify.
     proxy_paths = fields.List(fields.String(validate=validate.Regexp(r"^/[A-Za-z0-9/_.-]*$")),
                               load_default=lambda: ["/wechat/callback", "/wechat/oauth",
-                                                    "/api/v1/pay/notify"])
+                                                    "/wechat/pay/notify"])
     wechat_vhost = fields.String(load_default="official")
     html_max_age = fields.Integer(load_default=300, validate=validate.Range(0))
     asset_max_age = fields.Integer(load_default=31536000, validate=validate.Range(0))

@@ -20,7 +20,7 @@ keepalive = 75
 # Off by default: with preload the app is imported once by the master, and a HUP reload after a deploy
 # would keep serving the old code. Turn on only where a USR2 binary upgrade is used instead.
 preload_app = False
-# Each instance gets its own control socket path (the shared default makes instances collide).
+# No control socket: its default path is shared, so two instances on one host would collide.
 control_socket_disable = True
 pidfile = "/run/xintu/gunicorn.pid"
 accesslog = "/var/log/xintu/gunicorn-access.log"

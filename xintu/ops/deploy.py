@@ -1,0 +1,176 @@
+"""Deploy a built wheel + rendered configs to an app host over SSH (Fabric), with rollback.
+
+Layout on the host (``paths.root``)::
+
+    releases/<id>/{<wheel>, conf/, .venv/}   one folder per deploy, never modified after activation
+    current -> releases/<id>                 switched atomically (rename of a symlink)
+    shared/{instance/, xintu.env}            state and secrets that outlive releases
+
+Steps: upload, venv + install, migrate (additive migrations, so the old code keeps working), switch
+``current``, graceful reload (HUP: gunicorn starts workers that import the code ``current`` points at
+and lets the old ones finish their requests), then a health check that demands the new version. If it
+fails, ``current`` goes back to the previous release, gunicorn is reloaded again and the deploy fails.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xintu.errors import XintuError
+
+
+class DeployError(XintuError):
+    status, code, message = 500, "deploy_failed", "部署失败"
+
+
+@dataclass
+class DeployPlan:
+    wheel: Path
+    conf_dir: Path                 # output of `xintu conf render`
+    settings: dict
+    python: str = "python3"        # interpreter on the host that creates the venv
+    pip_args: list[str] = field(default_factory=list)   # e.g. --no-index --find-links …
+    reload: str = "systemd"        # or "pidfile": gunicorn started/HUPed by PID (hosts without systemd)
+    health_timeout: float = 30.0
+    keep: int = 5                  # releases kept for rollback
+
+    @property
+    def version(self) -> str:
+        return self.wheel.name.split("-")[1]
+
+    @property
+    def root(self) -> str:
+        return self.settings["paths"]["root"]
+
+    @property
+    def health_url(self) -> str:
+        guni = self.settings["gunicorn"]
+        return f"http://{guni['host']}:{guni['port']}/healthz"
+
+
+def _q(value) -> str:
+    return shlex.quote(str(value))
+
+
+def _tar(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(folder, arcname=".")
+    return buf.getvalue()
+
+
+HEALTH_PROBE = """
+import json, sys, time, urllib.request
+url, want, deadline = sys.argv[1], sys.argv[2], time.time() + float(sys.argv[3])
+streak, last = 0, "no answer"
+while time.time() < deadline:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            body = json.load(r)
+        last = "version %s" % body.get("version")
+        streak = streak + 1 if body.get("version") == want and body.get("status") == "ok" else 0
+    except Exception as exc:
+        last, streak = "%s: %s" % (type(exc).__name__, exc), 0
+    if streak >= 5:   # several answers in a row: the old workers are gone
+        print("healthy"); sys.exit(0)
+    time.sleep(0.2)
+print(last); sys.exit(1)
+"""
+
+
+class Deployer:
+    def __init__(self, conn, plan: DeployPlan, log=print):
+        self.conn, self.plan, self.log = conn, plan, log
+
+    def run(self, command: str, **kw):
+        return self.conn.run(command, hide=True, in_stream=False, **kw)
+
+    def _env_prefix(self) -> str:
+        shared = f"{self.plan.root}/shared"
+        return (f"set -a; [ -r {shared}/xintu.env ] && . {shared}/xintu.env; set +a; "
+                f"export XINTU_INSTANCE_PATH={shared}/instance; ")
+
+    def prepare(self) -> str:
+        plan = self.plan
+        release = f"{plan.root}/releases/{time.strftime('%Y%m%dT%H%M%S')}-{plan.version}"
+        paths = plan.settings["paths"]
+        self.run(f"mkdir -p {_q(release)}/conf {_q(plan.root)}/shared/instance {_q(paths['logs'])} "
+                 f"{_q(paths['run'])}")
+        self.conn.put(str(plan.wheel), f"{release}/{plan.wheel.name}")
+        self.conn.put(io.BytesIO(_tar(plan.conf_dir)), f"{release}/conf.tar.gz")
+        self.run(f"tar -xzf {_q(release)}/conf.tar.gz -C {_q(release)}/conf && rm {_q(release)}/conf.tar.gz")
+        self.log(f"uploaded {plan.wheel.name} and configs to {release}")
+        venv = f"{release}/.venv"
+        self.run(f"{_q(plan.python)} -m venv --system-site-packages {_q(venv)}")
+        pip = " ".join(_q(a) for a in plan.pip_args)
+        self.run(f"{_q(venv)}/bin/python -m pip install -q --disable-pip-version-check {pip} "
+                 f"{_q(release)}/{_q(plan.wheel.name)}")
+        self.log("venv ready")
+        self.run(self._env_prefix() + f"cd {_q(release)} && {_q(venv)}/bin/xintu db migrate")
+        self.log("migrations applied")
+        return release
+
+    def current(self) -> str | None:
+        out = self.run(f"readlink {_q(self.plan.root)}/current", warn=True)
+        return out.stdout.strip() or None
+
+    def switch(self, release: str) -> None:
+        root = self.plan.root
+        # A new symlink renamed over the old one: readers see the old or the new release, never none.
+        self.run(f"ln -sfn {_q(release)} {_q(root)}/current.new && mv -T {_q(root)}/current.new {_q(root)}/current")
+
+    def reload(self) -> str:
+        if self.plan.reload == "systemd":
+            self.run("sudo systemctl reload-or-restart xintu-gunicorn")
+            return "systemctl reload"
+        pidfile = f"{self.plan.settings['paths']['run']}/gunicorn.pid"
+        alive = self.run(f"kill -0 $(cat {_q(pidfile)}) 2>/dev/null", warn=True).ok
+        if alive:
+            self.run(f"kill -HUP $(cat {_q(pidfile)})")
+            return "HUP"
+        current = f"{self.plan.root}/current"
+        self.run(self._env_prefix() + f"cd {_q(current)} && {_q(current)}/.venv/bin/gunicorn --daemon "
+                 f"--config {_q(current)}/conf/gunicorn/gunicorn.conf.py {_q(self.plan.settings['gunicorn']['app'])}")
+        return "started"
+
+    def healthy(self, version: str) -> tuple[bool, str]:
+        probe = self.run(f"{_q(self.plan.python)} -c {_q(HEALTH_PROBE)} {_q(self.plan.health_url)} "
+                         f"{_q(version)} {self.plan.health_timeout}", warn=True)
+        return probe.ok, probe.stdout.strip()
+
+    def prune(self) -> None:
+        releases = f"{self.plan.root}/releases"
+        listing = self.run(f"ls -1 {_q(releases)}").stdout.split()
+        keep = {Path(self.current() or "").name}
+        for name in sorted(listing)[:-self.plan.keep]:
+            if name not in keep:
+                self.run(f"rm -rf {_q(releases)}/{_q(name)}")
+
+    def deploy(self) -> dict:
+        started = time.perf_counter()
+        previous = self.current()
+        release = self.prepare()
+        self.switch(release)
+        how = self.reload()
+        self.log(f"current -> {release} ({how})")
+        ok, detail = self.healthy(self.plan.version)
+        if not ok:
+            if previous:
+                self.switch(previous)
+                self.reload()
+                back_ok, back_detail = self.healthy(Path(previous).name.split("-", 1)[1])
+                state = "rolled back to " + Path(previous).name + ("" if back_ok else f" (unhealthy: {back_detail})")
+            else:
+                state = "no previous release to roll back to"
+            # Kept for inspection under a name the next prune and rollback never pick.
+            self.run(f"mv {_q(release)} {_q(release)}.failed")
+            raise DeployError(f"health check of {self.plan.version} failed ({detail}); {state}",
+                              code="health_check_failed")
+        self.prune()
+        return {"release": release, "previous": previous, "version": self.plan.version, "reload": how,
+                "health": detail, "seconds": round(time.perf_counter() - started, 1)}
