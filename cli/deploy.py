@@ -22,8 +22,10 @@ from xintu_cli.output import emit, output_options
 @click.option("--pip-arg", "pip_args", multiple=True, help="Extra pip install argument (repeatable).")
 @click.option("--reload", "reload_mode", type=click.Choice(["systemd", "pidfile"]), default="systemd",
               show_default=True, help="systemctl reload, or HUP by gunicorn's pid file.")
+@click.option("--health-timeout", default=30.0, show_default=True,
+              help="Seconds the new version has to answer /healthz before the rollback.")
 @output_options
-def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, reload_mode, fmt):
+def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, reload_mode, health_timeout, fmt):
     """Deploy WHEEL to each host in turn; stops at the first host whose health check fails
     (that host is rolled back to its previous release).
 
@@ -46,7 +48,8 @@ def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, reload_
             conf_dir = tmp
             render.write_tree(render.render_all(settings, internal_secret()), conf_dir)
         plan = DeployPlan(wheel=Path(wheel), conf_dir=Path(conf_dir), settings=settings, python=python,
-                          pip_args=list(pip_args), reload=reload_mode)
+                          pip_args=list(pip_args), reload=reload_mode,
+                          health_timeout=health_timeout)
         rows = []
         for host in hosts:
             connect_kwargs = {"key_filename": key} if key else {}
