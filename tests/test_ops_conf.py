@@ -85,7 +85,7 @@ def test_web_tier_proxies_exactly_the_wechat_paths_and_holds_no_db_credentials()
     proxied = re.findall(r'\$HTTP\["url"\] =~ "\^\((.*)\)\$"', text)
     assert proxied == [r"/wechat/callback|/wechat/oauth|/wechat/pay/notify"]
     assert text.count("proxy.server") == 1
-    assert f'"X-Xintu-Internal" => "{GOLDEN_SECRET}"' in text
+    assert f'setenv.set-request-header = ( "X-Xintu-Internal" => "{GOLDEN_SECRET}" )' in text
     for needle in ("mysql", "3306", settings["db"]["primary"]["host"], "password"):
         assert needle not in text.lower()
 
