@@ -157,3 +157,15 @@ def test_systemd_check_fails_on_an_unknown_key(rendered):
     result = check.check_systemd([unit])
     assert not result.ok
     assert "Restartt" in result.output
+
+
+def test_extra_proxy_paths_go_through_the_web_tier_without_being_closed_on_the_api_host():
+    raw = example_raw()
+    raw["web"]["extra_proxy_paths"] = ["/healthz"]
+    settings = validate_settings(raw)
+    assert "|/wechat/pay/notify|/healthz)$" in render.render_lighttpd(settings, GOLDEN_SECRET)
+    nginx = render.render_nginx(settings)
+    assert "location = /wechat/pay/notify { return 404; }" in nginx and "/healthz" not in nginx
+    raw["web"]["extra_proxy_paths"] = ["/wechat/oauth"]
+    with pytest.raises(ConfigError, match="web.proxy_paths: must list distinct paths"):
+        validate_settings(raw)

@@ -29,7 +29,7 @@ def self_signed_cert(folder: Path, hostname: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def loopback_settings(base: Path, *, tls: bool = True, proxy_paths: list[str] | None = None,
+def loopback_settings(base: Path, *, tls: bool = True, extra_proxy_paths: list[str] | None = None,
                       gunicorn_workers: int = 2, worker_class: str = "sync") -> dict:
     """Validated settings for a loopback deployment under ``base``; folders and certificate created."""
     base = Path(base).resolve()
@@ -53,8 +53,8 @@ def loopback_settings(base: Path, *, tls: bool = True, proxy_paths: list[str] | 
         "db": {"durable": False, "buffer_pool_mb": 64,
                "primary": _db_node(base / "db-primary", 1), "replica": _db_node(base / "db-replica", 2)},
     }
-    if proxy_paths:
-        raw["web"]["proxy_paths"] = proxy_paths
+    if extra_proxy_paths:
+        raw["web"]["extra_proxy_paths"] = extra_proxy_paths
     # Written out and read back like an operator's file, so the TOML path is exercised too.
     (base / "deploy.toml").write_text(to_toml(raw), encoding="utf-8")
     return load_settings(base / "deploy.toml")

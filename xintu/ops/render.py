@@ -63,7 +63,8 @@ def _lighttpd_quote(value: str) -> str:
 
 
 def render_lighttpd(settings: dict, secret: str) -> str:
-    proxy_regex = "|".join(re.escape(path) for path in settings["web"]["proxy_paths"])
+    web = settings["web"]
+    proxy_regex = "|".join(re.escape(path) for path in web["proxy_paths"] + web["extra_proxy_paths"])
     return _render("lighttpd/lighttpd.conf.j2", settings, secret=_lighttpd_quote(secret),
                    proxy_regex=proxy_regex, hashed_asset_regex=HASHED_ASSET_REGEX)
 

@@ -93,6 +93,10 @@ class WebSchema(_Strict):
     proxy_paths = fields.List(fields.String(validate=validate.Regexp(r"^/[A-Za-z0-9/_.-]*$")),
                               load_default=lambda: ["/wechat/callback", "/wechat/oauth",
                                                     "/wechat/pay/notify"])
+    # More paths for the web tier to proxy (e.g. /healthz, to monitor the web → app path); unlike
+    # proxy_paths these stay open on the API host too.
+    extra_proxy_paths = fields.List(fields.String(validate=validate.Regexp(r"^/[A-Za-z0-9/_.-]*$")),
+                                    load_default=list)
     wechat_vhost = fields.String(load_default="official")
     html_max_age = fields.Integer(load_default=300, validate=validate.Range(0))
     asset_max_age = fields.Integer(load_default=31536000, validate=validate.Range(0))
@@ -161,7 +165,8 @@ class SettingsSchema(_Strict):
         hosts = [v["host"] for v in web["vhosts"].values()]
         if len(set(hosts)) != len(hosts):
             errors["web.vhosts"] = ["two vhosts share a host name"]
-        if len(set(web["proxy_paths"])) != len(web["proxy_paths"]) or not web["proxy_paths"]:
+        proxied = web["proxy_paths"] + web["extra_proxy_paths"]
+        if len(set(proxied)) != len(proxied) or not web["proxy_paths"]:
             errors["web.proxy_paths"] = ["must list distinct paths"]
         if errors:
             raise ValidationError(errors)

@@ -17,10 +17,10 @@ from xintu.ops.loopback import loopback_settings
 
 
 class LoopbackStack:
-    def __init__(self, base: Path, app_env: dict, *, secret: str, proxy_paths: list[str] | None = None,
+    def __init__(self, base: Path, app_env: dict, *, secret: str, extra_proxy_paths: list[str] | None = None,
                  app: str = "xintu:create_app()", workers: int = 2, releases: list[dict] | None = None):
         self.base = Path(base)
-        self.settings = loopback_settings(self.base / "deploy", proxy_paths=proxy_paths,
+        self.settings = loopback_settings(self.base / "deploy", extra_proxy_paths=extra_proxy_paths,
                                           gunicorn_workers=workers)
         self.secret, self.app = secret, app
         self.conf = self.base / "conf"
