@@ -169,3 +169,12 @@ def test_extra_proxy_paths_go_through_the_web_tier_without_being_closed_on_the_a
     raw["web"]["extra_proxy_paths"] = ["/wechat/oauth"]
     with pytest.raises(ConfigError, match="web.proxy_paths: must list distinct paths"):
         validate_settings(raw)
+
+
+def test_job_commands_get_the_paths_of_each_deployment_separately(tmp_path):
+    first = load_settings(EXAMPLE)
+    other = example_raw()
+    other["paths"]["logs"] = "/data/logs"
+    second = validate_settings(other)
+    assert first["jobs"]["daily-report"]["command"] == "report daily --out /var/log/xintu/daily-report.html"
+    assert second["jobs"]["daily-report"]["command"] == "report daily --out /data/logs/daily-report.html"

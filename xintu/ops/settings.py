@@ -9,6 +9,7 @@ and the app's own secrets from its instance file / environment on the server.
 
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from pathlib import Path
@@ -131,12 +132,13 @@ class JobSchema(_Strict):
     cron = fields.String(required=True, validate=validate.Regexp(r"^(\S+\s+){4}\S+$"))
 
 
+# The periodic CLI jobs (DESIGN §1). "{logs}" / "{root}" in a command stand for paths.logs / paths.root.
 DEFAULT_JOBS = {
     "order-sweep": {"command": "orders sweep", "on_calendar": "*:0/5", "cron": "*/5 * * * *"},
-    "stats-rollup": {"command": "stats rollup", "on_calendar": "*:07", "cron": "7 * * * *"},
-    "daily-report": {"command": "stats report --yesterday", "on_calendar": "*-*-* 08:00",
+    "stats-rollup": {"command": "stats rollup --keep-days 90", "on_calendar": "*-*-* 00:20",
+                     "cron": "20 0 * * *"},
+    "daily-report": {"command": "report daily --out {logs}/daily-report.html", "on_calendar": "*-*-* 08:00",
                      "cron": "0 8 * * *"},
-    "log-prune": {"command": "stats prune", "on_calendar": "*-*-* 03:30", "cron": "30 3 * * *"},
 }
 
 
@@ -149,7 +151,7 @@ class SettingsSchema(_Strict):
     db = fields.Nested(DbSchema, required=True)
     workers = fields.Integer(load_default=1, validate=validate.Range(0, 64))   # `xintu worker` units
     jobs = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9-]*$")),
-                       values=fields.Nested(JobSchema), load_default=lambda: dict(DEFAULT_JOBS))
+                       values=fields.Nested(JobSchema), load_default=lambda: copy.deepcopy(DEFAULT_JOBS))
 
     @validates_schema
     def _cross_checks(self, data, **kwargs):
@@ -194,6 +196,9 @@ def validate_settings(raw: dict, source: str = "settings") -> dict:
     guni["timeout"] = guni["timeout"] or data["app"]["llm_timeout"] + 30
     for node in (data["db"]["primary"], data["db"]["replica"]):
         node["bind"] = node["bind"] or node["host"]
+    for job in data["jobs"].values():
+        job["command"] = job["command"].replace("{logs}", data["paths"]["logs"]).replace(
+            "{root}", data["paths"]["root"])
     return data
 
 
