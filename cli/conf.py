@@ -1,9 +1,8 @@
-"""``xintu conf``: render every server config from one settings file, and check them with the real binaries."""
+"""``xintu conf``: every server config from one settings file, checked with the real binaries."""
 
 from __future__ import annotations
 
 import click
-
 from xintu_cli.output import emit, output_options
 
 

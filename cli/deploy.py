@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
 from xintu_cli.output import emit, output_options
 
 
@@ -54,6 +53,7 @@ def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, reload_
         for host in hosts:
             connect_kwargs = {"key_filename": key} if key else {}
             with Connection(host, connect_kwargs=connect_kwargs) as conn:
-                result = Deployer(conn, plan, log=lambda line, h=host: click.echo(f"[{h}] {line}", err=True)).deploy()
+                log = lambda line, h=host: click.echo(f"[{h}] {line}", err=True)  # noqa: E731
+                result = Deployer(conn, plan, log=log).deploy()
             rows.append({"host": host, **result})
     emit(rows, fmt, ["host", "version", "release", "reload", "seconds"])

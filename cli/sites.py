@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 
@@ -50,5 +49,6 @@ def render(out, api_base, settings_path, only, src, fmt):
     context = builder.site_context(api_base_url=api_base or current_app.config["PUBLIC_BASE_URL"],
                                    releases=releases, year=date.today().year, hosts=hosts)
     manifests = builder.render_sites(out, context, src=src or builder.SITES_DIR, only=list(only) or None)
-    emit([{"site": site, "assets": len(names), "folder": f"{out}/{site}"} for site, names in manifests.items()],
+    emit([{"site": site, "assets": len(names), "folder": f"{out}/{site}"}
+          for site, names in manifests.items()],
          fmt, ["site", "assets", "folder"])

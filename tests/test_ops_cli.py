@@ -1,4 +1,4 @@
-"""The operator's path: `xintu conf render/check`, `xintu sites render`, `xintu db replication` from nothing."""
+"""The operator's path: `xintu conf render/check`, `xintu sites render`, `xintu db replication`."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from xintu_cli import context
+from xintu_cli.main import cli
 
 from xintu.ops import render, replication
 from xintu.ops.loopback import loopback_settings
 from xintu.ops.procs import MariaDBServer
-from xintu_cli import context
-from xintu_cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "cli-test-shared-secret-0123456789"
@@ -131,7 +131,8 @@ def test_replication_from_nothing_is_least_privilege_idempotent_and_promotable(e
     assert state["io_running"] == state["sql_running"] == "Yes" and state["lag_seconds"] == 0
     assert state["gtid_slave_pos"] == _query(primary, "SELECT @@gtid_binlog_pos AS p")[0]["p"]
 
-    promoted = invoke("db", "replication", "promote", "--replica", replica.admin_url, "--yes", "--format", "json")
+    promoted = invoke("db", "replication", "promote", "--replica", replica.admin_url, "--yes",
+                      "--format", "json")
     assert promoted.exit_code == 0, promoted.output
     assert json.loads(promoted.output)["was_following"] == f"127.0.0.1:{primary.port}"
     _query(replica, "INSERT INTO xintu_cli_check.t VALUES (8)")      # writable now

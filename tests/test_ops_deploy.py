@@ -18,11 +18,11 @@ import pymysql
 import pytest
 import requests
 from click.testing import CliRunner
+from xintu_cli.main import cli
 
 from xintu.ops import render
 from xintu.ops.loopback import loopback_settings
 from xintu.ops.procs import free_port, sshd
-from xintu_cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)   # the host's python, not our venv's
@@ -101,7 +101,8 @@ def target(tmp_path, mariadb, mysql_database):
 def deploy(host, key, settings, conf, wheel):
     return CliRunner().invoke(cli, [
         "deploy", "--host", host, "--key", str(key), "--settings",
-        str(Path(settings["paths"]["root"]).parent / "deploy.toml"), "--wheel", str(wheel), "--conf", str(conf),
+        str(Path(settings["paths"]["root"]).parent / "deploy.toml"), "--wheel", str(wheel),
+        "--conf", str(conf),
         "--python", BASE_PYTHON, "--pip-arg=--no-index", "--pip-arg=--no-deps", "--reload", "pidfile",
         "--health-timeout", "8", "--format", "json"])
 

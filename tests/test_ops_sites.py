@@ -172,4 +172,5 @@ def test_the_link_checker_reports_a_missing_page_and_asset(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site/index.html").write_text('<a href="/gone.html">x</a><img src="img/none.png">'
                                               '<a href="https://example.com/">ok</a>')
-    assert broken_links(tmp_path / "site") == ["site/index.html → /gone.html", "site/index.html → img/none.png"]
+    assert broken_links(tmp_path / "site") == ["site/index.html → /gone.html",
+                                               "site/index.html → img/none.png"]

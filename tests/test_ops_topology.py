@@ -60,7 +60,8 @@ def test_nginx_redirects_plain_http_and_keeps_wechat_paths_to_the_web_tier(nginx
 def test_nginx_refuses_a_body_over_the_limit_before_reading_it(nginx_stack):
     limit = nginx_stack.settings["app"]["body_limit_mb"] << 20
     context = ssl.create_default_context(cafile=nginx_stack.cert)
-    with socket.create_connection(("127.0.0.1", nginx_stack.settings["app"]["https_port"]), timeout=10) as raw, \
+    address = ("127.0.0.1", nginx_stack.settings["app"]["https_port"])
+    with socket.create_connection(address, timeout=10) as raw, \
             context.wrap_socket(raw, server_hostname="api.xintu.test") as conn:
         conn.sendall(f"POST /api/v1/classify/batch HTTP/1.1\r\nHost: api.xintu.test\r\n"
                      f"Content-Length: {limit + 1}\r\nContent-Type: multipart/form-data\r\n\r\n".encode())
@@ -72,13 +73,15 @@ def test_web_tier_serves_three_vhosts_with_cdn_cache_headers(nginx_stack):
     built = set(sites.discover())
     assert {"official", "aifuture"} <= built
     for vhost, needle in (("official", "芯图相册"), ("admin", "管理后台"), ("aifuture", "Aifuture")):
-        page = requests.get(f"{nginx_stack.lighttpd_url}/", headers={"Host": nginx_stack.host(vhost)}, timeout=10)
+        page = requests.get(f"{nginx_stack.lighttpd_url}/", headers={"Host": nginx_stack.host(vhost)},
+                            timeout=10)
         if vhost not in built:   # the admin SPA's sources land with the admin area
             assert page.status_code == 404
             continue
         assert page.status_code == 200 and needle in page.text, vhost
         assert page.headers["Cache-Control"] == "public, max-age=300"
-    css = requests.get(f"{nginx_stack.lighttpd_url}/", headers={"Host": nginx_stack.host("official")}, timeout=10)
+    css = requests.get(f"{nginx_stack.lighttpd_url}/", headers={"Host": nginx_stack.host("official")},
+                       timeout=10)
     href = css.text.split('rel="stylesheet" href="')[1].split('"')[0]
     asset = requests.get(f"{nginx_stack.lighttpd_url}{href}", headers={"Host": nginx_stack.host("official")},
                          timeout=10)
@@ -133,6 +136,7 @@ def test_signed_wechat_event_via_lighttpd_creates_a_user_that_reaches_the_replic
     assert bad.status_code == 403
     mariadb.wait_replica()
     with closing(replication.admin_connect(mariadb.replica.admin_url)) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT openid, credits_balance FROM {nginx_stack.database}.users WHERE openid=%s", (openid,))
+        cur.execute(f"SELECT openid, credits_balance FROM {nginx_stack.database}.users WHERE openid=%s",
+                    (openid,))
         row = cur.fetchone()
     assert row is not None and row["openid"] == openid

@@ -84,7 +84,8 @@ def main() -> None:
             ]
             results = [(name, wrk(url, args, host)) for name, url, host in targets]
         base = results[0][1]["rps"]
-        print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, GET /healthz, 2 sync gunicorn workers")
+        print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, GET /healthz, "
+              "2 sync gunicorn workers")
         print(f"{'target':38} {'req/s':>9} {'× baseline':>11} {'avg latency':>12} {'non-2xx':>8}")
         for name, r in results:
             print(f"{name:38} {r['rps']:9.0f} {r['rps'] / base:11.2f} {r['latency_avg']:>12} {r['non2xx']:8d}"

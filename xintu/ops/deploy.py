@@ -135,7 +135,8 @@ class Deployer:
     def switch(self, release: str) -> None:
         root = self.plan.root
         # A new symlink renamed over the old one: readers see the old or the new release, never none.
-        self.run(f"ln -sfn {_q(release)} {_q(root)}/current.new && mv -T {_q(root)}/current.new {_q(root)}/current")
+        self.run(f"ln -sfn {_q(release)} {_q(root)}/current.new "
+                 f"&& mv -T {_q(root)}/current.new {_q(root)}/current")
 
     def reload(self) -> str:
         if self.plan.reload == "systemd":
@@ -147,8 +148,9 @@ class Deployer:
             self.run(f"kill -HUP $(cat {_q(pidfile)})")
             return "HUP"
         current = f"{self.plan.root}/current"
-        self.run(self._env_prefix() + f"cd {_q(current)} && {_q(current)}/.venv/bin/python -m gunicorn --daemon "
-                 f"--config {_q(current)}/conf/gunicorn/gunicorn.conf.py {_q(self.plan.settings['gunicorn']['app'])}")
+        app = self.plan.settings["gunicorn"]["app"]
+        self.run(self._env_prefix() + f"cd {_q(current)} && {_q(current)}/.venv/bin/python -m gunicorn "
+                 f"--daemon --config {_q(current)}/conf/gunicorn/gunicorn.conf.py {_q(app)}")
         return "started"
 
     def healthy(self, version: str) -> tuple[bool, str]:
@@ -178,7 +180,9 @@ class Deployer:
                 self.switch(previous)
                 self.reload()
                 back_ok, back_detail = self.healthy(Path(previous).name.split("-", 1)[1])
-                state = "rolled back to " + Path(previous).name + ("" if back_ok else f" (unhealthy: {back_detail})")
+                state = f"rolled back to {Path(previous).name}"
+                if not back_ok:
+                    state += f" (unhealthy: {back_detail})"
             else:
                 state = "no previous release to roll back to"
             # Kept for inspection under a name the next prune and rollback never pick.

@@ -137,7 +137,9 @@ def build_site(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, str
     for rel in files:
         if not _is_asset(rel):
             content = files[rel]
-            out[rel] = _rewrite(content.decode("utf-8"), rel, names).encode("utf-8") if is_text[rel] else content
+            if is_text[rel]:
+                content = _rewrite(content.decode("utf-8"), rel, names).encode("utf-8")
+            out[rel] = content
     return out, names
 
 

@@ -75,9 +75,10 @@ class LoopbackStack:
         logs = Path(self.settings["paths"]["logs"])
         app, web = self.settings["app"], self.settings["web"]
         plan = [
-            procs.gunicorn(self.conf / "gunicorn/gunicorn.conf.py", self.app, self.settings["gunicorn"]["port"],
-                           logs / "gunicorn.out", env=self.app_env),
-            procs.nginx(self.conf / "nginx/nginx.conf", [app["https_port"], app["http_port"]], logs / "nginx.out"),
+            procs.gunicorn(self.conf / "gunicorn/gunicorn.conf.py", self.app,
+                           self.settings["gunicorn"]["port"], logs / "gunicorn.out", env=self.app_env),
+            procs.nginx(self.conf / "nginx/nginx.conf", [app["https_port"], app["http_port"]],
+                        logs / "nginx.out"),
             procs.lighttpd(self.conf / "lighttpd/lighttpd.conf", web["port"], logs / "lighttpd.out"),
         ]
         try:
