@@ -35,7 +35,7 @@ def render(settings_path, out, fmt):
 
 @conf.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.option("--app", default="xintu.app:create_app()", show_default=True,
+@click.option("--app", default="xintu:create_app()", show_default=True,
               help="WSGI app for gunicorn --check-config (it imports the app: set its environment).")
 @output_options
 def check(folder, app, fmt):

@@ -117,6 +117,13 @@ def test_rendered_configs_pass_nginx_lighttpd_gunicorn_mariadb_and_systemd(rende
     assert (out / "lighttpd/lighttpd.conf").stat().st_mode & 0o777 == 0o640
 
 
+def test_gunicorn_config_loads_the_real_app(rendered, tmp_path):
+    _, out = rendered
+    result = check.check_gunicorn(out / "gunicorn/gunicorn.conf.py", "xintu:create_app()",
+                                  {"XINTU_INSTANCE_PATH": str(tmp_path / "instance"), "XINTU_SANDBOX": "false"})
+    assert result.ok, result.output
+
+
 def test_lighttpd_check_fails_when_a_module_is_missing(rendered):
     _, out = rendered
     conf = out / "lighttpd/lighttpd.conf"

@@ -85,7 +85,7 @@ def check_systemd(units: list[Path]) -> CheckResult:
                        " | ".join(problems[:5]) or ("not installed" if rc == 127 else "units OK"))
 
 
-def check_tree(out: str | os.PathLike, app: str = "xintu.app:create_app()",
+def check_tree(out: str | os.PathLike, app: str = "xintu:create_app()",
                app_env: dict | None = None) -> list[CheckResult]:
     """Check every rendered file found under ``out`` (as written by ``render.write_tree``)."""
     out = Path(out)

@@ -74,7 +74,7 @@ class GunicornSchema(_Strict):
     graceful_timeout = fields.Integer(load_default=30, validate=validate.Range(1))
     keepalive = fields.Integer(load_default=75, validate=validate.Range(1))     # above nginx's idle
     preload = fields.Boolean(load_default=False)
-    app = fields.String(load_default="xintu.app:create_app()")
+    app = fields.String(load_default="xintu:create_app()")
 
 
 class VhostSchema(_Strict):
