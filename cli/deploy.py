@@ -53,7 +53,13 @@ def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, reload_
         for host in hosts:
             connect_kwargs = {"key_filename": key} if key else {}
             with Connection(host, connect_kwargs=connect_kwargs) as conn:
-                log = lambda line, h=host: click.echo(f"[{h}] {line}", err=True)  # noqa: E731
-                result = Deployer(conn, plan, log=log).deploy()
+                result = Deployer(conn, plan, log=_progress(host)).deploy()
             rows.append({"host": host, **result})
     emit(rows, fmt, ["host", "version", "release", "reload", "seconds"])
+
+
+def _progress(host: str):
+    def log(line: str) -> None:
+        click.echo(f"[{host}] {line}", err=True)   # stderr: stdout stays the result (json/csv)
+
+    return log

@@ -119,8 +119,8 @@ def test_rendered_configs_pass_nginx_lighttpd_gunicorn_mariadb_and_systemd(rende
 
 def test_gunicorn_config_loads_the_real_app(rendered, tmp_path):
     _, out = rendered
-    result = check.check_gunicorn(out / "gunicorn/gunicorn.conf.py", "xintu:create_app()",
-                                  {"XINTU_INSTANCE_PATH": str(tmp_path / "instance"), "XINTU_SANDBOX": "false"})
+    env = {"XINTU_INSTANCE_PATH": str(tmp_path / "instance"), "XINTU_SANDBOX": "false"}
+    result = check.check_gunicorn(out / "gunicorn/gunicorn.conf.py", "xintu:create_app()", env)
     assert result.ok, result.output
 
 

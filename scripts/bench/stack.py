@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from xintu.ops import replication  # noqa: E402
-from xintu.ops.procs import MariaDBServer  # noqa: E402
-from xintu.ops.stack import LoopbackStack  # noqa: E402
+from xintu.ops import replication
+from xintu.ops.procs import MariaDBServer
+from xintu.ops.stack import LoopbackStack
 
 
 def replication_from_nothing(base: Path) -> dict:
@@ -50,7 +50,8 @@ def wrk(url: str, args, host: str | None = None) -> dict:
     argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s"]
     if host:
         argv += ["-H", f"Host: {host}"]
-    out = subprocess.run(argv + [url], capture_output=True, text=True, timeout=args.duration + 60).stdout
+    out = subprocess.run(argv + [url], capture_output=True, text=True, timeout=args.duration + 60,
+                         check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
@@ -64,6 +65,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-requests", type=int, default=0,
+                        help="gunicorn worker recycling (production: 1000). Off by default here: under a "
+                             "flood of ~1k req/s a worker would re-import the app every second, and the "
+                             "bench would measure that instead of the proxies.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xintu-bench-") as tmp:
         tmp = Path(tmp)
@@ -72,7 +77,8 @@ def main() -> None:
               f"(2 servers installed+started {repl['servers_up_s']:.2f} s, setup {repl['setup_s']:.2f} s, "
               f"canary write replicated in {repl['canary_ms']:.1f} ms; goal < 5 s)")
         stack = LoopbackStack(tmp / "stack", {}, secret="bench-shared-secret-0123456789",
-                              extra_proxy_paths=["/healthz"])
+                              extra_proxy_paths=["/healthz"],
+                              gunicorn={"max_requests": args.max_requests})
         started = time.perf_counter()
         with stack:
             print(f"stack (render configs + sites, migrate, gunicorn, nginx, lighttpd) up in "
@@ -82,10 +88,13 @@ def main() -> None:
                 ("via nginx (TLS, keepalive upstream)", f"{stack.nginx_url}/healthz", "api.xintu.test"),
                 ("via lighttpd (proxied path)", f"{stack.lighttpd_url}/healthz", stack.host("official")),
             ]
+            warmup = argparse.Namespace(**{**vars(args), "duration": 2})
+            for _, url, host in targets:   # first connections, TLS session cache, worker page faults
+                wrk(url, warmup, host)
             results = [(name, wrk(url, args, host)) for name, url, host in targets]
         base = results[0][1]["rps"]
         print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, GET /healthz, "
-              "2 sync gunicorn workers")
+              f"2 sync gunicorn workers, max_requests={args.max_requests}")
         print(f"{'target':38} {'req/s':>9} {'× baseline':>11} {'avg latency':>12} {'non-2xx':>8}")
         for name, r in results:
             print(f"{name:38} {r['rps']:9.0f} {r['rps'] / base:11.2f} {r['latency_avg']:>12} {r['non2xx']:8d}"

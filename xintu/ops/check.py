@@ -32,7 +32,7 @@ class CheckResult:
 def _run(argv: list[str], env: dict | None = None, timeout: float = 60) -> tuple[int, str]:
     if not shutil.which(argv[0]):
         return 127, f"{argv[0]}: not installed"
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 

@@ -111,8 +111,8 @@ class Deployer:
         plan = self.plan
         release = f"{plan.root}/releases/{time.strftime('%Y%m%dT%H%M%S')}-{plan.version}"
         paths = plan.settings["paths"]
-        self.run(f"mkdir -p {_q(release)}/conf {_q(plan.root)}/shared/instance {_q(paths['logs'])} "
-                 f"{_q(paths['run'])}")
+        self.run(f"mkdir -p {_q(plan.root)}/releases {_q(plan.root)}/shared/instance {_q(paths['logs'])} "
+                 f"{_q(paths['run'])} && mkdir {_q(release)} {_q(release)}/conf")  # a release is never reused
         self.conn.put(str(plan.wheel), f"{release}/{plan.wheel.name}")
         self.conn.put(io.BytesIO(_tar(plan.conf_dir)), f"{release}/conf.tar.gz")
         self.run(f"tar -xzf {_q(release)}/conf.tar.gz -C {_q(release)}/conf && rm {_q(release)}/conf.tar.gz")

@@ -30,7 +30,8 @@ def self_signed_cert(folder: Path, hostname: str) -> tuple[Path, Path]:
 
 
 def loopback_settings(base: Path, *, tls: bool = True, extra_proxy_paths: list[str] | None = None,
-                      gunicorn_workers: int = 2, worker_class: str = "sync") -> dict:
+                      gunicorn_workers: int = 2, worker_class: str = "sync",
+                      gunicorn: dict | None = None) -> dict:
     """Validated settings for a loopback deployment under ``base``; folders and certificate created."""
     base = Path(base).resolve()
     paths = {name: base / name for name in ("root", "logs", "run", "sites")}
@@ -46,7 +47,7 @@ def loopback_settings(base: Path, *, tls: bool = True, extra_proxy_paths: list[s
                 "https_port": free_port(), "tls": tls, "llm_timeout": 20, "user": "root",
                 "nginx_user": None, "nginx_workers": "1"},
         "gunicorn": {"host": "127.0.0.1", "port": app_port, "workers": gunicorn_workers,
-                     "worker_class": worker_class},
+                     "worker_class": worker_class, **(gunicorn or {})},
         "web": {"listen": "127.0.0.1", "port": free_port(), "upstream_host": "127.0.0.1",
                 "upstream_port": app_port,
                 "vhosts": {key: {"host": host, "site": key} for key, host in LOOPBACK_HOSTS.items()}},

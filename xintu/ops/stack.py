@@ -18,10 +18,11 @@ from xintu.ops.loopback import loopback_settings
 
 class LoopbackStack:
     def __init__(self, base: Path, app_env: dict, *, secret: str, extra_proxy_paths: list[str] | None = None,
-                 app: str = "xintu:create_app()", workers: int = 2, releases: list[dict] | None = None):
+                 app: str = "xintu:create_app()", workers: int = 2, releases: list[dict] | None = None,
+                 gunicorn: dict | None = None):
         self.base = Path(base)
         self.settings = loopback_settings(self.base / "deploy", extra_proxy_paths=extra_proxy_paths,
-                                          gunicorn_workers=workers)
+                                          gunicorn_workers=workers, gunicorn=gunicorn)
         self.secret, self.app = secret, app
         self.conf = self.base / "conf"
         self.releases = releases or []
@@ -69,7 +70,7 @@ class LoopbackStack:
         subprocess.run([sys.executable, "-m", "xintu_cli.main", "db", "migrate"], check=True,
                        env={**os.environ, **self.app_env}, capture_output=True, timeout=120)
 
-    def start(self) -> "LoopbackStack":
+    def start(self) -> LoopbackStack:
         self.render()
         self.migrate()
         logs = Path(self.settings["paths"]["logs"])
