@@ -40,7 +40,8 @@ def _check(config, args):
         check_signature(token, args.get("signature", ""), args.get("timestamp", ""), args.get("nonce", ""))
     except InvalidSignatureException:
         raise Forbidden("签名无效", code="wechat_bad_signature") from None
-    if not token or abs(time.time() - int(args["timestamp"])) > MAX_SKEW:
+    timestamp = args.get("timestamp", "")
+    if not token or not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_SKEW:
         raise Forbidden("事件时间戳过期", code="wechat_stale_event")
 
 
