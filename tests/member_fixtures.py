@@ -53,6 +53,18 @@ class MemberStack:
     def prepay_id(self, order: dict) -> str:
         return order["pay"]["params"]["package"].removeprefix("prepay_id=")
 
+    def cli(self, *args):
+        """Run `xintu ARGS` against this stack's app (the CLI's app holder pointed at it)."""
+        from click.testing import CliRunner
+        from xintu_cli import context
+        from xintu_cli.main import cli
+
+        saved, context._app = context._app, self.app
+        try:
+            return CliRunner().invoke(cli, list(args))
+        finally:
+            context._app = saved
+
     def in_app(self):
         """An app context whose DB connection is closed on exit (for direct model/service checks)."""
         return _AppCtx(self.app)

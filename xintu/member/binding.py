@@ -43,7 +43,7 @@ class BindingService:
                 "action_info": {"scene": {"scene_str": scene}}})
         except (WeChatClientException, OSError) as exc:
             raise UpstreamError(f"微信二维码生成失败: {getattr(exc, 'errmsg', exc)}", code="wechat_qrcode_failed")
-        binding = QrBinding.create(scene=scene, client=client.id, client_id=client.client_id,
+        binding = QrBinding.create(scene=scene, client=client.id,
                                    ticket=answer["ticket"], url=answer["url"], expires_at=now + QR_TTL)
         return {"scene": scene, "ticket": binding.ticket, "url": binding.url, "expires_at": iso(binding.expires_at),
                 "expires_in": int(QR_TTL.total_seconds()), "qr_image": qr_svg_data_uri(binding.url)}
@@ -71,7 +71,7 @@ class BindingService:
             QrBinding.id == binding.id, QrBinding.token_delivered == False).execute()  # noqa: E712
         if claimed == 1:
             user = User.get_by_id(binding.user_id)
-            token, _ = issue_token(client_id=binding.client_id, kind="bound", user=user,
+            token, _ = issue_token(client_id=client.client_id, kind="bound", user=user,
                                    platform=client.platform)
             QrBinding.update(client_token_hash=hash_token(token)).where(QrBinding.id == binding.id).execute()
             result.update(token=token, user=profile(user))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from peewee import IntegrityError, fn
+from peewee import JOIN, IntegrityError, fn
 
 from xintu import db
 from xintu.errors import BadRequest, NotFound, PaymentRequired
@@ -82,7 +82,7 @@ class CreditService:
         """Users whose cached balance differs from the sum of their ledger (should be none)."""
         ledger_sum = fn.COALESCE(fn.SUM(CreditLedger.delta), 0)
         rows = (User.select(User.id, User.credits_balance, ledger_sum.alias("ledger"))
-                .join(CreditLedger, on=(CreditLedger.user == User.id), join_type="LEFT OUTER")
+                .join(CreditLedger, on=(CreditLedger.user == User.id), join_type=JOIN.LEFT_OUTER)
                 .group_by(User.id, User.credits_balance)
                 .having(ledger_sum != User.credits_balance).dicts())
         return [{"user_id": r["id"], "balance": r["credits_balance"], "ledger": int(r["ledger"]),
