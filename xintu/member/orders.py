@@ -70,7 +70,7 @@ class OrderService:
 
     # -- payment confirmation ---------------------------------------------------------------------
     def handle_notify(self, headers, body) -> Order:
-        resource = verify_notification(pay_client(self.config), headers, body, self.config)
+        resource = verify_notification(headers, body, self.config)
         return self.apply_payment(resource)
 
     def apply_payment(self, tx: dict) -> Order:

@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 
-from xintu.errors import ConfigError, Unauthorized
+from xintu.errors import Unauthorized, Unavailable
 
 DEFAULT_GATEWAY = "https://api.mch.weixin.qq.com"
 MAX_SKEW = 300  # seconds, as WeChat Pay recommends
@@ -37,7 +37,7 @@ def pay_client(config):
         if cache_key not in _cache:
             missing = [k for k in keys[:-1] if not config.get(k)]
             if missing:
-                raise ConfigError("WeChat Pay is not configured: " + ", ".join(missing))
+                raise Unavailable("微信支付未配置: " + ", ".join(missing), code="pay_not_configured")
             wp = WeChatPay(wechatpay_type=WeChatPayType.JSAPI, mchid=config["WECHATPAY_MCHID"],
                            private_key=_pem(config["WECHATPAY_PRIVATE_KEY"]),
                            cert_serial_no=config["WECHATPAY_CERT_SERIAL_NO"], appid=config["WECHAT_APP_ID"],
@@ -60,13 +60,14 @@ def jsapi_params(wp, appid: str, prepay_id: str) -> dict:
             "paySign": wp.sign([appid, ts, nonce, package])}
 
 
-def verify_notification(wp, headers, body: bytes | str, config) -> dict:
+def verify_notification(headers, body: bytes | str, config) -> dict:
     """The decrypted transaction of a genuine, fresh TRANSACTION.SUCCESS notification, else raise."""
     ts = headers.get("Wechatpay-Timestamp", "")
     if not ts.isdigit() or abs(time.time() - int(ts)) > MAX_SKEW:
         raise Unauthorized("通知时间戳无效或过期", code="pay_notify_stale")
     if headers.get("Wechatpay-Signature-Type") != "WECHATPAY2-SHA256-RSA2048":
         raise Unauthorized("不支持的签名类型", code="pay_notify_bad_signature")
+    wp = pay_client(config)
     try:
         data = wp.callback(headers, body)
     except Exception:  # malformed JSON / algorithm the SDK refuses

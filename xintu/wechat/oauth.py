@@ -6,10 +6,11 @@ from wechatpy.oauth import WeChatOAuth
 
 from xintu.errors import UpstreamError
 from xintu.member.users import ensure_user, mark_active
-from xintu.wechat import h5
+from xintu.wechat import h5, require_config
 
 
 def _oauth(config, redirect_uri="", state=""):
+    require_config(config)
     oauth = WeChatOAuth(config["WECHAT_APP_ID"], config["WECHAT_APP_SECRET"], redirect_uri,
                         scope="snsapi_base", state=state)
     oauth.API_BASE_URL = (config.get("WECHAT_API_BASE_URL") or WeChatOAuth.API_BASE_URL).rstrip("/") + "/"
