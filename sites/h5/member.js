@@ -19,7 +19,8 @@ async function api(path, options = {}) {
 }
 
 function yuan(fen) { return "¥" + (fen / 100).toFixed(2); }
-function day(iso) { return iso ? iso.slice(0, 10) : ""; }
+// Dates as the user lives them (Beijing time), YYYY-MM-DD.
+function day(iso) { return iso ? new Date(iso).toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" }) : ""; }
 function notice(text) { const n = $("notice"); n.textContent = text; n.hidden = !text; }
 
 function item(left, right, cls) {
