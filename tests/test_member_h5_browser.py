@@ -6,8 +6,6 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-import pytest
-
 from xintu.sandbox.demo import add_demo
 from xintu.timeutil import utcnow
 

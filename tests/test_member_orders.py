@@ -5,7 +5,6 @@ import time
 from datetime import timedelta
 
 import pytest
-import requests
 
 from xintu.models import CreditLedger, Order, User
 from xintu.sandbox.keys import rsa_keypair

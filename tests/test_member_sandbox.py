@@ -10,7 +10,11 @@ import requests
 import wechatpy
 from wechatpayv3 import WeChatPay, WeChatPayType
 from wechatpy.crypto import WeChatCrypto
-from wechatpy.exceptions import InvalidSignatureException, WeChatClientException, WeChatOAuthException
+from wechatpy.exceptions import (
+    InvalidSignatureException,
+    WeChatClientException,
+    WeChatOAuthException,
+)
 from wechatpy.oauth import WeChatOAuth
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature

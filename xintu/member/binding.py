@@ -36,6 +36,7 @@ class BindingService:
             raise RateLimited("二维码请求过于频繁", code="qrcode_rate_limited")
         scene = secrets.token_urlsafe(24)
         from wechatpy.exceptions import WeChatClientException
+
         from xintu.wechat import official_account
         try:
             answer = official_account(self.config).qrcode.create({
@@ -68,7 +69,7 @@ class BindingService:
         if binding.status != "bound":
             return result
         claimed = QrBinding.update(token_delivered=True).where(
-            QrBinding.id == binding.id, QrBinding.token_delivered == False).execute()  # noqa: E712
+            QrBinding.id == binding.id, QrBinding.token_delivered == False).execute()
         if claimed == 1:
             user = User.get_by_id(binding.user_id)
             token, _ = issue_token(client_id=client.client_id, kind="bound", user=user,

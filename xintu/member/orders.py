@@ -47,7 +47,7 @@ class OrderService:
                                 amount={"total": product.amount_fen, "currency": "CNY"},
                                 payer={"openid": user.openid}, notify_url=notify_url(self.config))
             prepay_id = json.loads(text)["prepay_id"] if code == 200 else None
-        except Exception as exc:  # network error, or the SDK refusing an unsigned answer
+        except Exception as exc:  # noqa: BLE001  network error, or the SDK refusing an unsigned answer
             log.warning("prepay failed for %s: %s", order.out_trade_no, exc)
             prepay_id = None
         if not prepay_id:
@@ -123,7 +123,7 @@ class OrderService:
                     result["closed"] += 1
                 else:
                     result["failed"] += 1
-            except Exception as exc:  # one bad order must not stop the sweep
+            except Exception as exc:  # noqa: BLE001  one bad order must not stop the sweep
                 log.warning("sweep of %s failed: %s", order.out_trade_no, exc)
                 result["failed"] += 1
         return result

@@ -70,7 +70,7 @@ def verify_notification(headers, body: bytes | str, config) -> dict:
     wp = pay_client(config)
     try:
         data = wp.callback(headers, body)
-    except Exception:  # malformed JSON / algorithm the SDK refuses
+    except Exception:  # noqa: BLE001  malformed JSON / algorithm the SDK refuses
         data = None
     if not data:
         raise Unauthorized("通知签名或密文无效", code="pay_notify_bad_signature")

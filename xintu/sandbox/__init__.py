@@ -14,7 +14,7 @@ from .keys import apiv3_key, encoding_aes_key, rsa_keypair, serial_no
 from .wechat_mp import WeChatSandbox
 from .wechat_pay import PaySandbox
 
-_running: list["Sandbox"] = []   # embedded sandboxes live as long as the process
+_running: list[Sandbox] = []   # embedded sandboxes live as long as the process
 
 
 @dataclass

@@ -123,6 +123,6 @@ class SandboxServer:
                 req.match = match
                 try:
                     return handler(req)
-                except Exception as exc:  # a fake must answer like a server, not hang the SDK
+                except Exception as exc:  # noqa: BLE001  a fake must answer like a server, not hang the SDK
                     return Response.json({"code": "SYSTEM_ERROR", "message": repr(exc)}, status=500)
         return Response.json({"errcode": 404, "errmsg": "not found"}, status=404)

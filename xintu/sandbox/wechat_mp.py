@@ -17,7 +17,7 @@ import html
 import secrets
 import threading
 import time
-from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 import requests
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -41,7 +42,7 @@ def rsa_verify(public_pem: str, message: str, signature: str) -> bool:
     try:
         key.verify(base64.b64decode(signature), message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
         return True
-    except Exception:
+    except (InvalidSignature, ValueError):  # binascii.Error is a ValueError
         return False
 
 
