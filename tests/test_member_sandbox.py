@@ -196,3 +196,19 @@ def test_cashier_checks_the_jsapi_pay_sign(paysb, merchant):
     assert page.status_code == 200 and "¥9.90" in page.text
     forged = requests.get(paysb.base_url + "/sandbox/cashier", params={**params, "nonceStr": "other"}, timeout=5)
     assert forged.status_code == 400
+
+
+def test_start_embedded_points_the_app_at_fresh_sandboxes():
+    from xintu import sandbox
+
+    overrides = sandbox.start_embedded({"PUBLIC_BASE_URL": "http://127.0.0.1:5999"})
+    running = sandbox._running.pop()
+    try:
+        assert overrides["REQUIRE_INTERNAL_HEADER"] is False
+        assert overrides["WECHATPAY_BASE_URL"] == running.pay.base_url
+        assert overrides["WECHAT_API_BASE_URL"] == running.mp.base_url + "/"
+        assert "BEGIN PRIVATE KEY" in overrides["WECHATPAY_PRIVATE_KEY"]
+        assert running.mp.callback_url == "http://127.0.0.1:5999/wechat/callback"
+        assert requests.get(running.pay.base_url + "/sandbox/cashier", timeout=5).status_code == 400
+    finally:
+        running.stop()
