@@ -95,7 +95,7 @@ def _serve(app):
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
     sandbox = start(url)
-    app.config.update(sandbox.config, PUBLIC_BASE_URL=url, REQUIRE_INTERNAL_HEADER=False)
+    app.config.update(sandbox.config, PUBLIC_BASE_URL=url, REQUIRE_INTERNAL_HEADER=False, SANDBOX=True)
     return server, MemberStack(app, url, sandbox)
 
 

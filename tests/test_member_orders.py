@@ -167,3 +167,16 @@ def test_prepay_failure_is_a_502_with_a_code_and_leaves_no_open_order(mysql_memb
     assert resp.status_code == 502 and resp.json()["error"]["code"] == "pay_prepay_failed"
     with stack.in_app():
         assert [o.status for o in Order.select()] == ["closed"]
+
+
+def test_outside_the_sandbox_the_page_gets_a_signed_jsapi_package(mysql_member_stack):
+    from xintu.sandbox.wechat_pay import rsa_verify
+
+    stack = mysql_member_stack
+    stack.app.config["SANDBOX"] = False
+    order = stack.buy(stack.h5_login("oJSAPI"), "credits", "10")
+    params = order["pay"]["params"]
+    assert order["pay"]["mode"] == "jsapi" and "cashier_url" not in order["pay"]
+    message = "".join(params[k] + "\n" for k in ("appId", "timeStamp", "nonceStr", "package"))
+    assert rsa_verify(stack.sandbox.pay.merchant_public_key, message, params["paySign"])
+    assert params["appId"] == stack.app.config["WECHAT_APP_ID"] and params["signType"] == "RSA"

@@ -59,7 +59,7 @@ class OrderService:
         return {**order_view(order), "pay": self._pay_step(order, params)}
 
     def _pay_step(self, order, params) -> dict:
-        if not self.config.get("SANDBOX_PAY_CASHIER_URL"):
+        if not (self.config.get("SANDBOX") and self.config.get("SANDBOX_PAY_CASHIER_URL")):
             return {"mode": "jsapi", "params": params}
         # Offline: the sandbox cashier checks the same signed package WeixinJSBridge would get.
         from urllib.parse import urlencode
