@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+#: Part of the cache key of local answers: bump when a rule or threshold changes.
+RULES_VERSION = "r1"
 CATEGORIES = ("social_activities", "pets", "single_person", "foods", "travel_scenery", "screenshot", "idcard",
               "other")
 

@@ -26,6 +26,8 @@ class FakeState:
         self.answer = {"category": "other", "confidence": 0.8, "description": "一张照片"}
         self.answers_by_sha: dict[str, dict] = {}   # sha256 of the image bytes → answer
         self.calls = 0
+        self.inflight = 0
+        self.max_inflight = 0       # most generation calls served at the same time (batch concurrency)
         self.lock = threading.Lock()
 
     def configure(self, **kw) -> None:
@@ -35,7 +37,7 @@ class FakeState:
             if key in kw:
                 setattr(self, key, kw[key])
         if kw.get("reset_calls"):
-            self.calls = 0
+            self.calls = self.max_inflight = 0
 
 
 def _image_sha(body: dict) -> str | None:
@@ -64,7 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/_fake/stats":
-            return self._send(200, {"calls": self.state.calls, "mode": self.state.mode})
+            return self._send(200, {"calls": self.state.calls, "mode": self.state.mode,
+                                    "max_inflight": self.state.max_inflight})
         self._send(404, {"code": "NotFound", "message": "no such path"})
 
     def do_POST(self):
@@ -85,8 +88,14 @@ class _Handler(BaseHTTPRequestHandler):
                                     "request_id": rid})
         with st.lock:
             st.calls += 1
+            st.inflight += 1
+            st.max_inflight = max(st.max_inflight, st.inflight)
             mode, latency = st.mode, st.latency
-        time.sleep(latency if mode != "hang" else 3600)
+        try:
+            time.sleep(latency if mode != "hang" else 3600)
+        finally:
+            with st.lock:
+                st.inflight -= 1
         if mode == "error500":
             return self._send(500, {"code": "InternalError", "message": "An internal error has occured.",
                                     "request_id": rid})
@@ -142,3 +151,13 @@ class FakeDashScope:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def start_embedded(config: dict) -> dict:
+    """For `xintu serve`: start the fake only when asked (SANDBOX_LLM), else classification stays local-only.
+    Returns the config overrides that point the classifier at it."""
+    if not config.get("SANDBOX_LLM"):
+        return {}
+    fake = FakeDashScope().start()
+    return {"DASHSCOPE_BASE_URL": fake.base_url, "DASHSCOPE_API_KEY": config.get("DASHSCOPE_API_KEY")
+            or "sk-sandbox-key"}
