@@ -77,7 +77,7 @@ class StatsBuffer:
                          .where(ClassifyCache.id.in_(list(counts))).execute(database))
                 written += len(mine)
             except Exception as exc:  # stats must never break classification
-                log.warning("dropped %d request_log rows: %s", len(mine), exc)
+                log.warning("dropped %d request_log rows and %d hit counts: %s", len(mine), len(counts), exc)
             finally:
                 if opened and not database.is_closed():
                     database.close()
