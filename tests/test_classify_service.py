@@ -228,3 +228,15 @@ def test_cache_and_log_on_mariadb(mariadb, mysql_database, tmp_path, classify_mo
         assert row.hits == 1
     from xintu import db
     db.close_all()
+
+
+def test_embedded_sandbox_is_local_only_unless_asked():
+    import dashscope
+
+    from xintu.sandbox import start_embedded
+    assert start_embedded({"SANDBOX_LLM": False}) == {}
+    overrides = start_embedded({"SANDBOX_LLM": True})
+    resp = dashscope.MultiModalConversation.call(
+        model="qwen-vl-plus", api_key=overrides["DASHSCOPE_API_KEY"], base_address=overrides["DASHSCOPE_BASE_URL"],
+        messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    assert resp.status_code == 200 and "category" in resp.output.choices[0].message.content[0]["text"]
