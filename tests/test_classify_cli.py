@@ -23,9 +23,8 @@ def _album(tmp_path):
     return album.parent
 
 
-def test_classify_folder_recursively_as_json(tmp_path, classify_model_dir):
-    from xintu_cli import context
-    context._app = None
+def test_classify_folder_recursively_as_json(tmp_path, classify_model_dir, monkeypatch):
+    monkeypatch.setattr("xintu_cli.context._app", None)
     result = CliRunner().invoke(cli, ["classify", str(_album(tmp_path)), "--method", "local", "--format", "json"],
                                 env=_env(tmp_path, classify_model_dir))
     assert result.exit_code == 0, result.output
@@ -37,9 +36,8 @@ def test_classify_folder_recursively_as_json(tmp_path, classify_model_dir):
     assert {r["category"]: r["count"] for r in summary} == {"pets": 1, "foods": 1, "screenshot": 1}
 
 
-def test_classify_table_with_a_bad_file_named_explicitly(tmp_path, classify_model_dir):
-    from xintu_cli import context
-    context._app = None
+def test_classify_table_with_a_bad_file_named_explicitly(tmp_path, classify_model_dir, monkeypatch):
+    monkeypatch.setattr("xintu_cli.context._app", None)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(package_photo("skimage:rocket.jpg")[:500])
     good = tmp_path / "cat.png"
@@ -51,9 +49,8 @@ def test_classify_table_with_a_bad_file_named_explicitly(tmp_path, classify_mode
     assert "count" in result.stdout  # the summary table
 
 
-def test_only_bad_files_is_a_failure_without_traceback(tmp_path, classify_model_dir):
-    from xintu_cli import context
-    context._app = None
+def test_only_bad_files_is_a_failure_without_traceback(tmp_path, classify_model_dir, monkeypatch):
+    monkeypatch.setattr("xintu_cli.context._app", None)
     bad = tmp_path / "a.png"
     bad.write_bytes(b"garbage")
     result = CliRunner().invoke(cli, ["classify", str(bad)], env=_env(tmp_path, classify_model_dir))

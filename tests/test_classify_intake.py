@@ -46,6 +46,7 @@ def _bad_corpus():
         "jpeg_header_only": (jpeg[:300], 400, "image_corrupt"),
         "bomb_png": (_png_claiming(30000, 30000), 413, "image_too_many_pixels"),
         "huge_bomb_png": (_png_claiming(100000, 100000), 413, "image_too_many_pixels"),
+        "60mp_png": (_png_claiming(10000, 6000), 413, "image_too_many_pixels"),  # fine as a JPEG, not as PNG
         "zero_size_png": (_png_claiming(0, 0), 415, "image_unsupported"),  # Pillow: not a PNG
         "too_large": (jpeg + b"\0" * (MAX_BYTES + 1 - len(jpeg)), 413, "image_too_large"),
     }

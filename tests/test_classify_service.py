@@ -93,11 +93,11 @@ def test_ten_concurrent_identical_requests_make_one_upstream_call(classify_app, 
     assert dashscope_vl.state.calls == 1
 
 
-def test_operator_switch_local_never_calls_the_llm(classify_app, auth, dashscope_vl):
-    runner = classify_app.test_cli_runner()
-    from xintu_cli.main import cli
+def test_operator_switch_local_never_calls_the_llm(classify_app, auth, dashscope_vl, monkeypatch):
     from click.testing import CliRunner
-    import os
+
+    from xintu_cli.main import cli
+    monkeypatch.setattr("xintu_cli.context._app", None)  # the CLI builds its app on this instance folder
     env = {"XINTU_INSTANCE_PATH": classify_app.config["INSTANCE_PATH"]}
     result = CliRunner().invoke(cli, ["config", "set", "inference.mode", "local"], env=env)
     assert result.exit_code == 0, result.output
@@ -108,7 +108,6 @@ def test_operator_switch_local_never_calls_the_llm(classify_app, auth, dashscope
     assert dashscope_vl.state.calls == 0
     bad = CliRunner().invoke(cli, ["config", "set", "inference.mode", "fastest"], env=env)
     assert bad.exit_code == 1 and "inference.mode must be one of" in bad.output
-    del runner, os
 
 
 def test_no_api_key_means_local_answers_offline(local_app):

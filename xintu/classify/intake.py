@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from xintu.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 MAX_BYTES = 10 * 1024 * 1024
-# 12 MP phone photos are the norm, 50–108 MP exist; a 64 MP RGBA PNG already needs ~256 MB to decode.
+# 12 MP phone photos are the norm, 50–108 MP exist. A JPEG is decoded at 1/2–1/8 scale (draft), so it may
+# be large; other formats decode in full (a 50 MP RGBA PNG is 200 MB in a worker), so they get less.
 MAX_PIXELS = 110_000_000
+MAX_PIXELS_FULL_DECODE = 50_000_000
 #: Long side of the working image: enough for MTCNN (640) and text detection (≤ 959, see ocr.py).
 WORK_SIDE = 960
 # Pillow's JPEG opener also returns MPO (multi-picture JPEG from phones and 3D cameras).
@@ -106,7 +108,8 @@ def decode(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIX
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     check_size(data, max_bytes)
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc", b"ftypmsf1"):
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
+                                                b"msf1"):
         _register_heif()
     try:
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS if _heif_ready else ALLOWED_FORMATS[:-1])
@@ -119,9 +122,9 @@ def decode(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIX
     w, h = img.size
     if w < 1 or h < 1:
         raise BadRequest("图片尺寸无效", code="image_corrupt")
-    if w * h > max_pixels:
-        raise PayloadTooLarge("图片像素过多", code="image_too_many_pixels")
     fmt = img.format
+    if w * h > (max_pixels if fmt in ("JPEG", "MPO") or not draft else min(max_pixels, MAX_PIXELS_FULL_DECODE)):
+        raise PayloadTooLarge("图片像素过多", code="image_too_many_pixels")
     camera, info = _camera_exif(img)
     orientation = info_orientation(img)
     try:
