@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 DETECT_SIDE = 640           # detect on a copy whose long side is this
-MIN_FACE = 20               # px at DETECT_SIDE
+MIN_FACE = 22               # px at DETECT_SIDE: smaller faces are dropped by the rules anyway
 THRESHOLDS = (0.6, 0.7, 0.9)
 SCALE_FACTOR = 0.709
 

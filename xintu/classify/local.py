@@ -42,6 +42,7 @@ class LocalClassifier:
 
     def __init__(self, model_dir: str, threads: int = 2, use_ocr: bool = True):
         self.model = ImageNetModel(model_dir, threads)
+        self.threads = threads
         self.use_ocr = use_ocr
         self._faces = self._reader = None
         self._lock = threading.Lock()
@@ -51,7 +52,7 @@ class LocalClassifier:
         with self._lock:
             if self._faces is None:
                 from xintu.classify.faces import FaceDetector
-                self._faces = FaceDetector()
+                self._faces = FaceDetector(self.threads)
             return self._faces
 
     @property
@@ -59,7 +60,7 @@ class LocalClassifier:
         with self._lock:
             if self._reader is None:
                 from xintu.classify.ocr import TextReader
-                self._reader = TextReader()
+                self._reader = TextReader(self.threads)
             return self._reader
 
     def warm(self) -> None:
