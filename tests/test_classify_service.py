@@ -185,6 +185,11 @@ def test_batch_check_cache(classify_app, auth, dashscope_vl):
     assert too_many.status_code == 422
     not_hex = client.post("/api/v1/classify/check-cache", headers=auth, json={"sha256": "zz" * 32})
     assert not_hex.status_code == 422
+    with classify_app.app_context():
+        buffer.flush()
+        from xintu.models import RequestLog
+        (row,) = RequestLog.select().where(RequestLog.endpoint == "classify/batch-check-cache")
+        assert row.batch_size == 2 and row.client.startswith("pc-")
 
 
 def test_every_request_writes_a_log_row(classify_app, auth, dashscope_vl):

@@ -150,8 +150,10 @@ def classify_batch():
 @bp.doc(summary="Is there a cached answer for this SHA-256? (lets a client skip the upload)",
         description="Reveals only the stored category of an image whose exact bytes the caller already has.")
 def check_cache(body):
-    sha = body["sha256"].lower()
-    return {"sha256": sha, "hit": get_service().cache.get(sha)}
+    start, sha = time.perf_counter(), body["sha256"].lower()
+    hit = get_service().cache.get(sha)
+    _log("classify/check-cache", start, hit)
+    return {"sha256": sha, "hit": hit}
 
 
 @bp.post("/batch-check-cache")
@@ -160,6 +162,14 @@ def check_cache(body):
 @bp.output(BatchCheckOut)
 @bp.doc(summary=f"Cached answers for up to {MAX_CHECK} SHA-256 hashes")
 def batch_check_cache(body):
-    hashes = list(dict.fromkeys(h.lower() for h in body["hashes"]))
+    start, hashes = time.perf_counter(), list(dict.fromkeys(h.lower() for h in body["hashes"]))
     hits = get_service().cache.get_many(hashes)
+    _log("classify/batch-check-cache", start, None, batch_size=len(hashes))
     return {"hits": hits, "missing": [h for h in hashes if h not in hits]}
+
+
+def _log(endpoint: str, start: float, hit: dict | None, batch_size: int | None = None) -> None:
+    from xintu.classify.request_log import buffer
+    buffer.log(endpoint=endpoint, client=_client(), method="cache" if hit else None,
+               category=hit["category"] if hit else None, latency_ms=round((time.perf_counter() - start) * 1000),
+               batch_size=batch_size)

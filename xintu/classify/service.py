@@ -69,6 +69,10 @@ class ClassifierService:
                 self._local = get_local(self.model_dir, int(self.config["CLASSIFY_THREADS"]))
             return self._local
 
+    def warm(self) -> None:
+        """Load the local models now (e.g. from gunicorn's post_fork), not in a user's first request."""
+        self.local.warm()
+
     def _versions(self, path: str) -> list[Version]:
         if path == "local":
             return [self.local_version] if self.cache_local else []
