@@ -82,8 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != PATH:
             return self._send(404, {"code": "NotFound", "message": "no such path"})
         rid = str(uuid.uuid4())
-        if not self.headers.get("Authorization", "").startswith("Bearer ") or \
-                len(self.headers["Authorization"]) < 10:
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or len(auth) < len("Bearer ") + 8:  # real keys are long: sk-…
             return self._send(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided.",
                                     "request_id": rid})
         with st.lock:
