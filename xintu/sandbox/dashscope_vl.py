@@ -25,6 +25,7 @@ class FakeState:
         self.latency = 0.0
         self.answer = {"category": "other", "confidence": 0.8, "description": "一张照片"}
         self.answers_by_sha: dict[str, dict] = {}   # sha256 of the image bytes → answer
+        self.answer_fn = None       # image bytes → answer, when set (the embedded demo uses the local model)
         self.calls = 0
         self.inflight = 0
         self.max_inflight = 0       # most generation calls served at the same time (batch concurrency)
@@ -40,12 +41,12 @@ class FakeState:
             self.calls = self.max_inflight = 0
 
 
-def _image_sha(body: dict) -> str | None:
+def _image_bytes(body: dict) -> bytes | None:
     for msg in body.get("input", {}).get("messages", []):
         for part in msg.get("content", []) if isinstance(msg.get("content"), list) else []:
             uri = part.get("image", "") if isinstance(part, dict) else ""
             if uri.startswith("data:") and "," in uri:
-                return hashlib.sha256(base64.b64decode(uri.split(",", 1)[1])).hexdigest()
+                return base64.b64decode(uri.split(",", 1)[1])
     return None
 
 
@@ -108,7 +109,14 @@ class _Handler(BaseHTTPRequestHandler):
             request = json.loads(body)
         except ValueError:
             return self._send(400, {"code": "InvalidParameter", "message": "bad json", "request_id": rid})
-        answer = st.answers_by_sha.get(_image_sha(request) or "", st.answer)
+        image = _image_bytes(request)
+        answer = st.answers_by_sha.get(hashlib.sha256(image).hexdigest() if image else "", st.answer)
+        if st.answer_fn is not None and image:
+            try:
+                answer = st.answer_fn(image)
+            except Exception as exc:
+                return self._send(400, {"code": "InvalidParameter.DataInspection", "message": str(exc)[:200],
+                                        "request_id": rid})
         if mode == "garbage":
             text = "这张图片看起来像是一只猫，可能在睡觉。{category: cat"
         elif mode == "bad_category":
@@ -158,6 +166,17 @@ def start_embedded(config: dict) -> dict:
     Returns the config overrides that point the classifier at it."""
     if not config.get("SANDBOX_LLM"):
         return {}
+    import os
+    model_dir = config.get("CLASSIFY_MODEL_DIR") or os.path.join(config["INSTANCE_PATH"], "models")
     fake = FakeDashScope().start()
+    fake.state.answer_fn = lambda image: _local_answer(model_dir, image)
     return {"DASHSCOPE_BASE_URL": fake.base_url, "DASHSCOPE_API_KEY": config.get("DASHSCOPE_API_KEY")
             or "sk-sandbox-key"}
+
+
+def _local_answer(model_dir: str, image: bytes) -> dict:
+    """The demo's 'LLM' answers with the local model, so answers look right while the wire path is real."""
+    from xintu.classify.intake import decode
+    from xintu.classify.local import get_local
+    r = get_local(model_dir).classify(decode(image))
+    return {"category": r.category, "confidence": r.confidence, "description": r.description}
