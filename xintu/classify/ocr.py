@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-READ_LIMIT = 14  # boxes recognised per image at most
+READ_LIMIT = 10  # boxes recognised per image at most (≈ 30 ms each)
 ID_NUMBER = re.compile(r"(?<!\d)\d{6}(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dXx](?!\d)")
 CARD_NUMBER = re.compile(r"(?<!\d)(\d{4}[ -]?){3}\d{4}(\d{0,3})(?!\d)")
 MRZ = re.compile(r"[A-Z0-9]{2,}<<|<<<")
