@@ -61,7 +61,7 @@ DEFAULTS: dict = {
     "CLASSIFY_MODEL_DIR": None,       # None → <instance>/models (ONNX built there at first use)
     "CLASSIFY_THREADS": 2,            # onnxruntime intra-op threads per worker
     "CLASSIFY_LOCAL_CONCURRENCY": 2,  # local inferences at once per worker (CPU bound)
-    "CLASSIFY_BATCH_CONCURRENCY": 10,  # items of one batch in flight (LLM calls are I/O bound)
+    "CLASSIFY_BATCH_CONCURRENCY": 20,  # items of one batch in flight: all 20, LLM calls are I/O bound
     "CLASSIFY_CACHE_LOCAL": False,    # cache local-model answers too (LLM answers always are)
     "CLASSIFY_LLM_MODEL": "qwen-vl-plus",
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
