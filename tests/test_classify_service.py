@@ -242,3 +242,30 @@ def test_embedded_sandbox_is_local_only_unless_asked(classify_model_dir, tmp_pat
                                 "INSTANCE_PATH": str(tmp_path)})
     client = ModelClient(overrides["DASHSCOPE_API_KEY"], base_url=overrides["DASHSCOPE_BASE_URL"])
     assert client.classify(CAT, "image/png").category == "pets"  # the demo 'LLM' answers like the local model
+
+
+def test_llm_mode_without_a_key_says_llm_fallback(local_app):
+    from xintu.settings_store import set_setting
+    with local_app.app_context():
+        set_setting("inference.mode", "llm")
+    client = local_app.test_client()
+    body = _post(client, register(client), COFFEE).get_json()
+    assert (body["method"], body["category"]) == ("llm_fallback", "foods")
+
+
+def test_local_answers_are_cached_only_when_configured(tmp_path, classify_model_dir):
+    from tests.classify_fixtures import _classify_app
+    app = _classify_app(tmp_path, {"CLASSIFY_MODEL_DIR": classify_model_dir, "CLASSIFY_CACHE_LOCAL": True})
+    client = app.test_client()
+    headers = register(client)
+    assert _post(client, headers, CAT).get_json()["method"] == "local"
+    again = _post(client, headers, CAT).get_json()
+    assert (again["method"], again["category"]) == ("cache", "pets")
+    local_only = _post(client, headers, CAT, path="/api/v1/classify/local").get_json()
+    assert local_only["method"] == "local" and "details" in local_only  # diagnostic: always runs the model
+    with app.app_context():
+        (row,) = _cache_rows()
+        assert row.source == "local" and row.model_version.startswith("local-")
+    from xintu import db
+    buffer.flush()
+    db.close_all()

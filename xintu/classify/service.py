@@ -87,7 +87,9 @@ class ClassifierService:
         try:
             image_intake.check_size(data)
             sha = image_intake.sha256_hex(data)
-            result = self.cache.get(sha, self._versions(path)) if self._versions(path) else None
+            # details = the diagnostic /classify/local: always run the model, a cached answer has no cues
+            versions = [] if details else self._versions(path)
+            result = self.cache.get(sha, versions) if versions else None
             if result is None:
                 result, _ = self.flights.do((sha, path, details), lambda: self._compute(data, sha, path, details))
                 result = dict(result)
