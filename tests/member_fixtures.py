@@ -14,7 +14,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from xintu.sandbox import Sandbox, start
+from xintu.sandbox.wechat import Sandbox, start
 
 
 @dataclass

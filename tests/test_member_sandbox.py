@@ -199,10 +199,10 @@ def test_cashier_checks_the_jsapi_pay_sign(paysb, merchant):
 
 
 def test_start_embedded_points_the_app_at_fresh_sandboxes():
-    from xintu import sandbox
+    from xintu.sandbox import start_embedded, wechat
 
-    overrides = sandbox.start_embedded({"PUBLIC_BASE_URL": "http://127.0.0.1:5999"})
-    running = sandbox._running.pop()
+    overrides = start_embedded({"PUBLIC_BASE_URL": "http://127.0.0.1:5999", "SANDBOX_LLM": False})
+    running = wechat._running.pop()
     try:
         assert overrides["REQUIRE_INTERNAL_HEADER"] is False
         assert overrides["WECHATPAY_BASE_URL"] == running.pay.base_url
