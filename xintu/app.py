@@ -24,6 +24,9 @@ BLUEPRINTS = [
     "xintu.health",
     "xintu.docs",
     "xintu.auth",
+    "xintu.classify.api",
+    "xintu.member.api",
+    "xintu.wechat.api",
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
