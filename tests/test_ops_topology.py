@@ -18,12 +18,15 @@ from xintu.ops.stack import LoopbackStack
 
 SECRET = "topology-shared-secret-" + secrets.token_hex(8)
 WECHAT_TOKEN = "topologytoken" + secrets.token_hex(4)
+CATEGORIES = {"social_activities", "pets", "single_person", "foods", "travel_scenery", "screenshot", "idcard",
+              "other"}
 
 
 @pytest.fixture(scope="module")
-def nginx_stack(mariadb, tmp_path_factory):
+def nginx_stack(mariadb, tmp_path_factory, classify_model_dir):
     database = mariadb.create_database()
     stack = LoopbackStack(tmp_path_factory.mktemp("stack"), {
+        "XINTU_CLASSIFY_MODEL_DIR": classify_model_dir,
         "XINTU_DATABASE_URL": mariadb.app_url(database),
         "XINTU_REPLICA_URL": mariadb.ro_url(database),
         "XINTU_WECHAT_TOKEN": WECHAT_TOKEN,
@@ -46,6 +49,29 @@ def test_client_requests_reach_the_app_through_nginx_over_tls(nginx_stack):
     registered = requests.post(f"{nginx_stack.nginx_url}/api/v1/clients", verify=nginx_stack.cert, timeout=10,
                                json={"client_id": "topology-" + secrets.token_hex(4), "platform": "windows"})
     assert registered.status_code == 201 and registered.json()["token"]
+
+
+def test_a_photo_is_classified_through_nginx(nginx_stack):
+    from io import BytesIO
+
+    from PIL import Image
+    from skimage import data
+
+    photo = BytesIO()
+    Image.fromarray(data.coffee()).save(photo, "JPEG", quality=85)
+    base = nginx_stack.nginx_url
+    token = requests.post(f"{base}/api/v1/clients", verify=nginx_stack.cert, timeout=10,
+                          json={"client_id": "topology-" + secrets.token_hex(4), "platform": "mac"}).json()["token"]
+    answer = requests.post(f"{base}/api/v1/classify", verify=nginx_stack.cert, timeout=60,
+                           headers={"Authorization": f"Bearer {token}"},
+                           files={"image": ("coffee.jpg", photo.getvalue(), "image/jpeg")})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["method"] == "local" and result["category"] in CATEGORIES
+    assert 0 <= result["confidence"] <= 1
+    anonymous = requests.post(f"{base}/api/v1/classify", verify=nginx_stack.cert, timeout=10,
+                              files={"image": ("coffee.jpg", photo.getvalue(), "image/jpeg")})
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"]
 
 
 def test_nginx_redirects_plain_http_and_keeps_wechat_paths_to_the_web_tier(nginx_stack):

@@ -8,6 +8,7 @@ port picked free at run time (several suites share the machine), TLS with a self
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -45,7 +46,9 @@ def loopback_settings(base: Path, *, tls: bool = True, extra_proxy_paths: list[s
         "paths": {**{k: str(v) for k, v in paths.items()}, "tls_cert": str(cert), "tls_key": str(key)},
         "app": {"domain": "api.xintu.test", "listen": "127.0.0.1", "http_port": free_port(),
                 "https_port": free_port(), "tls": tls, "llm_timeout": 20, "user": "root",
-                "nginx_user": None, "nginx_workers": "1"},
+                # Started as root, nginx workers would run as www-data, which cannot enter a private
+                # temp folder: request bodies above 16 KB (spooled to disk) would fail with 500.
+                "nginx_user": "root" if os.geteuid() == 0 else None, "nginx_workers": "1"},
         "gunicorn": {"host": "127.0.0.1", "port": app_port, "workers": gunicorn_workers,
                      "worker_class": worker_class, **(gunicorn or {})},
         "web": {"listen": "127.0.0.1", "port": free_port(), "upstream_host": "127.0.0.1",
