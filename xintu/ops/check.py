@@ -98,7 +98,7 @@ def check_tree(out: str | os.PathLike, app: str = "xintu:create_app()",
         results.append(check_gunicorn(out / "gunicorn/gunicorn.conf.py", app, app_env))
     for cnf in sorted((out / "mariadb").glob("*.cnf")):
         results.append(check_mariadb(cnf))
-    units = sorted((out / "systemd").glob("*.service")) + sorted((out / "systemd").glob("*.timer"))
+    units = sorted(p for p in (out / "systemd").glob("*") if p.suffix in (".service", ".timer", ".target"))
     if units:
         results.append(check_systemd(units))
     return results

@@ -84,6 +84,7 @@ def render_systemd(settings: dict) -> dict[str, str]:
     units = {
         "xintu-gunicorn.service": _render("systemd/xintu-gunicorn.service.j2", settings),
         "xintu-worker@.service": _render("systemd/xintu-worker@.service.j2", settings),
+        "xintu-workers.target": _render("systemd/xintu-workers.target.j2", settings),
     }
     for name, job in settings["jobs"].items():
         units[f"xintu-{name}.service"] = _render("systemd/job.service.j2", settings, job_name=name, job=job)
