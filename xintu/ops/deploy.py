@@ -183,10 +183,10 @@ class Deployer:
                 state = f"rolled back to {Path(previous).name}"
                 if not back_ok:
                     state += f" (unhealthy: {back_detail})"
+                # Kept for inspection, renamed so nobody takes it for a release that once worked.
+                self.run(f"mv {_q(release)} {_q(release)}.failed")
             else:
-                state = "no previous release to roll back to"
-            # Kept for inspection under a name the next prune and rollback never pick.
-            self.run(f"mv {_q(release)} {_q(release)}.failed")
+                state = "no previous release to roll back to (current stays on it)"
             raise DeployError(f"health check of {self.plan.version} failed ({detail}); {state}",
                               code="health_check_failed")
         self.prune()
