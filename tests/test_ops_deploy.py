@@ -161,3 +161,15 @@ def test_deploy_upgrade_under_load_and_rollback_of_a_broken_release(ssh_host, ta
     assert requests.get(health, timeout=5).json()["version"] == "9.0.2"
     assert [p.name for p in (root / "releases").glob("*-9.0.3.failed")]
     assert Path(v1_release).is_dir()   # older releases stay available for a manual rollback
+
+
+@pytest.mark.slow
+def test_a_broken_first_deploy_fails_without_inventing_a_rollback(ssh_host, target, wheels):
+    host, key = ssh_host
+    settings, conf = target
+    root = Path(settings["paths"]["root"])
+    result = deploy(host, key, settings, conf, wheels["broken"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].endswith(
+        "no previous release to roll back to (current stays on it)")
+    assert Path(os.readlink(root / "current")).is_dir()
