@@ -120,18 +120,21 @@ PAGES.releases = async (main) => {
 };
 
 PAGES.inference = async (main) => {
+  // inference.mode (settings table): auto = cache → LLM → local model; llm / local force one path.
+  const MODES = { auto: "自动（缓存 → 大模型 → 本地模型）", llm: "只用大模型（失败时仍回退本地）", local: "只用本地模型（不调用大模型）" };
   const data = await api("/inference");
-  const box = el("input", { type: "checkbox", id: "llm-enabled", checked: data.llm_enabled, disabled: !canOperate() });
   const status = el("span", { class: "ok", id: "inference-status" });
-  box.addEventListener("change", async () => {
+  const select = el("select", { id: "inference-mode", disabled: !canOperate() },
+    Object.entries(MODES).map(([v, label]) => el("option", { value: v, selected: v === data.mode }, label)));
+  select.addEventListener("change", async () => {
     try {
-      const r = await api("/inference", { method: "PUT", body: { llm_enabled: box.checked } });
-      status.textContent = r.llm_enabled ? "已开启大模型识别" : "已关闭大模型识别，仅用缓存与本地模型";
-    } catch (e) { box.checked = !box.checked; showError(e); }
+      const r = await api("/inference", { method: "PUT", body: { mode: select.value } });
+      status.textContent = "已切换为：" + MODES[r.mode] + "（数秒内对所有服务器生效）";
+    } catch (e) { select.value = data.mode; showError(e); }
   });
   main.replaceChildren(el("h2", {}, "识别开关"), el("div", { class: "panel" },
-    el("label", { style: "flex-direction:row;align-items:center;gap:8px" }, box, "使用大模型 (通义千问 VL) 识别"),
-    el("p", { class: "muted" }, "关闭后新图片只用本地模型识别；缓存照常使用。切换即时生效于所有服务器。"),
+    el("label", {}, "识别方式", select),
+    el("p", { class: "muted" }, "缓存照常使用。上次修改：" + (data.updated_by || "—") + " " + when(data.updated_at)),
     canOperate() ? "" : el("p", { class: "muted" }, "只读账号不能切换"), status));
 };
 
