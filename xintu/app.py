@@ -24,6 +24,9 @@ BLUEPRINTS = [
     "xintu.health",
     "xintu.docs",
     "xintu.auth",
+    "xintu.stats.api",
+    "xintu.admin.api",
+    "xintu.releases.api",
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")

@@ -27,12 +27,10 @@ ROLES = ("viewer", "operator")
 # Compared against when the username does not exist, so both cases cost one hash check.
 _DUMMY_HASH = generate_password_hash("xintu-no-such-admin")
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen is written at most this often per session
-DEFAULTS = {"ADMIN_MAX_FAILURES": 5, "ADMIN_LOCKOUT_MINUTES": 15, "ADMIN_LOGIN_ATTEMPTS_PER_10MIN": 20,
-            "ADMIN_SESSION_IDLE_MINUTES": 30, "ADMIN_SESSION_MAX_HOURS": 12}
 
 
 def _conf(key: str) -> int:
-    return int(current_app.config.get(key) or DEFAULTS[key])
+    return int(current_app.config[key])   # defaults in xintu.config
 
 
 def _token_hash(token: str) -> str:

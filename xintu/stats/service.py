@@ -77,7 +77,7 @@ def measure_day(day: date) -> Values:
         values["orders_paid", kind] += n
         values["revenue_fen", kind] += int(fen or 0)
     plus = fn.SUM(Case(None, [(CreditLedger.delta > 0, CreditLedger.delta)], 0))
-    minus = fn.SUM(Case(None, [(CreditLedger.delta < 0, -CreditLedger.delta)], 0))
+    minus = fn.SUM(Case(None, [(CreditLedger.delta < 0, 0 - CreditLedger.delta)], 0))
     for reason, got, gave in (CreditLedger.select(CreditLedger.reason, plus, minus)
                               .where(CreditLedger.created_at >= start, CreditLedger.created_at < end)
                               .group_by(CreditLedger.reason).tuples()):
