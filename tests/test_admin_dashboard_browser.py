@@ -128,6 +128,9 @@ def test_operator_sees_numbers_and_adjusts_credits(dashboard, page, mysql_app, m
     assert first.locator('td[data-col="operator"]').inner_text() == "op1"
     assert first.locator('td[data-col="note"]').inner_text() == "客服补偿"
     assert first.locator('td[data-col="reason"]').inner_text() == "后台调整"
+    # the signup bonus was written at 01:00 Beijing time (17:00 UTC the day before): shown as Beijing time
+    signup = page.locator("#ledger tbody tr:has-text('关注赠送') td[data-col=created_at]")
+    assert signup.inner_text() == f"{dashboard['data'].day.isoformat()} 01:00"
     _shot(page, "user")
     with mysql_app.app_context():
         entry = CreditLedger.select().order_by(CreditLedger.id.desc()).get()

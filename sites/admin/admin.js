@@ -27,7 +27,14 @@ function el(tag, attrs, ...children) {
 const yuan = (fen) => (fen < 0 ? "-" : "") + "¥" + (Math.abs(fen) / 100).toFixed(2);
 const pct = (x) => (x === null || x === undefined ? "—" : (x * 100).toFixed(1) + "%");
 const num = (n) => (n === null || n === undefined ? "—" : Number(n).toLocaleString("zh-CN"));
-const when = (iso) => (iso ? iso.replace("T", " ").slice(0, 16) : "—");
+// The API speaks UTC (…Z); operators read Beijing time whatever the browser's own zone is.
+const BEIJING = new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit",
+  day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false });
+function when(iso) {
+  if (!iso) return "—";
+  const p = Object.fromEntries(BEIJING.formatToParts(new Date(iso)).map((x) => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day} ${p.hour === "24" ? "00" : p.hour}:${p.minute}`;
+}
 
 class ApiError extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }

@@ -21,7 +21,7 @@ PAGES.overview = async (main) => {
     data.anomalies.length ? el("ul", { class: "alerts" }, data.anomalies.map((a) => el("li", { class: a.level, "data-key": a.key }, a.message))) : "",
     el("div", { class: "cards", id: "overview-cards" }, cards.map(([key, label, value]) =>
       el("div", { class: "card", "data-key": key }, el("div", { class: "label" }, label), el("div", { class: "value" }, value)))),
-    el("div", { class: "charts" }, Object.keys(data.charts).map(chart)));
+    el("div", { class: "charts" }, ["requests", "ratios", "revenue", "methods", "categories"].map(chart)));
 };
 
 PAGES.users = async (main, id) => {
@@ -65,10 +65,10 @@ async function userDetail(main, id) {
   } else adjust.append(el("p", { class: "muted" }, "只读账号不能调整积分"));
   main.replaceChildren(
     el("h2", {}, el("a", { href: "#/users" }, "用户"), " / ", u.nickname || u.openid),
-    el("div", { class: "cards" }, [["积分余额", num(u.credits_balance), "balance"], ["会员", u.is_member ? "至 " + when(u.member_expires_at) : "否", "member"],
-      ["openid", u.openid, "openid"], ["注册", when(u.created_at), "created"]].map(([label, value, key]) =>
+    el("div", { class: "cards" }, [["积分余额", num(u.credits_balance), "balance"], ["会员", u.is_member ? "至 " + when(u.member_expires_at).slice(0, 10) : "否", "member"],
+      ["openid", u.openid, "openid"], ["注册", when(u.created_at).slice(0, 10), "created"]].map(([label, value, key]) =>
       el("div", { class: "card", "data-key": key }, el("div", { class: "label" }, label), el("div", { class: "value" }, value)))),
-    adjust, el("h3", {}, "积分流水"),
+    adjust, el("h3", {}, "积分流水 ", el("span", { class: "muted" }, "（北京时间）")),
     el("div", { id: "ledger" }, table([
       { key: "created_at", label: "时间", fmt: when }, { key: "delta", label: "变动", num: true, fmt: (v) => (v > 0 ? "+" : "") + v },
       { key: "balance_after", label: "余额", num: true }, { key: "reason", label: "类型", fmt: (v) => REASON_LABELS[v] || v },
@@ -84,13 +84,13 @@ PAGES.orders = async (main) => {
     const data = await api("/orders?status=" + status.value);
     list.replaceChildren(table([
       { key: "out_trade_no", label: "订单号" }, { key: "nickname", label: "用户" },
-      { key: "kind", label: "类型", fmt: (v, r) => (v === "member" ? "会员" : "积分 ×" + r.quantity) },
+      { key: "kind", label: "类型", fmt: (v, r) => (v === "member" ? "会员" : "积分包 " + r.package) },
       { key: "amount_fen", label: "金额", num: true, fmt: yuan }, { key: "status", label: "状态", fmt: (v) => STATUS_LABELS[v] || v },
       { key: "created_at", label: "下单时间", fmt: when }, { key: "paid_at", label: "支付时间", fmt: when },
     ], data.items), el("p", { class: "muted" }, "共 " + data.total + " 笔"));
   };
   status.addEventListener("change", () => load().catch(showError));
-  main.replaceChildren(el("h2", {}, "订单"), el("div", { class: "toolbar" }, el("label", {}, "状态", status)), list);
+  main.replaceChildren(el("h2", {}, "订单 ", el("span", { class: "muted" }, "（北京时间）")), el("div", { class: "toolbar" }, el("label", {}, "状态", status)), list);
   await load();
 };
 

@@ -29,6 +29,19 @@ COMMON = dict(style=STYLE, js=[], disable_xml_declaration=True, width=720, heigh
               margin=16, margin_bottom=30, legend_at_bottom=True, legend_at_bottom_columns=4)
 
 
+def int_ticks(top: float, target: int = 5) -> list[int]:
+    """Whole-number axis labels for counts (pygal's own scale puts 0.2, 0.4 … on small counts)."""
+    top = max(1, int(top + 0.999))
+    step = 1
+    for candidate in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000, 50000, 100000):
+        step = candidate
+        if top / candidate <= target:
+            break
+    else:
+        step = -(-top // target)
+    return list(range(0, top + step, step))
+
+
 def _render(chart) -> str:
     return chart.render(is_unicode=True)
 
@@ -38,7 +51,8 @@ def _day_labels(days: list[DayFigures]) -> list[str]:
 
 
 def requests_trend(days: list[DayFigures]) -> str:
-    chart = pygal.Bar(title="每日请求量", show_legend=True, **COMMON)
+    chart = pygal.Bar(title="每日请求量", show_legend=True,
+                      y_labels=int_ticks(max([d.requests for d in days] or [0])), **COMMON)
     chart.x_labels = _day_labels(days)
     chart.add("请求", [d.requests for d in days])
     chart.add("失败", [d.failed for d in days])
@@ -60,7 +74,9 @@ def ratio_trend(days: list[DayFigures]) -> str:
 
 
 def revenue_trend(days: list[DayFigures]) -> str:
-    chart = pygal.Bar(title="每日收入 (元)", value_formatter=lambda v: f"¥{v:,.2f}", **COMMON)
+    top = max([d.revenue_fen for d in days] or [0]) / 100
+    chart = pygal.Bar(title="每日收入 (元)", value_formatter=lambda v: f"¥{v:,.0f}",
+                      y_labels=int_ticks(top), **COMMON)
     chart.x_labels = _day_labels(days)
     chart.add("收入", [d.revenue_fen / 100 for d in days])
     return _render(chart)
@@ -69,14 +85,15 @@ def revenue_trend(days: list[DayFigures]) -> str:
 def method_mix(day: DayFigures) -> str:
     chart = pygal.Pie(title="识别方式", inner_radius=0.45, **COMMON)
     for key, label in METHOD_LABELS.items():
-        if day.methods.get(key):
-            chart.add(label, day.methods[key])
+        if day.methods.get(key):   # the count in the legend: a pie alone shows no numbers
+            chart.add(f"{label} {day.methods[key]}", day.methods[key])
     return _render(chart)
 
 
 def category_distribution(day: DayFigures) -> str:
-    chart = pygal.HorizontalBar(title="分类分布", show_legend=False, print_values=True, **COMMON)
     items = sorted(day.categories.items(), key=lambda kv: kv[1])
+    chart = pygal.HorizontalBar(title="分类分布", show_legend=False, print_values=True,
+                                y_labels=int_ticks(max([v for _, v in items] or [0])), **COMMON)
     chart.x_labels = [CATEGORY_LABELS.get(k, k) for k, _ in items]
     chart.add("图片", [v for _, v in items])
     return _render(chart)
