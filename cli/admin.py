@@ -17,7 +17,13 @@ def _password(from_stdin: bool) -> str:
 
 @click.group()
 def admin():
-    """Admin dashboard accounts (管理后台)."""
+    """Admin dashboard accounts (管理后台).
+
+    \b
+    Examples:
+      xintu admin create-user alice --role operator      # asks for the password twice
+      echo "$PW" | xintu admin create-user bob --password-stdin
+    """
 
 
 @admin.command("create-user")

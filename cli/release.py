@@ -12,7 +12,13 @@ COLUMNS = ["platform", "version", "size", "sha256", "downloads", "created_at", "
 
 @click.group()
 def release():
-    """APP installers for the download page."""
+    """APP installers for the download page.
+
+    \b
+    Examples:
+      xintu release upload dist/xintu-1.2.0.exe --platform windows --version 1.2.0 --notes "修复若干问题"
+      xintu release latest --platform windows --format json
+    """
 
 
 @release.command()

@@ -10,7 +10,13 @@ from xintu_cli.context import with_app
 
 @click.group()
 def report():
-    """Reports built from StatsService."""
+    """Reports built from StatsService.
+
+    \b
+    Examples:
+      xintu report daily --out /var/lib/xintu/reports/daily.html
+      xintu report daily --date 2026-11-24 --out - --mail-to ops@example.com
+    """
 
 
 @report.command()

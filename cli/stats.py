@@ -24,7 +24,15 @@ def _share(n: int, total: int):
 
 @click.group()
 def stats():
-    """Usage numbers from the replica (falls back to the primary), by Asia/Shanghai day."""
+    """Usage numbers from the replica (falls back to the primary), by Asia/Shanghai day.
+
+    \b
+    Examples:
+      xintu stats summary --since 2026-11-01 --until 2026-11-30 --format json
+      xintu stats methods                      # today's cache / llm / local mix
+      xintu stats rollup                       # cron: roll yesterday up into daily_stats
+      xintu stats prune --keep-days 90         # cron: drop old request_log rows
+    """
 
 
 @stats.command()
@@ -141,3 +149,17 @@ def rollup(day, since, until, keep_days, fmt):
         rows += [{"day": d, "action": "rolled_up before prune"} for d in pruned["rolled_up"]]
         rows.append({"day": None, "action": f"pruned {pruned['deleted']} request_log rows"})
     emit(rows, fmt, ["day", "action"])
+
+
+@stats.command("prune")
+@click.option("--keep-days", type=int, default=90, show_default=True,
+              help="Keep request_log rows of this many recent days.")
+@output_options
+@with_app
+def prune_(keep_days, fmt):
+    """Delete old request_log rows (their days are rolled up first, so no number is lost)."""
+    from xintu.stats.rollup import prune
+
+    result = prune(keep_days)
+    emit({"deleted": result["deleted"], "rolled_up": len(result["rolled_up"]),
+          "pruned_days": len(result["pruned_days"])}, fmt)

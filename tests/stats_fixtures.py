@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
+from click.testing import CliRunner
 
 from xintu.timeutil import day_bounds_utc, local_today, utcnow
 
@@ -105,3 +106,23 @@ def stats_data(mysql_app, mariadb):
         data = insert_stats_rows(local_today() - timedelta(days=2))
     mariadb.wait_replica()
     return data
+
+
+@pytest.fixture
+def xintu(mysql_app, mariadb, mysql_database, monkeypatch, tmp_path):
+    """Run the real CLI in-process on the same databases as mysql_app (config from XINTU_* env)."""
+    monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path / "cli-instance"))
+    monkeypatch.setenv("XINTU_ENV", "testing")
+    monkeypatch.setenv("XINTU_SANDBOX", "0")
+    monkeypatch.setenv("XINTU_SECRET_KEY", "test-" + "k" * 40)
+    monkeypatch.setenv("XINTU_DATABASE_URL", mariadb.app_url(mysql_database))
+    monkeypatch.setenv("XINTU_REPLICA_URL", mariadb.ro_url(mysql_database))
+    from xintu_cli import context
+    from xintu_cli.main import cli
+
+    monkeypatch.setattr(context, "_app", None)
+
+    def run(*args, input=None):
+        result = CliRunner().invoke(cli, [str(a) for a in args], input=input)
+        return result
+    return run

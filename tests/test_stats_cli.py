@@ -6,30 +6,10 @@ from datetime import timedelta
 
 import pytest
 from bs4 import BeautifulSoup
-from click.testing import CliRunner
 
 from tests.stats_fixtures import EXPECTED_DAY
-from xintu_cli import context
-from xintu_cli.main import cli
 
 pytestmark = pytest.mark.mariadb
-
-
-@pytest.fixture
-def xintu(mysql_app, mariadb, mysql_database, monkeypatch, tmp_path):
-    """Run the real CLI in-process on the same databases as mysql_app (config from XINTU_* env)."""
-    monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path / "cli-instance"))
-    monkeypatch.setenv("XINTU_ENV", "testing")
-    monkeypatch.setenv("XINTU_SANDBOX", "0")
-    monkeypatch.setenv("XINTU_SECRET_KEY", "test-" + "k" * 40)
-    monkeypatch.setenv("XINTU_DATABASE_URL", mariadb.app_url(mysql_database))
-    monkeypatch.setenv("XINTU_REPLICA_URL", mariadb.ro_url(mysql_database))
-    monkeypatch.setattr(context, "_app", None)
-
-    def run(*args, input=None):
-        result = CliRunner().invoke(cli, [str(a) for a in args], input=input)
-        return result
-    return run
 
 
 def _day_args(data):
@@ -123,3 +103,24 @@ def test_report_daily_writes_a_self_contained_page(xintu, stats_data, tmp_path):
                        "--mail-to", "ops@example.com")
     assert unmailable.exit_code == 1
     assert unmailable.output.strip().splitlines()[-1] == "Error: mailing the report needs SMTP_HOST and SMTP_FROM"
+
+
+def test_prune_command_and_admin_accounts(xintu, stats_data, mysql_app):
+    from werkzeug.security import check_password_hash
+
+    from xintu.models import Admin
+
+    pruned = xintu("stats", "prune", "--keep-days", "1", "--format", "json")
+    assert pruned.exit_code == 0, pruned.output
+    assert json.loads(pruned.output) == {"deleted": 10, "rolled_up": 2, "pruned_days": 2}
+
+    made = xintu("admin", "create-user", "ops-li", "--role", "operator", "--password-stdin",
+                 input="a long enough password\n")
+    assert made.exit_code == 0 and made.output.strip() == "created admin ops-li (operator)"
+    with mysql_app.app_context():
+        stored = Admin.get(Admin.username == "ops-li")
+    assert stored.role == "operator" and check_password_hash(stored.password_hash, "a long enough password")
+    weak = xintu("admin", "create-user", "ops-wang", "--password-stdin", input="short\n")
+    assert weak.exit_code == 1 and weak.output.strip() == "Error: 密码至少 10 个字符"
+    listed = json.loads(xintu("admin", "list-users", "--format", "json").output)
+    assert [(a["username"], a["role"]) for a in listed] == [("ops-li", "operator")]
