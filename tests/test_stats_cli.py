@@ -124,3 +124,40 @@ def test_prune_command_and_admin_accounts(xintu, stats_data, mysql_app):
     assert weak.exit_code == 1 and weak.output.strip() == "Error: 密码至少 10 个字符"
     listed = json.loads(xintu("admin", "list-users", "--format", "json").output)
     assert [(a["username"], a["role"]) for a in listed] == [("ops-li", "operator")]
+
+
+def test_report_is_mailed_through_a_real_smtp_server(xintu, stats_data, monkeypatch, tmp_path):
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    from xintu.ops.procs import free_port
+
+    class Inbox:
+        messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append((envelope.rcpt_tos, envelope.content))
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        monkeypatch.setenv("XINTU_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("XINTU_SMTP_PORT", str(port))
+        monkeypatch.setenv("XINTU_SMTP_FROM", "report@xintu.example.com")
+        result = xintu("report", "daily", "--date", stats_data.day.isoformat(), "--out", tmp_path / "r.html",
+                       "--mail-to", "ops@example.com", "--mail-to", "boss@example.com")
+        assert result.exit_code == 0, result.output
+    finally:
+        controller.stop()
+    [(rcpts, raw)] = Inbox.messages
+    assert rcpts == ["ops@example.com", "boss@example.com"]
+    mail = message_from_bytes(raw, policy=policy.default)
+    assert mail["Subject"].startswith(f"芯图相册日报 {stats_data.day.isoformat()}")
+    assert "异常" in mail["Subject"]   # the LLM success ratio of the day is below the floor
+    html = mail.get_body(("html",)).get_content()
+    soup = BeautifulSoup(html, "html.parser")
+    assert soup.select_one('.card[data-key="requests"] .value').text.strip() == "9"
+    assert "识别请求 9" in mail.get_body(("plain",)).get_content()
