@@ -164,3 +164,18 @@ def test_create_user_cli_rules(mysql_app):
         create_admin("boss", PASSWORD, "viewer")
         with pytest.raises(Conflict):
             create_admin("boss", PASSWORD, "viewer")
+
+
+def test_every_admin_page_answers_on_an_empty_database(mysql_client, mysql_app):
+    with mysql_app.app_context():
+        create_admin("viewer2", PASSWORD, "viewer")
+    headers = bearer(mysql_client, "viewer2")
+    for path in ("/api/v1/admin/overview", "/api/v1/admin/users?q=%25_", "/api/v1/admin/orders?status=paid",
+                 "/api/v1/admin/releases", "/api/v1/admin/inference"):
+        response = mysql_client.get(path, headers=headers)
+        assert response.status_code == 200, (path, response.get_json())
+    overview = mysql_client.get("/api/v1/admin/overview", headers=headers).get_json()
+    assert overview["today"]["requests"] == 0 and overview["today"]["cache_hit_ratio"] is None
+    assert set(overview["charts"]) == {"requests", "ratios", "revenue", "methods", "categories"}
+    assert mysql_client.get("/api/v1/admin/users/987654321", headers=headers).status_code == 404
+    assert mysql_client.get("/api/v1/admin/orders?status=lost", headers=headers).status_code == 422
