@@ -45,11 +45,15 @@ def test_upload_latest_download_and_counts(mysql_app, mysql_client, installers, 
     assert latest["version"] == "1.10.0" and latest["notes"] == "新版"
     assert latest["download_url"].endswith("/api/v1/releases/windows/1.10.0/download")
 
+    from prometheus_client import REGISTRY
+
+    counted = REGISTRY.get_sample_value("xintu_app_downloads_total", {"platform": "windows"}) or 0
     for _ in range(2):
         got = mysql_client.get("/api/v1/releases/windows/1.10.0/download")
         assert got.status_code == 200 and got.data == installers["xintu-new.exe"].read_bytes()
         assert "attachment" in got.headers["Content-Disposition"]
     assert mysql_client.get("/api/v1/releases/mac/latest/download").status_code == 200
+    assert REGISTRY.get_sample_value("xintu_app_downloads_total", {"platform": "windows"}) == counted + 2
     with mysql_app.app_context():
         assert Release.get(Release.version == "1.10.0").downloads == 2
         per_day = {(d.key, d.value) for d in DailyStat.select().where(DailyStat.metric == "downloads")}

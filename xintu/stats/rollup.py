@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from xintu import metrics
 from xintu.db import atomic, is_mysql
 from xintu.errors import BadRequest
 from xintu.models import DailyStat, Release, RequestLog
@@ -89,3 +90,4 @@ def count_download(release: Release) -> None:
     target = None if is_mysql() else [DailyStat.day, DailyStat.metric, DailyStat.key]
     (DailyStat.insert(day=local_today(), metric="downloads", key=key, value=1)
      .on_conflict(conflict_target=target, update={DailyStat.value: DailyStat.value + 1}).execute())
+    metrics.DOWNLOADS.labels(release.platform).inc()
