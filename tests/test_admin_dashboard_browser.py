@@ -4,6 +4,7 @@ credits, see the ledger row."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import os
 import threading
@@ -50,13 +51,14 @@ def _serve(server):
 
 
 @pytest.fixture
-def dashboard(mysql_app, mariadb):
+def dashboard(mysql_app, mariadb, tmp_path):
     api = make_server("127.0.0.1", 0, mysql_app, threaded=True)
     api_base = f"http://127.0.0.1:{api.server_port}"
     handler = type("Handler", (_SpaHandler,), {"api_base": api_base})
     spa = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(SPA)))
     spa_origin = f"http://127.0.0.1:{spa.server_port}"
     mysql_app.config["ADMIN_ALLOWED_ORIGINS"] = [spa_origin]
+    mysql_app.config["RELEASES_DIR"] = str(tmp_path / "releases")
     with mysql_app.app_context():
         data = insert_stats_rows(local_today())
         create_admin("op1", "operator password", "operator")
@@ -95,7 +97,7 @@ def _login(page, url, username, password):
     page.click("#login-submit")
 
 
-def test_operator_sees_numbers_and_adjusts_credits(dashboard, page, mysql_app, mariadb):
+def test_operator_sees_numbers_adjusts_credits_uploads_a_release(dashboard, page, mysql_app, tmp_path):
     _login(page, dashboard["url"], "op1", "wrong password")
     page.wait_for_selector("#login-error:has-text('用户名或密码错误')")
 
@@ -143,6 +145,30 @@ def test_operator_sees_numbers_and_adjusts_credits(dashboard, page, mysql_app, m
     assert page.inner_text(t1 + ' td[data-col="amount_fen"]') == "¥29.90"
     assert page.inner_text(t1 + ' td[data-col="status"]') == "已支付"
     _shot(page, "orders")
+
+    installer = tmp_path / "xintu-setup.exe"
+    installer.write_bytes(b"MZ" + bytes(range(256)) * 40)
+    page.click("a[data-page=releases]")
+    page.select_option("#release-form select[name=platform]", "windows")
+    page.fill("#release-form input[name=version]", "1.3.0")
+    page.fill("#release-form input[name=notes]", "新增批量识别")
+    page.set_input_files("#release-form input[name=file]", str(installer))
+    page.click("#release-form button[type=submit]")
+    page.wait_for_selector("#release-status:has-text('已上传 1.3.0')")
+    digest = hashlib.sha256(installer.read_bytes()).hexdigest()
+    assert digest[:12] in page.inner_text("#release-status")
+    row = "tbody tr:has(td[data-col=version]:text-is('1.3.0'))"
+    assert page.inner_text(row + " td[data-col=notes]") == "新增批量识别"
+    _shot(page, "releases")
+
+    page.click("a[data-page=inference]")
+    page.select_option("#inference-mode", "local")
+    page.wait_for_selector("#inference-status:has-text('只用本地模型')")
+    with mysql_app.app_context():
+        from xintu.models import Setting
+        assert Setting.get_by_id("inference.mode").value == "local"
+        assert Setting.get_by_id("inference.mode").updated_by == "op1"
+    _shot(page, "inference")
 
 
 def test_viewer_has_no_write_controls_and_expired_session_returns_to_login(dashboard, page, mysql_app):

@@ -114,7 +114,7 @@ PAGES.releases = async (main) => {
   } else upload.append(el("p", { class: "muted" }, "只读账号不能上传版本"));
   main.replaceChildren(el("h2", {}, "版本发布"), upload, table([
     { key: "platform", label: "平台" }, { key: "version", label: "版本" }, { key: "size", label: "大小", num: true,
-      fmt: (v) => (v / 1048576).toFixed(1) + " MB" }, { key: "sha256", label: "SHA-256", fmt: (v) => v.slice(0, 16) + "…" },
+      fmt: (v) => (v >= 1048576 ? (v / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(v / 1024)) + " KB") }, { key: "sha256", label: "SHA-256", fmt: (v) => v.slice(0, 16) + "…" },
     { key: "downloads", label: "下载", num: true }, { key: "notes", label: "说明" }, { key: "created_at", label: "上传时间", fmt: when },
   ], data.items));
 };
@@ -124,12 +124,13 @@ PAGES.inference = async (main) => {
   const MODES = { auto: "自动（缓存 → 大模型 → 本地模型）", llm: "只用大模型（失败时仍回退本地）", local: "只用本地模型（不调用大模型）" };
   const data = await api("/inference");
   const status = el("span", { class: "ok", id: "inference-status" });
-  const select = el("select", { id: "inference-mode", disabled: !canOperate() },
+  const select = el("select", { id: "inference-mode", disabled: !canOperate(), style: "max-width:420px" },
     Object.entries(MODES).map(([v, label]) => el("option", { value: v, selected: v === data.mode }, label)));
   select.addEventListener("change", async () => {
     try {
       const r = await api("/inference", { method: "PUT", body: { mode: select.value } });
-      status.textContent = "已切换为：" + MODES[r.mode] + "（数秒内对所有服务器生效）";
+      await PAGES.inference(main);   // shows who changed it and when
+      document.getElementById("inference-status").textContent = "已切换为：" + MODES[r.mode] + "（数秒内对所有服务器生效）";
     } catch (e) { select.value = data.mode; showError(e); }
   });
   main.replaceChildren(el("h2", {}, "识别开关"), el("div", { class: "panel" },
