@@ -18,7 +18,7 @@ from xintu.errors import BadRequest
 from xintu.models import (CreditLedger, DailyStat, EditTask, Order, RequestLog, User, WechatEvent)
 from xintu.stats.figures import DayFigures, Values, from_values, latency_bucket
 from xintu.stats.report import DailyReport
-from xintu.timeutil import day_bounds_utc, local_today, utcnow
+from xintu.timeutil import day_bounds_utc, local_today, to_local, utcnow
 
 # Metrics that the roll-up owns and rewrites; "downloads" is counted live at download time.
 MARKER = "_rollup"
@@ -140,7 +140,7 @@ class StatsService:
         day = day or local_today() - timedelta(days=1)
         trend = self.days(day - timedelta(days=6), day)
         members = self.members()
-        return DailyReport(day=day, figures=trend[-1], trend=trend, generated_at=utcnow(),
+        return DailyReport(day=day, figures=trend[-1], trend=trend, generated_at=to_local(utcnow()),
                            members_active=members["members_active"],
                            members_expiring_7d=members["members_expiring_7d"],
                            downloads_by_version=trend[-1].downloads_by_version)
