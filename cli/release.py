@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import click
-
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 
@@ -52,6 +51,7 @@ def list_(platform, fmt):
 @with_app
 def latest(platform, fmt):
     """The release /api/v1/releases/latest returns for a platform."""
-    from xintu.releases.service import latest as find, release_dict
+    from xintu.releases.service import latest as find
+    from xintu.releases.service import release_dict
 
     emit(release_dict(find(platform)), fmt)

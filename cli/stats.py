@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import click
-
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 
@@ -135,7 +134,8 @@ def members(fmt):
 @with_app
 def rollup(day, since, until, keep_days, fmt):
     """Roll finished days up into daily_stats (idempotent); optionally prune request_log."""
-    from xintu.stats.rollup import prune, rollup as run_rollup
+    from xintu.stats.rollup import prune
+    from xintu.stats.rollup import rollup as run_rollup
 
     if day and (since or until):
         raise click.UsageError("use --date or --since/--until, not both")

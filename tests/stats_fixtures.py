@@ -40,10 +40,18 @@ class StatsData:
 
 
 def insert_stats_rows(day: date) -> StatsData:
-    from xintu.models import (CreditLedger, DailyStat, EditTask, Order, RequestLog, User, WechatEvent)
+    from xintu.models import (
+        CreditLedger,
+        DailyStat,
+        EditTask,
+        Order,
+        RequestLog,
+        User,
+        WechatEvent,
+    )
 
     start, end = day_bounds_utc(day)
-    at = lambda minutes: start + timedelta(minutes=minutes)  # noqa: E731
+    at = lambda minutes: start + timedelta(minutes=minutes)
     now = utcnow()
     alice = User.create(openid="o-alice", nickname="小明", subscribed=True, created_at=at(60),
                         member_expires_at=now + timedelta(days=3), credits_balance=26)

@@ -55,7 +55,7 @@ def test_wrong_password_and_unknown_user_look_the_same(mysql_client, admins):
 
 def test_lockout_after_repeated_failures(mysql_app, mysql_client, admins):
     for i in range(5):
-        assert login(mysql_client, "op1", "guess %d" % i, ip=f"10.0.1.{i}").status_code == 401
+        assert login(mysql_client, "op1", f"guess {i}", ip=f"10.0.1.{i}").status_code == 401
     # now even the right password is refused, from any address
     locked = login(mysql_client, "op1", ip="10.0.2.1")
     assert locked.status_code == 429 and locked.get_json()["error"]["code"] == "account_locked"

@@ -134,14 +134,16 @@ def test_report_is_mailed_through_a_real_smtp_server(xintu, stats_data, monkeypa
     from xintu.ops.procs import free_port
 
     class Inbox:
-        messages = []
+        def __init__(self):
+            self.messages = []
 
         async def handle_DATA(self, server, session, envelope):
             self.messages.append((envelope.rcpt_tos, envelope.content))
             return "250 OK"
 
     port = free_port()
-    controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         monkeypatch.setenv("XINTU_SMTP_HOST", "127.0.0.1")
@@ -152,7 +154,7 @@ def test_report_is_mailed_through_a_real_smtp_server(xintu, stats_data, monkeypa
         assert result.exit_code == 0, result.output
     finally:
         controller.stop()
-    [(rcpts, raw)] = Inbox.messages
+    [(rcpts, raw)] = inbox.messages
     assert rcpts == ["ops@example.com", "boss@example.com"]
     mail = message_from_bytes(raw, policy=policy.default)
     assert mail["Subject"].startswith(f"芯图相册日报 {stats_data.day.isoformat()}")

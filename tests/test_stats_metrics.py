@@ -60,9 +60,10 @@ def gunicorn(tmp_path):
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(GUNICORN_CONF)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(conf), "-b", f"127.0.0.1:{port}",
-                             "xintu:create_app()"], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gunicorn.log", "wb"))
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(conf), "-b",
+                                 f"127.0.0.1:{port}", "xintu:create_app()"], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_port(port, timeout=60)
         yield {"base": f"http://127.0.0.1:{port}", "pid": proc.pid, "prom": prom}

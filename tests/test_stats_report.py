@@ -10,10 +10,11 @@ from xintu.stats.report import DailyReport, render_daily_report
 
 def _day(d, cache=300, llm=150, local=30, fallback=5, requests=480, failed=4, p95=800.0, **kw):
     methods = {"cache": cache, "llm": llm, "local": local, "llm_fallback": fallback}
-    base = dict(day=d, requests=requests, failed=failed, images=sum(methods.values()), methods=methods,
-                categories={"pets": 80, "foods": 60, "screenshot": 90}, latency_p50_ms=120.0,
-                latency_p95_ms=p95, new_users=12, new_followers=10, orders_paid=3, revenue_fen=9960,
-                credits_granted=60, credits_spent=25, edit_tasks=9, downloads=14)
+    base = {"day": d, "requests": requests, "failed": failed, "images": sum(methods.values()),
+            "methods": methods, "categories": {"pets": 80, "foods": 60, "screenshot": 90},
+            "latency_p50_ms": 120.0, "latency_p95_ms": p95, "new_users": 12, "new_followers": 10,
+            "orders_paid": 3, "revenue_fen": 9960, "credits_granted": 60, "credits_spent": 25,
+            "edit_tasks": 9, "downloads": 14}
     base.update(kw)
     return DayFigures(**base)
 

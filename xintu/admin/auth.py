@@ -66,7 +66,7 @@ def login(username: str, password: str, ip: str) -> tuple[str, AdminSession]:
     now = utcnow()
     window = now - timedelta(minutes=10)
     recent = (AdminLoginAttempt.select()
-              .where(AdminLoginAttempt.ip == ip, AdminLoginAttempt.ok == False,  # noqa: E712
+              .where(AdminLoginAttempt.ip == ip, AdminLoginAttempt.ok == False,
                      AdminLoginAttempt.created_at >= window).count())
     if recent >= _conf("ADMIN_LOGIN_ATTEMPTS_PER_10MIN"):
         raise RateLimited("登录尝试过于频繁，请稍后再试", code="login_rate_limited")

@@ -12,7 +12,12 @@ import time
 
 from apiflask import APIBlueprint
 from flask import Response, current_app, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+)
 
 from xintu import metrics
 from xintu.errors import NotFound

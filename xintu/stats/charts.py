@@ -25,8 +25,8 @@ STYLE = Style(
     title_font_size=20, label_font_size=14, major_label_font_size=14, legend_font_size=14,
     value_font_size=14, tooltip_font_size=14,
 )
-COMMON = dict(style=STYLE, js=[], disable_xml_declaration=True, width=720, height=320,
-              margin=16, margin_bottom=30, legend_at_bottom=True, legend_at_bottom_columns=4)
+COMMON = {"style": STYLE, "js": [], "disable_xml_declaration": True, "width": 720, "height": 320,
+          "margin": 16, "margin_bottom": 30, "legend_at_bottom": True, "legend_at_bottom_columns": 4}
 
 
 def int_ticks(top: float, target: int = 5) -> list[int]:
