@@ -45,8 +45,9 @@ PAGES.users = async (main, id) => {
   await load();
 };
 
-async function userDetail(main, id) {
-  const data = await api("/users/" + id);
+// `fresh`: the answer of a write (read on the primary), so a lagging replica cannot show the old balance.
+async function userDetail(main, id, fresh) {
+  const data = fresh || await api("/users/" + id);
   const u = data.user;
   const adjust = el("div", { class: "panel", id: "adjust-panel" });
   if (canOperate()) {
@@ -56,8 +57,8 @@ async function userDetail(main, id) {
     adjust.append(el("h3", {}, "调整积分"), el("form", { onsubmit: async (ev) => {
       ev.preventDefault(); status.textContent = "";
       try {
-        await api("/users/" + id + "/credits", { method: "POST", body: { delta: Number(delta.value), reason: reason.value.trim() } });
-        await userDetail(main, id);
+        const done = await api("/users/" + id + "/credits", { method: "POST", body: { delta: Number(delta.value), reason: reason.value.trim() } });
+        await userDetail(main, id, done);
         document.getElementById("adjust-status").textContent = "已调整";
       } catch (e) { showError(e); }
     } }, el("label", {}, "增减 (正数增加，负数扣减)", delta), el("label", {}, "原因", reason),
@@ -94,8 +95,10 @@ PAGES.orders = async (main) => {
   await load();
 };
 
-PAGES.releases = async (main) => {
+PAGES.releases = async (main, _arg, uploaded) => {
   const data = await api("/releases");
+  // the list is read on the replica: make sure a release we just uploaded is shown even if it lags
+  if (uploaded && !data.items.some((r) => r.id === uploaded.id)) data.items.unshift(uploaded);
   const upload = el("div", { class: "panel" });
   if (canOperate()) {
     const status = el("span", { class: "ok", id: "release-status" });
@@ -103,7 +106,7 @@ PAGES.releases = async (main) => {
       ev.preventDefault();
       try {
         const r = await api("/releases", { method: "POST", body: new FormData(ev.target) });
-        await PAGES.releases(main);
+        await PAGES.releases(main, null, r);
         document.getElementById("release-status").textContent = "已上传 " + r.version + "，SHA-256 " + r.sha256.slice(0, 12) + "…";
       } catch (e) { showError(e); }
     } }, el("label", {}, "平台", el("select", { name: "platform" }, ["windows", "mac", "android"].map((p) => el("option", { value: p }, p)))),

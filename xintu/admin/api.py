@@ -71,7 +71,7 @@ def login(body):
     token, session = auth.login(body["username"], body["password"], request.remote_addr or "")
     return {"token": token, "expires_at": iso(session.expires_at), "username": session.admin.username,
             "role": session.admin.role,
-            "idle_minutes": auth._conf("ADMIN_SESSION_IDLE_MINUTES")}
+            "idle_minutes": auth.conf("ADMIN_SESSION_IDLE_MINUTES")}
 
 
 @bp.post("/logout")

@@ -29,7 +29,7 @@ _DUMMY_HASH = generate_password_hash("xintu-no-such-admin")
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen is written at most this often per session
 
 
-def _conf(key: str) -> int:
+def conf(key: str) -> int:
     return int(current_app.config[key])   # defaults in xintu.config
 
 
@@ -68,7 +68,7 @@ def login(username: str, password: str, ip: str) -> tuple[str, AdminSession]:
     recent = (AdminLoginAttempt.select()
               .where(AdminLoginAttempt.ip == ip, AdminLoginAttempt.ok == False,
                      AdminLoginAttempt.created_at >= window).count())
-    if recent >= _conf("ADMIN_LOGIN_ATTEMPTS_PER_10MIN"):
+    if recent >= conf("ADMIN_LOGIN_ATTEMPTS_PER_10MIN"):
         raise RateLimited("登录尝试过于频繁，请稍后再试", code="login_rate_limited")
 
     admin = Admin.get_or_none(Admin.username == (username or "").strip())
@@ -89,15 +89,15 @@ def login(username: str, password: str, ip: str) -> tuple[str, AdminSession]:
         Admin.update(failed_logins=0, locked_until=None, last_login_at=now).where(Admin.id == admin.id).execute()
         session = AdminSession.create(
             admin=admin, token_hash=_token_hash(token), ip=ip, created_at=now, last_seen_at=now,
-            expires_at=now + timedelta(hours=_conf("ADMIN_SESSION_MAX_HOURS")))
+            expires_at=now + timedelta(hours=conf("ADMIN_SESSION_MAX_HOURS")))
     return token, session
 
 
 def _count_failure(admin: Admin, now) -> None:
     # one statement, so parallel wrong guesses cannot lose increments
     Admin.update(failed_logins=Admin.failed_logins + 1).where(Admin.id == admin.id).execute()
-    if Admin.get_by_id(admin.id).failed_logins >= _conf("ADMIN_MAX_FAILURES"):
-        Admin.update(failed_logins=0, locked_until=now + timedelta(minutes=_conf("ADMIN_LOCKOUT_MINUTES"))
+    if Admin.get_by_id(admin.id).failed_logins >= conf("ADMIN_MAX_FAILURES"):
+        Admin.update(failed_logins=0, locked_until=now + timedelta(minutes=conf("ADMIN_LOCKOUT_MINUTES"))
                      ).where(Admin.id == admin.id).execute()
 
 
@@ -107,7 +107,7 @@ def authenticate(token: str) -> tuple[Admin, AdminSession]:
                .where(AdminSession.token_hash == _token_hash(token)).first()) if token else None
     if session is None:
         raise Unauthorized("请先登录", code="admin_login_required")
-    idle = timedelta(minutes=_conf("ADMIN_SESSION_IDLE_MINUTES"))
+    idle = timedelta(minutes=conf("ADMIN_SESSION_IDLE_MINUTES"))
     if session.expires_at <= now or session.last_seen_at + idle <= now:
         session.delete_instance()
         raise Unauthorized("登录已过期，请重新登录", code="admin_session_expired")

@@ -13,7 +13,7 @@ from xintu.db import atomic, is_mysql
 from xintu.errors import BadRequest
 from xintu.models import DailyStat, Release, RequestLog
 from xintu.stats.service import LIVE_METRICS, MARKER, days_between, measure_day
-from xintu.timeutil import day_bounds_utc, local_today
+from xintu.timeutil import day_bounds_utc, local_today, to_local
 
 PRUNED = "_pruned"
 DELETE_CHUNK = 5000   # rows per DELETE, so pruning never holds a huge transaction on the primary
@@ -63,8 +63,7 @@ def prune(keep_days: int) -> dict:
     oldest = RequestLog.select(RequestLog.ts).order_by(RequestLog.ts).limit(1).scalar()
     if oldest is None or oldest >= cutoff:
         return {"deleted": 0, "rolled_up": [], "pruned_days": []}
-    # the Shanghai day of the oldest row (UTC+8, no DST)
-    first = (oldest + timedelta(hours=8)).date()
+    first = to_local(oldest).date()
     days = days_between(first, first_kept - timedelta(days=1))
     done = rollup(first, days[-1])["rolled_up"]
     deleted = 0

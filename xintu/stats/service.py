@@ -15,7 +15,15 @@ from peewee import Case, fn
 
 from xintu.db import stale_call
 from xintu.errors import BadRequest
-from xintu.models import CreditLedger, DailyStat, EditTask, Order, RequestLog, User, WechatEvent
+from xintu.models import (
+    CreditLedger,
+    DailyStat,
+    EditTask,
+    Order,
+    RequestLog,
+    User,
+    WechatEvent,
+)
 from xintu.stats.figures import DayFigures, Values, from_values, latency_bucket
 from xintu.stats.report import DailyReport
 from xintu.timeutil import day_bounds_utc, local_today, to_local, utcnow
