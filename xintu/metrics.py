@@ -7,7 +7,9 @@ gunicorn config wires ``on_starting`` and ``child_exit`` below so restarts and r
 (max_requests) neither lose nor double-count.  Only Counters and Histograms are used: they sum
 across processes without a multiprocess_mode choice.
 
-Labels are bounded: endpoint is the route template (``/api/v1/admin/users/<int:user_id>``), never
+Per-image classification counts and times live with ClassifierService (``xintu_classify_total``,
+``xintu_classify_seconds``, ``xintu_classify_llm_failures_total``); this module has what several areas
+share.  Labels are bounded: endpoint is the route template (``/api/v1/admin/users/<int:user_id>``), never
 a raw path, so a scanner cannot create unbounded series.
 """
 
@@ -27,8 +29,6 @@ HTTP_REQUESTS = Counter("xintu_http_requests", "HTTP requests by route, method a
                         ["endpoint", "method", "status"])
 HTTP_LATENCY = Histogram("xintu_http_request_duration_seconds", "Request handling time by route",
                          ["endpoint"], buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
-CLASSIFY_IMAGES = Counter("xintu_classify_images", "Classified images by method (cache/llm/local/llm_fallback)",
-                          ["method"])
 LLM_LATENCY = Histogram("xintu_llm_request_duration_seconds", "Upstream LLM call time (DashScope)", ["kind"],
                         buckets=(.25, .5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120))
 LLM_ERRORS = Counter("xintu_llm_errors", "Failed upstream LLM calls by kind and reason", ["kind", "reason"])
@@ -42,10 +42,6 @@ DOWNLOADS = Counter("xintu_app_downloads", "APP installer downloads by platform"
 def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
     HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
     HTTP_LATENCY.labels(endpoint).observe(seconds)
-
-
-def count_classification(method: str, n: int = 1) -> None:
-    CLASSIFY_IMAGES.labels(method).inc(n)
 
 
 def observe_llm(kind: str, seconds: float, error: str | None = None) -> None:
