@@ -117,6 +117,20 @@ def revenue(since, until, fmt):
 
 
 @stats.command()
+@range_options
+@output_options
+@with_app
+def batches(since, until, fmt):
+    """Classification requests by number of images per request (default: today)."""
+    from xintu.stats.service import StatsService
+
+    sizes = StatsService().summary(*_dates(since, until)).batch_sizes
+    total = sum(sizes.values())
+    emit([{"images_per_request": size, "requests": n, "share": _share(n, total)}
+          for size, n in sorted(sizes.items())], fmt, ["images_per_request", "requests", "share"])
+
+
+@stats.command()
 @output_options
 @with_app
 def members(fmt):

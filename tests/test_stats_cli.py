@@ -55,6 +55,8 @@ def test_categories_methods_revenue_members(xintu, stats_data, fmt):
     revenue = rows("revenue", "--since", since, "--until", stats_data.day.isoformat())
     assert [(str(r["day"]), int(r["revenue_fen"]), int(r["member_fen"])) for r in revenue] == [
         (since, 3900, 0), (stats_data.day.isoformat(), 3980, 2990)]
+    sizes = {int(r["images_per_request"]): int(r["requests"]) for r in rows("batches", *_day_args(stats_data))}
+    assert sizes == EXPECTED_DAY["batch_sizes"]
     members = rows("members")
     if fmt == "json":
         assert members == {"members_active": 2, "members_expiring_7d": 1, "users_total": 3}

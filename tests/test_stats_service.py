@@ -129,5 +129,7 @@ def test_daily_report_from_the_database(mysql_app, stats_data):
     # LLM success 66.7 % is below the floor
     assert "llm_failing" in {li["data-key"] for li in soup.select("#anomalies li")}
     assert soup.select_one('#downloads-table tr[data-key="windows 1.2.0"] td:last-child').text == "3"
+    assert {tr["data-key"]: tr.select("td")[1].text for tr in soup.select("#batches-table tr[data-key]")} == {
+        "1": "4", "3": "1"}
 
 
