@@ -165,3 +165,27 @@ def test_report_is_mailed_through_a_real_smtp_server(xintu, stats_data, monkeypa
     soup = BeautifulSoup(html, "html.parser")
     assert soup.select_one('.card[data-key="requests"] .value').text.strip() == "9"
     assert "识别请求 9" in mail.get_body(("plain",)).get_content()
+
+
+def test_dashboard_cli_and_report_agree(xintu, mysql_app, mariadb, tmp_path):
+    from tests.stats_fixtures import insert_stats_rows
+    from xintu.admin.auth import create_admin
+    from xintu.timeutil import local_today
+
+    with mysql_app.app_context():
+        insert_stats_rows(local_today())
+        create_admin("viewer1", "viewer password", "viewer")
+    mariadb.wait_replica()
+    client = mysql_app.test_client()
+    token = client.post("/api/v1/admin/login", json={"username": "viewer1", "password": "viewer password"})
+    overview = client.get("/api/v1/admin/overview",
+                          headers={"Authorization": "Bearer " + token.get_json()["token"]}).get_json()
+    cli = json.loads(xintu("stats", "summary", "--format", "json").output)   # default range: today
+    xintu("report", "daily", "--date", local_today().isoformat(), "--out", tmp_path / "today.html")
+    soup = BeautifulSoup((tmp_path / "today.html").read_text(encoding="utf-8"), "html.parser")
+    card = {c["data-key"]: c.select_one(".value").get_text(strip=True) for c in soup.select(".card")}
+    for key in ("requests", "images", "new_users", "orders_paid", "revenue_fen", "credits_granted",
+                "credits_spent", "edit_tasks", "downloads", "cache_hit_ratio", "latency_p95_ms"):
+        assert overview["today"][key] == cli[key], key
+    assert overview["members_active"] == cli["members_active"] == int(card["members_active"])
+    assert card["requests"] == str(cli["requests"]) and card["revenue"] == cli["revenue"]
