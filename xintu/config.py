@@ -44,6 +44,10 @@ DEFAULTS: dict = {
     "WECHAT_AES_KEY": None,
     "WECHAT_API_BASE_URL": None,      # None → https://api.weixin.qq.com/
     "WECHAT_OAUTH_BASE_URL": None,    # None → https://open.weixin.qq.com/connect/
+    # OAuth landing and pay notify as WeChat reaches them: web-tier URLs in production (Lighttpd proxies
+    # them with the shared secret); None → PUBLIC_BASE_URL + /wechat/oauth, /wechat/pay/notify.
+    "WECHAT_OAUTH_REDIRECT_URL": None,
+    "WECHATPAY_NOTIFY_URL": None,
     # WeChat Pay v3.
     "WECHATPAY_MCHID": None,
     "WECHATPAY_PRIVATE_KEY": None,    # PEM text or a path to it
@@ -52,9 +56,27 @@ DEFAULTS: dict = {
     "WECHATPAY_PUBLIC_KEY": None,     # platform public key, PEM text or path
     "WECHATPAY_PUBLIC_KEY_ID": None,
     "WECHATPAY_BASE_URL": None,       # None → https://api.mch.weixin.qq.com
+    "SANDBOX_PAY_CASHIER_URL": None,  # set by the sandbox: the H5 page pays there instead of WeixinJSBridge
+    # Price table (fen). Credit packages as "credits:fen".
+    "PRICE_MEMBER_FEN": 2990,
+    "PRICE_MEMBER_DAYS": 30,
+    "PRICE_MEMBER_BONUS": 10,
+    "PRICE_CREDITS": ["10:990", "20:1800", "50:3900"],
     # DashScope (Qwen-VL classification, image edit).
     "DASHSCOPE_API_KEY": None,
     "DASHSCOPE_BASE_URL": None,       # None → the SDK default
+    # Classification (xintu.classify). The operator switch inference.mode (auto|llm|local) lives in the DB
+    # (`xintu config set`); INFERENCE_MODE is its value until someone sets it.
+    "INFERENCE_MODE": "auto",
+    "CLASSIFY_MODEL_DIR": None,       # None → <instance>/models (ONNX built there at first use)
+    "CLASSIFY_THREADS": 2,            # onnxruntime intra-op threads per worker
+    "CLASSIFY_LOCAL_CONCURRENCY": 2,  # local inferences at once per worker (CPU bound)
+    "CLASSIFY_BATCH_CONCURRENCY": 20,  # items of one batch in flight: all 20, LLM calls are I/O bound
+    "CLASSIFY_CACHE_LOCAL": False,    # cache local-model answers too (LLM answers always are)
+    "CLASSIFY_LLM_MODEL": "qwen-vl-plus",
+    "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
+    "CLASSIFY_LLM_RETRIES": 1,
+    "SANDBOX_LLM": False,             # `xintu serve`: also start the fake Qwen-VL (else local-only)
     # Web tier → app internal calls (WeChat callback, OAuth landing, pay notify).
     "INTERNAL_SHARED_SECRET": None,
     "INTERNAL_ALLOWED_ADDRS": ["127.0.0.1", "::1"],
@@ -96,6 +118,8 @@ PRODUCTION_REQUIRED = (
     "WECHATPAY_APIV3_KEY",
     "WECHATPAY_PUBLIC_KEY",
     "WECHATPAY_PUBLIC_KEY_ID",
+    "WECHATPAY_NOTIFY_URL",
+    "WECHAT_OAUTH_REDIRECT_URL",
     "INTERNAL_SHARED_SECRET",
 )
 
