@@ -73,7 +73,8 @@ async function userDetail(main, id, fresh) {
     el("div", { id: "ledger" }, table([
       { key: "created_at", label: "时间", fmt: when }, { key: "delta", label: "变动", num: true, fmt: (v) => (v > 0 ? "+" : "") + v },
       { key: "balance_after", label: "余额", num: true }, { key: "reason", label: "类型", fmt: (v) => REASON_LABELS[v] || v },
-      { key: "ref", label: "关联" }, { key: "operator", label: "操作人" }, { key: "note", label: "备注" },
+      { key: "ref", label: "关联", fmt: (v, r) => (r.reason === "admin_adjust" ? "" : v) },
+      { key: "operator", label: "操作人" }, { key: "note", label: "备注" },
     ], data.ledger)));
 }
 

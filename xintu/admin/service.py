@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from xintu.db import stale_call
 from xintu.errors import BadRequest, NotFound
+from xintu.member.credits import CreditService
 from xintu.models import CreditLedger, Order, User
 from xintu.settings_store import get_setting, set_setting
 from xintu.stats import charts
@@ -79,17 +80,14 @@ def user_detail(user_id: int, ledger_limit: int = 200, fresh: bool = False) -> d
 
 
 def adjust_credits(user_id: int, delta: int, note: str, operator: str) -> dict:
-    from xintu.admin.credits import admin_adjust
-
     note = (note or "").strip()
     if not note:
         raise BadRequest("请填写调整原因", code="reason_required")
     if delta == 0 or abs(delta) > MAX_ADJUST:
         raise BadRequest(f"调整数量须为非零整数，且绝对值不超过 {MAX_ADJUST}", code="invalid_delta")
-    if User.get_or_none(User.id == user_id) is None:
-        raise NotFound("用户不存在", code="user_not_found")
-    entry = admin_adjust(user_id, delta, note=note[:255], operator=operator)
-    return {"entry": ledger_dict(entry), **user_detail(user_id, fresh=True)}
+    # CreditService: one guarded UPDATE + a ledger row (reason admin_adjust, our name) in one transaction
+    move = CreditService.adjust(user_id, delta, operator, note[:255])
+    return {"entry": ledger_dict(CreditLedger.get_by_id(move.ledger_id)), **user_detail(user_id, fresh=True)}
 
 
 def list_orders(status: str = "", page: int = 1, per_page: int = 50) -> dict:
