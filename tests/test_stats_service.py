@@ -133,3 +133,19 @@ def test_daily_report_from_the_database(mysql_app, stats_data):
         "1": "4", "3": "1"}
 
 
+
+
+def test_overlapping_rollups_are_refused(mysql_app, stats_data, mariadb, mysql_database):
+    from contextlib import closing
+
+    from xintu.errors import Conflict
+
+    # another host holds the roll-up lock
+    with closing(mariadb.admin(mariadb.primary)) as other, other.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0)", (f"xintu_stats_rollup:{mysql_database}",))
+        with mysql_app.app_context(), pytest.raises(Conflict) as info:
+            rollup(stats_data.day, stats_data.day)
+        assert info.value.code == "rollup_running"
+        cur.execute("SELECT RELEASE_LOCK(%s)", (f"xintu_stats_rollup:{mysql_database}",))
+    with mysql_app.app_context():
+        assert rollup(stats_data.day, stats_data.day)["rolled_up"] == [stats_data.day]

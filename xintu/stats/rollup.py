@@ -6,11 +6,13 @@ leaves it alone: measuring it again would find no rows and wipe its numbers.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 from xintu import metrics
 from xintu.db import atomic, is_mysql
-from xintu.errors import BadRequest
+from xintu.db import primary
+from xintu.errors import BadRequest, Conflict
 from xintu.models import DailyStat, Release, RequestLog
 from xintu.stats.service import LIVE_METRICS, MARKER, days_between, measure_day
 from xintu.timeutil import day_bounds_utc, local_today, to_local
@@ -26,8 +28,29 @@ def _marked(days: list[date], metric: str) -> set[date]:
             .where(DailyStat.metric == metric, DailyStat.day.between(min(days), max(days))).tuples()}
 
 
+@contextmanager
+def _exclusive():
+    """One roll-up/prune at a time across hosts (cron may overlap a slow run): MySQL named lock."""
+    if not is_mysql():
+        yield
+        return
+    # named per database: several xintu databases may share one server
+    name = "CONCAT('xintu_stats_rollup:', DATABASE())"
+    if primary.execute_sql(f"SELECT GET_LOCK({name}, 0)").fetchone()[0] != 1:
+        raise Conflict("另一个汇总任务正在运行", code="rollup_running")
+    try:
+        yield
+    finally:
+        primary.execute_sql(f"SELECT RELEASE_LOCK({name})")
+
+
 def rollup(since: date | None = None, until: date | None = None) -> dict:
     """Roll up whole past days (default: yesterday).  Returns what was done, per day."""
+    with _exclusive():
+        return _rollup(since, until)
+
+
+def _rollup(since: date | None, until: date | None) -> dict:
     today = local_today()
     until = until or today - timedelta(days=1)
     since = since or until
@@ -58,6 +81,11 @@ def prune(keep_days: int) -> dict:
     """Delete request_log rows older than ``keep_days`` whole days, rolling those days up first."""
     if keep_days < 1:
         raise BadRequest("--keep-days 至少为 1", code="invalid_keep_days")
+    with _exclusive():
+        return _prune(keep_days)
+
+
+def _prune(keep_days: int) -> dict:
     first_kept = local_today() - timedelta(days=keep_days)
     cutoff, _ = day_bounds_utc(first_kept)
     oldest = RequestLog.select(RequestLog.ts).order_by(RequestLog.ts).limit(1).scalar()
@@ -65,7 +93,7 @@ def prune(keep_days: int) -> dict:
         return {"deleted": 0, "rolled_up": [], "pruned_days": []}
     first = to_local(oldest).date()
     days = days_between(first, first_kept - timedelta(days=1))
-    done = rollup(first, days[-1])["rolled_up"]
+    done = _rollup(first, days[-1])["rolled_up"]
     deleted = 0
     while True:
         ids = [i for (i,) in RequestLog.select(RequestLog.id).where(RequestLog.ts < cutoff)
