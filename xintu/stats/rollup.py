@@ -10,8 +10,7 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 
 from xintu import metrics
-from xintu.db import atomic, is_mysql
-from xintu.db import primary
+from xintu.db import atomic, is_mysql, primary
 from xintu.errors import BadRequest, Conflict
 from xintu.models import DailyStat, Release, RequestLog
 from xintu.stats.service import LIVE_METRICS, MARKER, days_between, measure_day
