@@ -28,6 +28,12 @@ def test_summary_in_three_formats(xintu, stats_data):
         xintu("stats", "summary", *_day_args(stats_data), "--format", "csv").output))}
     assert rows["requests"] == "9" and rows["revenue_fen"] == "3980" and rows["cache_hit_ratio"] == "0.4286"
 
+    since = (stats_data.day - timedelta(days=1)).isoformat()
+    days = json.loads(xintu("stats", "days", "--since", since, "--until", stats_data.day.isoformat(),
+                            "--format", "json").output)
+    assert [(d["day"], d["requests"], d["revenue_fen"]) for d in days] == [
+        (since, 1, 3900), (stats_data.day.isoformat(), 9, 3980)]
+
     table = xintu("stats", "summary", *_day_args(stats_data)).output.splitlines()
     assert table[0].split() == ["key", "value"]
     assert "requests 9" in [" ".join(line.split()) for line in table]
