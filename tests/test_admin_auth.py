@@ -180,3 +180,10 @@ def test_every_admin_page_answers_on_an_empty_database(mysql_client, mysql_app):
     assert set(overview["charts"]) == {"requests", "ratios", "revenue", "methods", "categories"}
     assert mysql_client.get("/api/v1/admin/users/987654321", headers=headers).status_code == 404
     assert mysql_client.get("/api/v1/admin/orders?status=lost", headers=headers).status_code == 422
+
+
+def test_openapi_names_the_admin_token_apart_from_device_tokens(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert {"AdminBearerAuth", "BearerAuth"} <= set(spec["components"]["securitySchemes"])
+    assert spec["paths"]["/api/v1/admin/users"]["get"]["security"] == [{"AdminBearerAuth": []}]
+    assert "security" not in spec["paths"]["/api/v1/admin/login"]["post"]

@@ -120,7 +120,8 @@ def logout(session: AdminSession) -> None:
     AdminSession.delete().where(AdminSession.id == session.id).execute()
 
 
-admin_auth = HTTPTokenAuth(scheme="Bearer", description="管理后台令牌，来自 POST /api/v1/admin/login")
+admin_auth = HTTPTokenAuth(scheme="Bearer", security_scheme_name="AdminBearerAuth",
+                           description="管理后台令牌，来自 POST /api/v1/admin/login")
 
 
 @admin_auth.verify_token
