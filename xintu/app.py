@@ -27,6 +27,9 @@ BLUEPRINTS = [
     "xintu.classify.api",
     "xintu.member.api",
     "xintu.wechat.api",
+    "xintu.stats.api",
+    "xintu.admin.api",
+    "xintu.releases.api",
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
