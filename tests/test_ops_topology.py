@@ -9,6 +9,7 @@ import socket
 import ssl
 import time
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 import requests
@@ -166,3 +167,17 @@ def test_signed_wechat_event_via_lighttpd_creates_a_user_that_reaches_the_replic
                     (openid,))
         row = cur.fetchone()
     assert row is not None and row["openid"] == openid
+
+
+def test_metrics_sum_both_gunicorn_workers_and_stay_off_the_public_host(nginx_stack):
+    for _ in range(20):
+        requests.get(f"{nginx_stack.nginx_url}/healthz", verify=nginx_stack.cert, timeout=10)
+    scrape = requests.get(f"{nginx_stack.gunicorn_url}/metrics", timeout=10)
+    assert scrape.status_code == 200
+    counted = [line for line in scrape.text.splitlines()
+               if line.startswith("xintu_http_requests_total{") and 'endpoint="/healthz"' in line]
+    assert counted and sum(float(line.rsplit(" ", 1)[1]) for line in counted) >= 20
+    pids = {p.name for p in (Path(nginx_stack.settings["paths"]["run"]) / "prometheus").glob("*.db")}
+    assert pids, "workers wrote no multiprocess samples"
+    public = requests.get(f"{nginx_stack.nginx_url}/metrics", verify=nginx_stack.cert, timeout=10)
+    assert public.status_code == 404

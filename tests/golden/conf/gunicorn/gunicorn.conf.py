@@ -29,6 +29,9 @@ access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id
 forwarded_allow_ips = "127.0.0.1,::1"
 raw_env = ["PROMETHEUS_MULTIPROC_DIR=/run/xintu/prometheus"]
 
+# The hooks below are written out rather than imported from xintu.metrics: the master must never import
+# xintu, or after a HUP reload new workers would inherit the old package (and report the old version).
+
 
 def on_starting(server):
     # prometheus_client multiprocess mode needs an empty directory at each start.
