@@ -61,8 +61,9 @@ def test_a_photo_is_classified_through_nginx(nginx_stack):
     photo = BytesIO()
     Image.fromarray(data.coffee()).save(photo, "JPEG", quality=85)
     base = nginx_stack.nginx_url
+    device = {"client_id": "topology-" + secrets.token_hex(4), "platform": "mac"}
     token = requests.post(f"{base}/api/v1/clients", verify=nginx_stack.cert, timeout=10,
-                          json={"client_id": "topology-" + secrets.token_hex(4), "platform": "mac"}).json()["token"]
+                          json=device).json()["token"]
     answer = requests.post(f"{base}/api/v1/classify", verify=nginx_stack.cert, timeout=60,
                            headers={"Authorization": f"Bearer {token}"},
                            files={"image": ("coffee.jpg", photo.getvalue(), "image/jpeg")})
