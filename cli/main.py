@@ -1,0 +1,113 @@
+"""``xintu`` — the operator's command line.
+
+Subcommands are imported only when used (``xintu --help`` must not load onnxruntime, dashscope or
+wechatpy).  Every command is a thin caller of a service in the ``xintu`` package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+# name → ("module:attribute", one-line help shown by `xintu --help` without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "admin": ("xintu_cli.admin:admin", "Admin dashboard accounts (管理后台)."),
+    "classify": ("xintu_cli.classify:classify", "Classify photos into the 8 categories."),
+    "conf": ("xintu_cli.conf:conf", "Render and check nginx / lighttpd / gunicorn / MariaDB configs."),
+    "config": ("xintu_cli.config:config", "Show the effective configuration; runtime switches."),
+    "credits": ("xintu_cli.credits:credits", "Show, adjust and audit user credits."),
+    "db": ("xintu_cli.db:db", "Migrations and primary → replica replication."),
+    "deploy": ("xintu_cli.deploy:deploy", "Deploy a release to app hosts over SSH."),
+    "edit": ("xintu_cli.edit:edit", "Image edit tasks (DashScope)."),
+    "location": ("xintu_cli.location:location", "GPS → place names (Chinese)."),
+    "orders": ("xintu_cli.orders:orders", "WeChat Pay orders."),
+    "qrcode": ("xintu_cli.qrcode:qrcode", "Issue WeChat follow QR codes."),
+    "release": ("xintu_cli.release:release", "APP installers for the download page."),
+    "report": ("xintu_cli.report:report", "The daily stats report (cron)."),
+    "serve": ("xintu_cli.serve:serve", "Run the service (embedded SQLite + sandbox by default)."),
+    "sites": ("xintu_cli.sites:sites", "Render the static sites into CDN-ready folders."),
+    "stats": ("xintu_cli.stats:stats", "Usage numbers."),
+    "users": ("xintu_cli.users:users", "WeChat users."),
+    "worker": ("xintu_cli.edit:worker", "Run background task workers."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(name for name in COMMANDS if _module_exists(COMMANDS[name][0]))
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        target = COMMANDS[name][0]
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # area not installed in this build
+                return None
+            raise
+        return getattr(module, attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        from xintu.errors import XintuError
+
+        try:
+            return super().invoke(ctx)
+        except XintuError as exc:
+            raise click.ClickException(exc.message) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # one readable line, never a traceback
+            if os.environ.get("XINTU_TRACEBACK"):
+                raise
+            raise click.ClickException(_describe(exc)) from None
+
+
+def _module_exists(target: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(target.split(":")[0]) is not None
+
+
+def _describe(exc: Exception) -> str:
+    name = type(exc).__name__
+    if name in ("OperationalError", "InterfaceError"):
+        detail = exc.args[-1] if exc.args else exc
+        return f"database error: {detail}"
+    return f"{name}: {exc}"
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                               "max_content_width": 110})
+@click.option("--instance", type=click.Path(file_okay=False), envvar="XINTU_INSTANCE_PATH",
+              help="Instance folder (config file xintu.toml, SQLite file). Default: ./instance")
+@click.version_option(package_name="xintu", prog_name="xintu")
+def cli(instance):
+    """芯图相册 xintu: service and operations toolkit.
+
+    \b
+    Examples:
+      xintu serve                      # embedded mode at http://127.0.0.1:5000
+      xintu db migrate                 # create / evolve the schema
+      xintu stats summary --format json
+    """
+    if instance:
+        os.environ["XINTU_INSTANCE_PATH"] = os.path.abspath(instance)
+
+
+def main(argv=None):
+    return cli.main(args=argv, prog_name="xintu")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

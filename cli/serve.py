@@ -1,0 +1,54 @@
+"""``xintu serve``: the embedded single-process server (development, demos, a laptop)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--sandbox/--no-sandbox", default=None,
+              help="Start the offline WeChat / WeChat Pay / DashScope sandbox (default: config SANDBOX).")
+@click.option("--debug", is_flag=True, help="Reload on code changes and show the debugger.")
+def serve(host, port, sandbox, debug):
+    """Run the service on the embedded default: SQLite in the instance folder, local model, sandbox.
+
+    \b
+    Example:
+      xintu serve --port 5000      # then open http://127.0.0.1:5000/
+    Production runs under gunicorn behind nginx instead (see `xintu conf render`).
+    """
+    from werkzeug.serving import run_simple
+
+    from xintu import db, migrations
+    from xintu.app import create_app
+    from xintu.config import load_config
+
+    overrides = {} if sandbox is None else {"SANDBOX": sandbox}
+    config = load_config(overrides)
+    if config["ENV"] == "production":
+        raise click.ClickException("`xintu serve` is the embedded server; production runs gunicorn "
+                                   "with the config from `xintu conf render`")
+    if config["PUBLIC_BASE_URL"] == load_config({}, environ={})["PUBLIC_BASE_URL"]:
+        overrides["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
+    config.update(overrides)
+    if config["SANDBOX"]:
+        overrides.update(_start_sandbox(config))
+    app = create_app(overrides)
+    applied = migrations.migrate(db.primary.obj)
+    if applied:
+        click.echo(f"applied migrations: {', '.join(f'{v:04d}_{n}' for v, n in applied)}")
+    click.echo(f"xintu on http://{host}:{port}/  (database: {app.config['DATABASE_URL']}, "
+               f"sandbox: {'on' if app.config['SANDBOX'] else 'off'})")
+    run_simple(host, port, app, threaded=True, use_reloader=debug, use_debugger=debug)
+
+
+def _start_sandbox(config: dict) -> dict:
+    try:
+        from xintu.sandbox import start_embedded
+    except ModuleNotFoundError as exc:
+        if exc.name != "xintu.sandbox":
+            raise
+        return {}
+    return start_embedded(config)

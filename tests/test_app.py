@@ -1,0 +1,115 @@
+"""The app factory: probes, error JSON shape, request ids, OpenAPI document, device tokens."""
+
+import pytest
+
+from xintu.errors import Conflict
+
+
+def test_healthz_answers_without_touching_the_database(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json()["status"] == "ok"
+
+
+def test_readyz_reports_primary_and_missing_replica(client):
+    body = client.get("/readyz").get_json()
+    assert body["status"] == "ready" and body["primary"]["ok"] is True
+    assert body["replica"]["configured"] is False and body["replica"]["used_for_stale_reads"] is False
+
+
+def test_landing_page_links_the_api_docs(client):
+    response = client.get("/")
+    assert response.status_code == 200 and "/api/v1/docs" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("method,path,status,code", [
+    ("get", "/no/such/page", 404, "not_found"),
+    ("put", "/healthz", 405, "method_not_allowed"),
+    ("post", "/api/v1/clients", 422, "validation_error"),
+])
+def test_framework_errors_have_the_json_error_shape(client, method, path, status, code):
+    response = getattr(client, method)(path, json={})
+    assert response.status_code == status
+    body = response.get_json()
+    assert body["error"]["code"] == code and isinstance(body["error"]["message"], str)
+
+
+def test_oversized_body_is_413_json(app, client):
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    response = client.post("/api/v1/clients", data=b"x" * 4096, content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_service_errors_and_crashes_become_json(app):
+    @app.get("/_raise/conflict")
+    def _conflict():
+        raise Conflict("订单状态已变化", code="order_state_changed")
+
+    @app.get("/_raise/crash")
+    def _crash():
+        raise RuntimeError("boom")
+
+    test_client = app.test_client()
+    response = test_client.get("/_raise/conflict")
+    assert response.status_code == 409
+    assert response.get_json() == {"error": {"code": "order_state_changed", "message": "订单状态已变化"}}
+    response = test_client.get("/_raise/crash")
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "internal_error"
+    assert "boom" not in response.get_data(as_text=True)
+
+
+def test_request_id_is_echoed_when_sane_and_generated_otherwise(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "abc12345-nginx"}).headers["X-Request-ID"] \
+        == "abc12345-nginx"
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id <script>"}).headers["X-Request-ID"]
+    assert len(generated) == 32 and generated.isalnum()
+
+
+def test_openapi_document_and_offline_docs(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    assert "/api/v1/clients" in spec["paths"]
+    assert spec["paths"]["/api/v1/clients"]["post"]["requestBody"]["required"] is True
+    assert "servers" not in spec or spec["servers"] == []
+    page = client.get("/api/v1/docs").get_data(as_text=True)
+    assert "/api/v1/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    assert client.get("/api/v1/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_device_registration_issues_a_token_that_authenticates(app, client):
+    from xintu.auth import client_auth
+
+    @app.get("/_whoami")
+    @app.auth_required(client_auth)
+    def _whoami():
+        from flask import g
+        return {"client_id": g.client.client_id, "user": g.user}
+
+    created = client.post("/api/v1/clients", json={"client_id": "install-0001", "platform": "mac"})
+    assert created.status_code == 201
+    token = created.get_json()["token"]
+    response = client.get("/_whoami", headers={"Authorization": f"Bearer {token}"})
+    assert response.get_json() == {"client_id": "install-0001", "user": None}
+    for bad in ("Bearer xt_forged", "Bearer ", token):
+        response = client.get("/_whoami", headers={"Authorization": bad})
+        assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_only_the_token_hash_is_stored(app, client):
+    from xintu.models import ClientSession
+
+    token = client.post("/api/v1/clients", json={"client_id": "install-0002"}).get_json()["token"]
+    with app.app_context():
+        stored = [row.token_hash for row in ClientSession.select()]
+    assert token not in stored and len(stored[0]) == 64
+
+
+def test_registration_is_rate_limited_per_address(app, client):
+    app.config["CLIENT_REGISTRATIONS_PER_HOUR"] = 3
+    codes = [client.post("/api/v1/clients", json={"client_id": f"install-{i:04d}"}).status_code
+             for i in range(5)]
+    assert codes == [201, 201, 201, 429, 429]
+    other = client.post("/api/v1/clients", json={"client_id": "install-other"},
+                        environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert other.status_code == 201

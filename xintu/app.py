@@ -1,0 +1,159 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import uuid
+
+from apiflask import APIFlask
+from flask import g, request
+from peewee import InterfaceError, OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from xintu import __version__, db
+from xintu.config import load_config
+from xintu.errors import HTTP_CODES, XintuError
+
+log = logging.getLogger("xintu")
+
+# Each area exposes ``bp`` (an APIBlueprint) in its api module.
+BLUEPRINTS = [
+    "xintu.home",
+    "xintu.health",
+    "xintu.docs",
+    "xintu.auth",
+]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+ERROR_SCHEMA = {
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string", "description": "stable machine-readable code"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+            "required": ["code", "message"],
+        }
+    },
+    "type": "object",
+}
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        try:
+            record.request_id = g.get("request_id", "-")
+        except RuntimeError:  # outside a request
+            record.request_id = "-"
+        return True
+
+
+def configure_logging(level: str) -> None:
+    root = logging.getLogger("xintu")
+    if not any(getattr(h, "_xintu", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler._xintu = True
+        handler.addFilter(RequestIdFilter())
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+    root.setLevel(level)
+
+
+def create_app(config: dict | None = None) -> APIFlask:
+    settings = load_config(config)
+    app = APIFlask("xintu", title="芯图相册 xintu API", version=__version__,
+                   spec_path="/api/v1/openapi.json", docs_path="/api/v1/docs",
+                   instance_path=settings["INSTANCE_PATH"])
+    app.config.update(
+        AUTO_SERVERS=False,
+        HTTP_ERROR_SCHEMA=ERROR_SCHEMA,
+        VALIDATION_ERROR_SCHEMA=ERROR_SCHEMA,
+        JSON_AS_ASCII=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings["ENV"] == "production",
+    )
+    app.config.update(settings)
+    app.json.ensure_ascii = False
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings["TRUSTED_PROXIES"],
+                            x_proto=settings["TRUSTED_PROXIES"])
+    configure_logging(settings["LOG_LEVEL"])
+    db.init_db(settings)
+    _register_request_hooks(app)
+    _register_errors(app)
+    for name in BLUEPRINTS:
+        app.register_blueprint(importlib.import_module(name).bp)
+
+    @app.spec_processor
+    def _bodies_are_required(spec):
+        # APIFlask never marks request bodies required; ours are.
+        for path in spec.get("paths", {}).values():
+            for operation in path.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    operation["requestBody"]["required"] = True
+        return spec
+
+    return app
+
+
+def _register_request_hooks(app: APIFlask) -> None:
+    @app.before_request
+    def _request_id():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    @app.teardown_appcontext
+    def _close_db(exc):
+        # Connections are per request (pooled on MySQL): give them back however the request ended.
+        db.close_all()
+
+
+def _register_errors(app: APIFlask) -> None:
+    @app.error_processor
+    def _http_error(error):
+        body = {"code": HTTP_CODES.get(error.status_code, f"http_{error.status_code}"),
+                "message": error.message}
+        if error.detail:
+            body["details"] = error.detail
+        return {"error": body}, error.status_code, error.headers
+
+    @app.errorhandler(XintuError)
+    def _xintu_error(error: XintuError):
+        if error.status >= 500:
+            log.error("%s: %s", error.code, error.message)
+        return error.to_dict(), error.status
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(error):
+        log.error("database error: %s", error)
+        return {"error": {"code": "database_unavailable", "message": "数据库暂不可用"}}, 503
+
+    @app.errorhandler(Exception)
+    def _unexpected(error):
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(error, HTTPException):  # let APIFlask shape it
+            return app.error_callback(_as_http_error(error))
+        log.exception("unhandled error")
+        return {"error": {"code": "internal_error", "message": "服务器内部错误"}}, 500
+
+
+def _as_http_error(exc):
+    from apiflask import HTTPError
+
+    headers = dict(exc.get_headers())
+    headers.pop("Content-Type", None)
+    return HTTPError(exc.code, message=exc.name, headers=headers)

@@ -1,0 +1,117 @@
+"""Client identity: device tokens we issue, never ids the client claims.
+
+Each app install registers once (``POST /api/v1/clients``, rate-limited per address) and gets a device
+token; it sends ``Authorization: Bearer <token>`` from then on.  QR binding (member area) issues a token of
+kind ``bound`` that also names the WeChat user.  Only the SHA-256 of a token is stored.
+
+Views protect themselves with the APIFlask auth object, so the OpenAPI document shows the scheme::
+
+    @bp.post("/classify")
+    @bp.auth_required(client_auth)                    # any registered client → g.client
+    @bp.auth_required(client_auth, roles=["user"])    # a client bound to a WeChat user → g.user too
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from apiflask import APIBlueprint, HTTPTokenAuth, Schema
+from apiflask.fields import String
+from apiflask.validators import Length, OneOf, Regexp
+from flask import current_app, g, request
+
+from xintu.errors import RateLimited
+from xintu.timeutil import iso, utcnow
+
+TOKEN_PREFIX = "xt_"
+LAST_SEEN_RESOLUTION = timedelta(minutes=5)   # at most one last_seen write per client per 5 min
+PLATFORMS = ("windows", "mac", "android", "ios", "web", "other")
+
+bp = APIBlueprint("clients", __name__, url_prefix="/api/v1", tag="clients")
+client_auth = HTTPTokenAuth(scheme="Bearer", description="Token from POST /api/v1/clients or QR binding")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def issue_token(*, client_id: str, kind: str = "device", user=None, platform: str | None = None,
+                ip: str | None = None) -> tuple[str, object]:
+    """Create a ClientSession and return (plaintext token, session). The plaintext is shown once."""
+    from xintu.models import ClientSession
+
+    token = new_token()
+    session = ClientSession.create(token_hash=hash_token(token), kind=kind, client_id=client_id,
+                                   user=user, platform=platform, created_ip=ip)
+    return token, session
+
+
+def register_client(client_id: str, platform: str | None, ip: str | None) -> tuple[str, object]:
+    from xintu.models import ClientSession
+
+    limit = current_app.config["CLIENT_REGISTRATIONS_PER_HOUR"]
+    since = utcnow() - timedelta(hours=1)
+    recent = (ClientSession.select()
+              .where(ClientSession.created_ip == ip, ClientSession.created_at > since).count())
+    if recent >= limit:
+        raise RateLimited("注册过于频繁，请稍后再试", code="registration_rate_limited")
+    return issue_token(client_id=client_id, kind="device", platform=platform, ip=ip)
+
+
+def lookup(token: str):
+    """The live session for a presented token, or None."""
+    from xintu.models import ClientSession
+
+    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+        return None
+    session = ClientSession.get_or_none(ClientSession.token_hash == hash_token(token))
+    if session is None or session.revoked_at is not None:
+        return None
+    now = utcnow()
+    if now - session.last_seen_at > LAST_SEEN_RESOLUTION:
+        type(session).update(last_seen_at=now).where(type(session).id == session.id).execute()
+    return session
+
+
+@client_auth.verify_token
+def _verify(token):
+    session = lookup(token)
+    if session is not None:
+        g.client = session
+        g.user = session.user if session.user_id else None
+    return session
+
+
+@client_auth.get_user_roles
+def _roles(session):
+    return ["user"] if session.user_id else []
+
+
+class RegisterIn(Schema):
+    client_id = String(required=True, validate=[Length(8, 64), Regexp(r"^[A-Za-z0-9._:-]+$")],
+                       metadata={"description": "install id the app generated once"})
+    platform = String(load_default="other", validate=OneOf(PLATFORMS))
+
+
+class RegisterOut(Schema):
+    token = String()
+    client_id = String()
+    kind = String()
+    created_at = String()
+
+
+@bp.post("/clients")
+@bp.input(RegisterIn, arg_name="body")
+@bp.output(RegisterOut, status_code=201)
+@bp.doc(summary="Register an app install and get its device token",
+        responses={201: "registered", 429: "too many registrations from this address"})
+def register(body):
+    token, session = register_client(body["client_id"], body["platform"], request.remote_addr)
+    return {"token": token, "client_id": session.client_id, "kind": session.kind,
+            "created_at": iso(session.created_at)}

@@ -1,0 +1,176 @@
+"""Configuration: defaults < instance file (``<instance>/xintu.toml``) < ``XINTU_*`` environment < explicit.
+
+Keys are Flask-style upper-case names.  In the TOML file tables flatten with ``_``:
+``[wechat] app_id = "wx…"`` is ``WECHAT_APP_ID``; the environment spells it ``XINTU_WECHAT_APP_ID``.
+Environment strings are coerced to the type of the default (bool, int, float, list = comma separated).
+
+``ENV=production`` refuses to start unless every secret in ``PRODUCTION_REQUIRED`` is set for real and the
+sandbox is off.  In development a random ``SECRET_KEY`` is created once in the instance folder, so the
+embedded default needs no setup and still keeps sessions across restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+
+from xintu.errors import ConfigError
+
+ENV_PREFIX = "XINTU_"
+INSTANCE_FILE = "xintu.toml"
+
+DEFAULTS: dict = {
+    "ENV": "development",
+    "SECRET_KEY": None,
+    "LOG_LEVEL": "INFO",
+    # Databases.  None → SQLite file in the instance folder (the embedded default).
+    "DATABASE_URL": None,
+    "REPLICA_URL": None,
+    "REPLICA_MAX_LAG": 30,            # seconds; a replica further behind is not used
+    "REPLICA_CHECK_INTERVAL": 5.0,    # seconds a replica health verdict is reused per process
+    "DB_MAX_CONNECTIONS": 16,
+    "DB_STALE_TIMEOUT": 300,
+    # Public addresses (used to build OAuth redirects, pay notify URL, download links).
+    "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+    "H5_BASE_URL": None,              # CDN origin of the member page; None → served by the app itself
+    # Embedded sandbox of WeChat / WeChat Pay / DashScope (development only).
+    "SANDBOX": True,
+    # WeChat official account.
+    "WECHAT_APP_ID": None,
+    "WECHAT_APP_SECRET": None,
+    "WECHAT_TOKEN": None,
+    "WECHAT_AES_KEY": None,
+    "WECHAT_API_BASE_URL": None,      # None → https://api.weixin.qq.com/
+    "WECHAT_OAUTH_BASE_URL": None,    # None → https://open.weixin.qq.com/connect/
+    # WeChat Pay v3.
+    "WECHATPAY_MCHID": None,
+    "WECHATPAY_PRIVATE_KEY": None,    # PEM text or a path to it
+    "WECHATPAY_CERT_SERIAL_NO": None,
+    "WECHATPAY_APIV3_KEY": None,
+    "WECHATPAY_PUBLIC_KEY": None,     # platform public key, PEM text or path
+    "WECHATPAY_PUBLIC_KEY_ID": None,
+    "WECHATPAY_BASE_URL": None,       # None → https://api.mch.weixin.qq.com
+    # DashScope (Qwen-VL classification, image edit).
+    "DASHSCOPE_API_KEY": None,
+    "DASHSCOPE_BASE_URL": None,       # None → the SDK default
+    # Web tier → app internal calls (WeChat callback, OAuth landing, pay notify).
+    "INTERNAL_SHARED_SECRET": None,
+    "INTERNAL_ALLOWED_ADDRS": ["127.0.0.1", "::1"],
+    "REQUIRE_INTERNAL_HEADER": False,  # production forces it on
+    # Request limits.
+    "MAX_CONTENT_LENGTH": 60 * 1024 * 1024,
+    "CLIENT_REGISTRATIONS_PER_HOUR": 30,
+    "TRUSTED_PROXIES": 1,             # X-Forwarded-For hops to trust (nginx in front)
+}
+
+PRODUCTION_REQUIRED = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "WECHAT_APP_ID",
+    "WECHAT_APP_SECRET",
+    "WECHAT_TOKEN",
+    "WECHATPAY_MCHID",
+    "WECHATPAY_PRIVATE_KEY",
+    "WECHATPAY_CERT_SERIAL_NO",
+    "WECHATPAY_APIV3_KEY",
+    "WECHATPAY_PUBLIC_KEY",
+    "WECHATPAY_PUBLIC_KEY_ID",
+    "INTERNAL_SHARED_SECRET",
+)
+
+
+def instance_path(explicit: str | os.PathLike | None = None, environ=os.environ) -> Path:
+    return Path(explicit or environ.get("XINTU_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
+
+
+def _flatten(table: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}".upper()
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "_"))
+        else:
+            out[name] = value
+    return out
+
+
+def _coerce(raw: str, default):
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"expected a boolean, got {raw!r}")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, list):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def read_instance_file(path: Path) -> dict:
+    file = path / INSTANCE_FILE
+    if not file.exists():
+        return {}
+    try:
+        return _flatten(tomllib.loads(file.read_text(encoding="utf-8")))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+
+
+def load_config(overrides: dict | None = None, *, environ=os.environ, instance: str | None = None) -> dict:
+    """Build the effective configuration and validate it; raises ConfigError with one readable line."""
+    overrides = dict(overrides or {})
+    ipath = instance_path(overrides.pop("INSTANCE_PATH", None) or instance, environ)
+    config = dict(DEFAULTS)
+    config.update(read_instance_file(ipath))
+    for name, raw in environ.items():
+        if name.startswith(ENV_PREFIX) and name != "XINTU_INSTANCE_PATH":
+            key = name[len(ENV_PREFIX):]
+            try:
+                config[key] = _coerce(raw, DEFAULTS.get(key))
+            except ValueError:
+                raise ConfigError(f"{name}: cannot read {raw!r}") from None
+    config.update(overrides)
+    config["INSTANCE_PATH"] = str(ipath)
+    if config["ENV"] == "production":
+        check_production(config)
+        config["SANDBOX"] = False
+        config["REQUIRE_INTERNAL_HEADER"] = True
+    else:
+        if not config.get("DATABASE_URL"):
+            config["DATABASE_URL"] = f"sqlite:///{ipath / 'xintu.sqlite3'}"
+        if not config.get("SECRET_KEY"):
+            config["SECRET_KEY"] = _development_secret(ipath)
+    return config
+
+
+def check_production(config: dict) -> None:
+    missing = [key for key in PRODUCTION_REQUIRED if not config.get(key)]
+    if missing:
+        raise ConfigError("production needs these settings (env XINTU_<NAME> or instance file): "
+                          + ", ".join(missing))
+    if len(str(config["SECRET_KEY"])) < 32 or str(config["SECRET_KEY"]).startswith("dev"):
+        raise ConfigError("production SECRET_KEY must be a random string of at least 32 characters")
+    if str(config["DATABASE_URL"]).startswith("sqlite"):
+        raise ConfigError("production DATABASE_URL must point to MariaDB/MySQL, not SQLite")
+    if config.get("SANDBOX") is True and os.environ.get("XINTU_SANDBOX"):
+        raise ConfigError("the WeChat/DashScope sandbox cannot run in production")
+
+
+def _development_secret(ipath: Path) -> str:
+    ipath.mkdir(parents=True, exist_ok=True)
+    file = ipath / "secret_key"
+    if not file.exists():
+        try:
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+    return file.read_text().strip()

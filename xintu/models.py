@@ -1,0 +1,260 @@
+"""The data of xintu (DESIGN §3) as peewee models.  Times are naive UTC; money is integer fen.
+
+MySQL types are chosen for the data: VARCHAR with real bounds, BIGINT ids on append-only tables,
+utf8mb4 (set on the database by the first migration) for Chinese text and emoji nicknames.
+A change here needs a migration in ``xintu/migrations`` (see that package's docstring).
+"""
+
+from __future__ import annotations
+
+import json
+
+from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField, DateField, DateTimeField,
+                    FloatField, ForeignKeyField, IntegerField, Model, SmallIntegerField, TextField)
+from playhouse.shortcuts import ThreadSafeDatabaseMetadata
+
+from xintu.db import primary
+from xintu.timeutil import utcnow
+
+
+class JSONField(TextField):
+    """JSON stored as text: portable between MariaDB and SQLite."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = primary
+        model_metadata_class = ThreadSafeDatabaseMetadata
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    openid = CharField(64, unique=True)
+    unionid = CharField(64, null=True, index=True)
+    nickname = CharField(64, null=True)
+    subscribed = BooleanField(default=False)
+    member_expires_at = DateTimeField(null=True, index=True)
+    credits_balance = IntegerField(default=0)   # cache of SUM(credit_ledger.delta); audited
+    created_at = DateTimeField(default=utcnow, index=True)
+    last_active_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "users"
+
+    @property
+    def is_member(self) -> bool:
+        return self.member_expires_at is not None and self.member_expires_at > utcnow()
+
+
+class CreditLedger(BaseModel):
+    id = BigAutoField()
+    user = ForeignKeyField(User, backref="ledger", on_delete="RESTRICT")
+    delta = IntegerField()
+    reason = CharField(32)   # signup_bonus, membership_bonus, purchase, edit_spend, edit_refund, admin_adjust
+    ref = CharField(64, null=True)   # order no / task id; unique per reason so a grant never repeats
+    balance_after = IntegerField()
+    operator = CharField(64, null=True)
+    note = CharField(255, null=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "credit_ledger"
+        indexes = ((("reason", "ref"), True),)
+
+
+class ClientSession(BaseModel):
+    """A device token (``kind='device'``) or a client bound to a WeChat user (``kind='bound'``)."""
+
+    id = BigAutoField()
+    token_hash = CharField(64, unique=True)
+    kind = CharField(16, default="device")
+    client_id = CharField(64, index=True)
+    user = ForeignKeyField(User, null=True, backref="client_sessions", on_delete="CASCADE")
+    platform = CharField(16, null=True)
+    created_ip = CharField(45, null=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+    last_seen_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "client_sessions"
+        indexes = ((("created_ip", "created_at"), False),)
+
+
+class QrBinding(BaseModel):
+    scene = CharField(64, unique=True)
+    client = ForeignKeyField(ClientSession, backref="bindings", on_delete="CASCADE")   # who asked
+    status = CharField(16, default="pending")   # pending / scanned / bound / expired
+    ticket = CharField(255, null=True)
+    url = CharField(255, null=True)
+    user = ForeignKeyField(User, null=True, backref="bindings", on_delete="CASCADE")
+    client_token_hash = CharField(64, null=True)
+    token_delivered = BooleanField(default=False)
+    expires_at = DateTimeField(index=True)
+    created_at = DateTimeField(default=utcnow)
+    bound_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "qr_bindings"
+
+
+class WechatEvent(BaseModel):
+    """Events already handled, so WeChat's retries (3× when we answer late) are processed once."""
+
+    id = BigAutoField()
+    dedupe_key = CharField(128, unique=True)
+    openid = CharField(64)
+    event = CharField(32)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "wechat_events"
+
+
+class Order(BaseModel):
+    out_trade_no = CharField(32, unique=True)
+    user = ForeignKeyField(User, backref="orders", on_delete="RESTRICT")
+    kind = CharField(16)          # member / credits
+    package = CharField(16)
+    quantity = IntegerField(default=1)
+    amount_fen = IntegerField()
+    status = CharField(16, default="created", index=True)   # created / paid / closed / refunded
+    prepay_id = CharField(64, null=True)
+    transaction_id = CharField(64, null=True, unique=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+    paid_at = DateTimeField(null=True, index=True)
+    closed_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "orders"
+
+
+class ClassifyCache(BaseModel):
+    id = BigAutoField()
+    image_sha256 = CharField(64)
+    model_version = CharField(48)
+    prompt_version = CharField(16)
+    category = CharField(32)
+    confidence = FloatField()
+    description = CharField(64, null=True)
+    source = CharField(16)
+    created_at = DateTimeField(default=utcnow)
+    hits = IntegerField(default=0)
+    last_hit_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "classify_cache"
+        indexes = ((("image_sha256", "model_version", "prompt_version"), True),)
+
+
+class RequestLog(BaseModel):
+    id = BigAutoField()
+    ts = DateTimeField(default=utcnow, index=True)
+    endpoint = CharField(64)
+    client = CharField(64, null=True)
+    method = CharField(16, null=True)     # cache / llm / local / llm_fallback / …
+    category = CharField(32, null=True)
+    latency_ms = IntegerField(default=0)
+    ok = BooleanField(default=True)
+    status = SmallIntegerField(default=200)
+    batch_size = SmallIntegerField(null=True)
+
+    class Meta:
+        table_name = "request_log"
+
+
+class DailyStat(BaseModel):
+    """Roll-up of request_log and friends: one number per (Asia/Shanghai day, metric, key)."""
+
+    id = BigAutoField()
+    day = DateField()
+    metric = CharField(48)
+    key = CharField(64, default="")
+    value = BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "daily_stats"
+        indexes = ((("day", "metric", "key"), True),)
+
+
+class EditTask(BaseModel):
+    task_id = CharField(32, unique=True)
+    user = ForeignKeyField(User, backref="edit_tasks", on_delete="RESTRICT")
+    prompt = TextField()
+    options = JSONField(null=True)
+    images = JSONField()                 # per image: sha256, stored path, status, result url, error
+    n_images = SmallIntegerField()
+    status = CharField(16, default="queued", index=True)   # queued / running / succeeded / partial / failed
+    upstream_ids = JSONField(null=True)
+    credits_reserved = IntegerField(default=0)
+    credits_charged = IntegerField(default=0)
+    credits_refunded = IntegerField(default=0)
+    error = CharField(255, null=True)
+    claimed_by = CharField(64, null=True)
+    claimed_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+    updated_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "edit_tasks"
+
+
+class Release(BaseModel):
+    platform = CharField(16)      # windows / mac / android
+    version = CharField(32)
+    filename = CharField(255)
+    sha256 = CharField(64)
+    size = BigIntegerField()
+    notes = TextField(null=True)
+    downloads = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "releases"
+        indexes = ((("platform", "version"), True),)
+
+
+class WechatToken(BaseModel):
+    app_id = CharField(64, unique=True)
+    access_token = CharField(512, null=True)
+    expires_at = DateTimeField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "wechat_tokens"
+
+
+class Admin(BaseModel):
+    username = CharField(64, unique=True)
+    password_hash = CharField(255)
+    role = CharField(16, default="viewer")   # viewer / operator
+    failed_logins = SmallIntegerField(default=0)
+    locked_until = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    last_login_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "admins"
+
+
+class Setting(BaseModel):
+    """Runtime switches shared by every worker (e.g. ``inference.mode``); see settings_store."""
+
+    key = CharField(64, primary_key=True)
+    value = JSONField()
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = CharField(64, null=True)
+
+    class Meta:
+        table_name = "settings"
+
+
+ALL_MODELS = (User, CreditLedger, ClientSession, QrBinding, WechatEvent, Order, ClassifyCache,
+              RequestLog, DailyStat, EditTask, Release, WechatToken, Admin, Setting)

@@ -1,0 +1,1 @@
+"""Operations: replication, local server processes, config rendering, deploy."""

@@ -1,0 +1,76 @@
+"""Runtime switches stored in the database, so every worker on every host sees the same value.
+
+Reads are cached per process for a few seconds; a switch takes effect everywhere within that time.
+Known keys and their allowed values are declared in ``KNOWN`` so the CLI and admin UI can validate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from xintu.errors import BadRequest
+from xintu.timeutil import utcnow
+
+CACHE_SECONDS = 5.0
+
+# key → (allowed values or None for free-form, default)
+KNOWN: dict[str, tuple[tuple | None, object]] = {
+    "inference.mode": (("auto", "llm", "local"), "auto"),
+}
+
+_cache: dict[str, tuple[float, object]] = {}
+_lock = threading.Lock()
+
+
+def get_setting(key: str, default=None):
+    now = time.monotonic()
+    with _lock:
+        hit = _cache.get(key)
+        if hit and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+    from xintu.models import Setting
+
+    row = Setting.get_or_none(Setting.key == key)
+    if row is not None:
+        value = row.value
+    else:
+        value = KNOWN[key][1] if key in KNOWN and default is None else default
+    with _lock:
+        _cache[key] = (now, value)
+    return value
+
+
+def validate(key: str, value):
+    if key in KNOWN:
+        allowed = KNOWN[key][0]
+        if allowed is not None and value not in allowed:
+            raise BadRequest(f"{key} must be one of {', '.join(allowed)}", code="invalid_setting")
+    return value
+
+
+def set_setting(key: str, value, by: str | None = None) -> None:
+    from xintu.db import is_mysql
+    from xintu.models import Setting
+
+    validate(key, value)
+    # MySQL's ON DUPLICATE KEY takes no conflict target; SQLite's ON CONFLICT requires one.
+    target = None if is_mysql() else [Setting.key]
+    (Setting.insert(key=key, value=value, updated_at=utcnow(), updated_by=by)
+     .on_conflict(conflict_target=target,
+                  preserve=[Setting.value, Setting.updated_at, Setting.updated_by])
+     .execute())
+    clear_cache()
+
+
+def all_settings() -> dict:
+    from xintu.models import Setting
+
+    values = {key: default for key, (_, default) in KNOWN.items()}
+    values.update({row.key: row.value for row in Setting.select()})
+    return values
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
