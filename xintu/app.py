@@ -24,6 +24,7 @@ BLUEPRINTS = [
     "xintu.health",
     "xintu.docs",
     "xintu.auth",
+    "xintu.location.api",
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
