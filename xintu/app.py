@@ -25,6 +25,7 @@ BLUEPRINTS = [
     "xintu.docs",
     "xintu.auth",
     "xintu.location.api",
+    "xintu.edit.api",
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField, DateField, DateTimeField,
+from peewee import (BigAutoField, BigIntegerField, BlobField, BooleanField, CharField, DateField, DateTimeField,
                     FloatField, ForeignKeyField, IntegerField, Model, SmallIntegerField, TextField)
 from playhouse.shortcuts import ThreadSafeDatabaseMetadata
 
@@ -188,6 +188,7 @@ class EditTask(BaseModel):
     user = ForeignKeyField(User, backref="edit_tasks", on_delete="RESTRICT")
     prompt = TextField()
     options = JSONField(null=True)
+    model = CharField(64, null=True)     # upstream model chosen at submit time (part of the cache key)
     images = JSONField()                 # per image: sha256, stored path, status, result url, error
     n_images = SmallIntegerField()
     status = CharField(16, default="queued", index=True)   # queued / running / succeeded / partial / failed
@@ -204,6 +205,44 @@ class EditTask(BaseModel):
 
     class Meta:
         table_name = "edit_tasks"
+
+
+class LongBlobField(BlobField):
+    # MySQL's BLOB stops at 64 KB; SQLite reads any type name containing "BLOB" as a blob.
+    field_type = "LONGBLOB"
+
+
+class EditImage(BaseModel):
+    """An uploaded photo of an edit task, kept in the DB (the only state shared with workers on
+    other hosts) until the task finishes."""
+
+    id = BigAutoField()
+    task = ForeignKeyField(EditTask, backref="uploads", on_delete="CASCADE")
+    position = SmallIntegerField()
+    mime = CharField(32)
+    data = LongBlobField()
+
+    class Meta:
+        table_name = "edit_images"
+        indexes = ((("task", "position"), True),)
+
+
+class EditCache(BaseModel):
+    """(image, instruction, model) → result URL, so an identical edit is served without charge
+    while upstream's result URL is still valid."""
+
+    id = BigAutoField()
+    image_sha256 = CharField(64)
+    request_sha256 = CharField(64)   # prompt + options
+    model = CharField(64)
+    result_url = TextField()
+    hits = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "edit_cache"
+        indexes = ((("image_sha256", "request_sha256", "model"), True),)
 
 
 class Release(BaseModel):
@@ -257,4 +296,4 @@ class Setting(BaseModel):
 
 
 ALL_MODELS = (User, CreditLedger, ClientSession, QrBinding, WechatEvent, Order, ClassifyCache,
-              RequestLog, DailyStat, EditTask, Release, WechatToken, Admin, Setting)
+              RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken, Admin, Setting)

@@ -52,21 +52,21 @@ class EditModelClient:
             dashscope.base_http_api_url = self.base_url
         return dashscope
 
-    def submit(self, image: bytes, mime: str, prompt: str) -> Outcome:
+    def submit(self, image: bytes, mime: str, prompt: str, options: dict | None = None) -> Outcome:
         dashscope = self._sdk()
         uri = data_uri(image, mime)
+        params = {k: v for k, v in (options or {}).items() if k in ("negative_prompt", "watermark")}
         if is_async_model(self.model):
             extra = {"function": "description_edit", "base_image_url": uri} if "imageedit" in self.model \
                 else {"images": [uri]}
-            rsp = dashscope.ImageSynthesis.async_call(model=self.model, prompt=prompt, api_key=self.api_key,
-                                                      n=1, **extra)
-            _raise_if_transient(rsp)
+            rsp = _transport(dashscope.ImageSynthesis.async_call, model=self.model, prompt=prompt,
+                             api_key=self.api_key, n=1, **extra, **params)
             if rsp.status_code != 200:
                 return Outcome("failed", error=_describe(rsp))
             return self._from_task(rsp.output)
         messages = [{"role": "user", "content": [{"image": uri}, {"text": prompt}]}]
-        rsp = dashscope.MultiModalConversation.call(model=self.model, messages=messages, api_key=self.api_key)
-        _raise_if_transient(rsp)
+        rsp = _transport(dashscope.MultiModalConversation.call, model=self.model, messages=messages,
+                         api_key=self.api_key, **params)
         if rsp.status_code != 200:
             return Outcome("failed", error=_describe(rsp))
         try:
@@ -76,8 +76,7 @@ class EditModelClient:
         return Outcome("succeeded", url=url)
 
     def poll(self, upstream_id: str) -> Outcome:
-        rsp = self._sdk().ImageSynthesis.fetch(upstream_id, api_key=self.api_key)
-        _raise_if_transient(rsp)
+        rsp = _transport(self._sdk().ImageSynthesis.fetch, upstream_id, api_key=self.api_key)
         if rsp.status_code != 200:
             return Outcome("failed", upstream_id=upstream_id, error=_describe(rsp))
         return self._from_task(rsp.output)
@@ -97,9 +96,17 @@ class EditModelClient:
         return Outcome("pending", upstream_id=task_id)
 
 
-def _raise_if_transient(rsp) -> None:
+def _transport(call, *args, **kwargs):
+    """One SDK call; throttling, 5xx and network trouble become TransientUpstreamError."""
+    import requests
+
+    try:
+        rsp = call(*args, **kwargs)
+    except (requests.RequestException, OSError) as exc:
+        raise TransientUpstreamError(f"{type(exc).__name__}: {exc}"[:255]) from exc
     if rsp.status_code in _TRANSIENT_STATUS:
         raise TransientUpstreamError(_describe(rsp))
+    return rsp
 
 
 def _describe(rsp) -> str:
