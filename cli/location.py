@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import click
-
 from xintu_cli.output import emit, output_options
 
 _NUMBERS = {"ignore_unknown_options": True}  # so "-33.86" is a value, not an option
@@ -21,7 +20,14 @@ def _service():
 
 @click.group()
 def location():
-    """GPS → place with Chinese names (China polygons, GeoNames elsewhere)."""
+    """GPS → place with Chinese names (China polygons, GeoNames elsewhere).
+
+    \b
+    Examples:
+      xintu location lookup 39.9087 116.3975
+      xintu location lookup 39.9101 116.4037 --coord gcj02
+      xintu location photos ~/Pictures/2024 --format csv
+    """
 
 
 @location.command(context_settings=_NUMBERS)
@@ -69,5 +75,5 @@ def warm():
     """Load the geodata once (builds the polygon cache in the instance folder); run before workers fork."""
     service = _service()
     start = time.perf_counter()
-    service.data
+    service.data  # noqa: B018 — loading is the point
     click.echo(f"geodata ready in {time.perf_counter() - start:.2f} s ({service.cache_dir})")

@@ -18,7 +18,7 @@ def dashscope_edit_fake():
 
 
 def _edit_config(fake, **extra):
-    return {"DASHSCOPE_API_KEY": fake.api_key, "DASHSCOPE_BASE_URL": fake.api_base,
+    return {"EDIT_DASHSCOPE_API_KEY": fake.api_key, "EDIT_DASHSCOPE_BASE_URL": fake.api_base,
             "EDIT_POLL_INTERVAL": 0, **extra}
 
 

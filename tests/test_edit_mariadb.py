@@ -52,7 +52,7 @@ def test_concurrent_workers_and_polls_never_charge_twice(mysql_edit_app, dashsco
         try:
             with mysql_edit_app.app_context():
                 EditWorker(mysql_edit_app.config, worker_id=f"w{n}").run(stop, idle_sleep=0.02)
-        except Exception as exc:  # surfaced in the test thread
+        except Exception as exc:  # noqa: BLE001 — surfaced in the test thread
             errors.append(exc)
 
     def poll():

@@ -118,7 +118,7 @@ def test_async_model_is_polled_until_done(edit_app, dashscope_edit_fake):
 
 
 def test_throttling_is_retried_not_failed(edit_app, dashscope_edit_fake):
-    user, headers = make_user(edit_app, credits=1)
+    _, headers = make_user(edit_app, credits=1)
     dashscope_edit_fake.throttle_next = 2
     task = post_edit(edit_app.test_client(), headers, [photo("red")]).get_json()
     drain(edit_app)

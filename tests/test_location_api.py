@@ -4,7 +4,6 @@ import json
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-
 from xintu_cli.main import cli
 
 

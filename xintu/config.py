@@ -55,6 +55,15 @@ DEFAULTS: dict = {
     # DashScope (Qwen-VL classification, image edit).
     "DASHSCOPE_API_KEY": None,
     "DASHSCOPE_BASE_URL": None,       # None → the SDK default
+    # Image edit (xintu worker). EDIT_DASHSCOPE_* fall back to DASHSCOPE_*.
+    "EDIT_MODEL": "qwen-image-edit",  # or wanx2.1-imageedit / wan2.5-i2i-preview (submit + poll)
+    "EDIT_DASHSCOPE_API_KEY": None,
+    "EDIT_DASHSCOPE_BASE_URL": None,
+    "EDIT_TASK_TIMEOUT": 900,         # seconds from submit until unfinished images are refunded
+    "EDIT_LEASE_SECONDS": 120,        # a worker silent this long loses its task to another
+    "EDIT_POLL_INTERVAL": 2.0,        # seconds between polls of one task
+    "EDIT_MAX_ATTEMPTS": 5,           # transient upstream errors per image before it fails
+    "EDIT_CACHE_TTL": 82800,          # 23 h: upstream result URLs live 24 h
     # Web tier → app internal calls (WeChat callback, OAuth landing, pay notify).
     "INTERNAL_SHARED_SECRET": None,
     "INTERNAL_ALLOWED_ADDRS": ["127.0.0.1", "::1"],

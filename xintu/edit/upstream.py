@@ -37,36 +37,40 @@ def is_async_model(model: str) -> bool:
 
 
 class EditModelClient:
-    def __init__(self, api_key: str, model: str, base_url: str | None = None):
+    def __init__(self, api_key: str | None, model: str, base_url: str | None = None):
         if not api_key:
             from xintu.errors import Unavailable
 
             raise Unavailable("图片编辑服务未配置 DASHSCOPE_API_KEY", code="edit_not_configured")
         self.api_key, self.model, self.base_url = api_key, model, base_url
 
-    def _sdk(self):
-        import dashscope
+    @classmethod
+    def from_config(cls, config, model: str) -> EditModelClient:
+        """EDIT_DASHSCOPE_* override DASHSCOPE_* so editing can use its own key / endpoint."""
+        return cls(config.get("EDIT_DASHSCOPE_API_KEY") or config.get("DASHSCOPE_API_KEY"), model,
+                   config.get("EDIT_DASHSCOPE_BASE_URL") or config.get("DASHSCOPE_BASE_URL"))
 
-        if self.base_url:
-            # Read by the SDK on every call; the sandbox and a private gateway both come in here.
-            dashscope.base_http_api_url = self.base_url
-        return dashscope
+    def _where(self) -> dict:
+        # Per call, never the module-wide dashscope.base_http_api_url: classification may point the
+        # same process at another endpoint (and the sandbox runs one fake per area).
+        return {"base_address": self.base_url} if self.base_url else {}
 
     def submit(self, image: bytes, mime: str, prompt: str, options: dict | None = None) -> Outcome:
-        dashscope = self._sdk()
+        import dashscope
+
         uri = data_uri(image, mime)
         params = {k: v for k, v in (options or {}).items() if k in ("negative_prompt", "watermark")}
         if is_async_model(self.model):
             extra = {"function": "description_edit", "base_image_url": uri} if "imageedit" in self.model \
                 else {"images": [uri]}
             rsp = _transport(dashscope.ImageSynthesis.async_call, model=self.model, prompt=prompt,
-                             api_key=self.api_key, n=1, **extra, **params)
+                             api_key=self.api_key, n=1, **extra, **params, **self._where())
             if rsp.status_code != 200:
                 return Outcome("failed", error=_describe(rsp))
             return self._from_task(rsp.output)
         messages = [{"role": "user", "content": [{"image": uri}, {"text": prompt}]}]
         rsp = _transport(dashscope.MultiModalConversation.call, model=self.model, messages=messages,
-                         api_key=self.api_key, **params)
+                         api_key=self.api_key, **params, **self._where())
         if rsp.status_code != 200:
             return Outcome("failed", error=_describe(rsp))
         try:
@@ -76,7 +80,13 @@ class EditModelClient:
         return Outcome("succeeded", url=url)
 
     def poll(self, upstream_id: str) -> Outcome:
-        rsp = _transport(self._sdk().ImageSynthesis.fetch, upstream_id, api_key=self.api_key)
+        from dashscope.api_entities.dashscope_response import ImageSynthesisResponse
+        from dashscope.client.base_api import BaseAsyncApi
+
+        # ImageSynthesis.fetch takes no **kwargs, so no base_address; its base class's fetch
+        # (GET {base}/tasks/{id}) does, and we wrap the answer the same way it would.
+        rsp = _transport(BaseAsyncApi.fetch, upstream_id, api_key=self.api_key, **self._where())
+        rsp = ImageSynthesisResponse.from_api_response(rsp)
         if rsp.status_code != 200:
             return Outcome("failed", upstream_id=upstream_id, error=_describe(rsp))
         return self._from_task(rsp.output)

@@ -39,8 +39,7 @@ class EditWorker:
         self.timeout = timedelta(seconds=float(config.get("EDIT_TASK_TIMEOUT", 900)))
         self.max_attempts = int(config.get("EDIT_MAX_ATTEMPTS", 5))
         self.cache_ttl = int(config.get("EDIT_CACHE_TTL", 23 * 3600))
-        self._factory = client_factory or (lambda model: EditModelClient(
-            config.get("DASHSCOPE_API_KEY"), model, config.get("DASHSCOPE_BASE_URL")))
+        self._factory = client_factory or (lambda model: EditModelClient.from_config(config, model))
         self._clients: dict = {}
 
     # -- claiming --------------------------------------------------------------------------------
@@ -79,7 +78,7 @@ class EditWorker:
                     outcome = client.poll(image["upstream_id"])
                 else:
                     continue
-            except Exception as exc:  # noqa: BLE001 — one bad image must not stop the worker
+            except Exception as exc:
                 image["attempts"] = image.get("attempts", 0) + 1
                 if isinstance(exc, TransientUpstreamError):
                     log.warning("task %s image %s: %s", task.task_id, image["position"], exc)
@@ -150,14 +149,17 @@ class EditWorker:
             log.warning("task %s was taken over by another worker", task.task_id)
         return True
 
-    def run(self, stop: threading.Event | None = None, idle_sleep: float = 1.0, max_steps: int | None = None):
+    def run(self, stop: threading.Event | None = None, idle_sleep: float = 1.0, until_idle: bool = False) -> int:
+        """Step tasks until ``stop`` is set (or, with ``until_idle``, nothing is claimable); returns steps."""
         stop = stop or threading.Event()
         steps = 0
-        while not stop.is_set() and (max_steps is None or steps < max_steps):
+        while not stop.is_set():
             with db.primary.connection_context():
                 busy = self.run_once()
             steps += busy
             if not busy:
+                if until_idle:
+                    break
                 stop.wait(idle_sleep)
         return steps
 

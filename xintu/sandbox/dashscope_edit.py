@@ -29,7 +29,7 @@ SUBMIT_PATH = "/api/v1/services/aigc/image2image/image-synthesis"
 GENERATION_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 _TASK_PATH = re.compile(r"^/api/v1/tasks/([\w-]+)$")
 _RESULT_PATH = re.compile(r"^/results/([\w-]+)\.png$")
-_DATA_URI = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.S)
+_DATA_URI = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.DOTALL)
 
 
 class DashScopeEditFake:
@@ -223,3 +223,14 @@ def _json(status: int, data: dict):
 
 def _error(status: int, code: str, message: str):
     return _json(status, {"request_id": str(uuid.uuid4()), "code": code, "message": message})
+
+
+def start_embedded(config) -> tuple[DashScopeEditFake, dict]:
+    """For sandbox mode (`xintu serve`): start the fake; returns it and the config overrides that
+    point image editing (only) at it."""
+    import secrets
+
+    fake = DashScopeEditFake(api_key=config.get("EDIT_DASHSCOPE_API_KEY") or "sk-sandbox-" + secrets.token_hex(8),
+                             latency=float(config.get("SANDBOX_EDIT_LATENCY", 2.0)),
+                             fail_rate=float(config.get("SANDBOX_EDIT_FAIL_RATE", 0.0))).start()
+    return fake, {"EDIT_DASHSCOPE_API_KEY": fake.api_key, "EDIT_DASHSCOPE_BASE_URL": fake.api_base}
