@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from xintu.location.service import MAX_BATCH, LocationService, haversine_km  # noqa: E402
+from xintu.location.service import MAX_BATCH, LocationService, haversine_km
 
 
 def make_points(data, n: int, seed: int = 1):
