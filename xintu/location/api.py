@@ -34,6 +34,14 @@ def location_service() -> LocationService:
     return LocationService(Path(current_app.instance_path) / "geodata")
 
 
+@bp.record_once
+def _preload(state) -> None:
+    # With gunicorn --preload (preload_app = True) this runs in the master: the ~3 s load and the
+    # polygon cache write happen once, and forked workers share the pages instead of each loading.
+    if state.app.config.get("LOCATION_PRELOAD"):
+        LocationService(Path(state.app.instance_path) / "geodata").data  # noqa: B018
+
+
 @bp.get("/location")
 @bp.auth_required(client_auth)
 @bp.input(PointQuery, location="query", arg_name="query")
