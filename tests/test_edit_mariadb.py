@@ -143,3 +143,24 @@ def test_sweep_refunds_a_task_whose_worker_died_mid_way(mysql_edit_app, dashscop
     assert dashscope_edit_fake.submissions == 2
     assert ledger(mysql_edit_app, user) == [("edit_refund", 2, task["task_id"]), ("edit_spend", -2, task["task_id"])]
     assert balance(mysql_edit_app, user) == 2
+
+
+def test_large_photos_fit_through_mariadb_packets(mysql_edit_app, dashscope_edit_fake):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    # Two ~8.7 MB noise PNGs: together above MariaDB's default 16 MB max_allowed_packet.
+    rng = np.random.default_rng(3)
+    photos = []
+    for _ in range(2):
+        out = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (1700, 1700, 3), dtype=np.uint8)).save(out, "PNG", compress_level=0)
+        photos.append(out.getvalue())
+    assert all(8_000_000 < len(p) < 10 * 1024 * 1024 for p in photos)
+    user, headers = make_user(mysql_edit_app, credits=2)
+    r = post_edit(mysql_edit_app.test_client(), headers, photos)
+    assert r.status_code == 202, r.get_json()
+    drain(mysql_edit_app)
+    assert balance(mysql_edit_app, user) == 0 and dashscope_edit_fake.submissions == 2

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 
-from peewee import (BigAutoField, BigIntegerField, BlobField, BooleanField, CharField, DateField, DateTimeField,
-                    FloatField, ForeignKeyField, IntegerField, Model, SmallIntegerField, TextField)
+from peewee import (BigAutoField, BigIntegerField, BlobField, BooleanField, CharField, DateField,
+                    DateTimeField, FloatField, ForeignKeyField, IntegerField, Model, SmallIntegerField,
+                    TextField)
 from playhouse.shortcuts import ThreadSafeDatabaseMetadata
 
 from xintu.db import primary
@@ -214,17 +215,19 @@ class LongBlobField(BlobField):
 
 class EditImage(BaseModel):
     """An uploaded photo of an edit task, kept in the DB (the only state shared with workers on
-    other hosts) until the task finishes."""
+    other hosts) until the task finishes. Stored in pieces of ≤ 4 MB: pymysql sends bytes as hex,
+    so one 10 MB photo would be a 20 MB statement, above MariaDB's default max_allowed_packet."""
 
     id = BigAutoField()
     task = ForeignKeyField(EditTask, backref="uploads", on_delete="CASCADE")
     position = SmallIntegerField()
+    chunk = SmallIntegerField(default=0)
     mime = CharField(32)
     data = LongBlobField()
 
     class Meta:
         table_name = "edit_images"
-        indexes = ((("task", "position"), True),)
+        indexes = ((("task", "position", "chunk"), True),)
 
 
 class EditCache(BaseModel):

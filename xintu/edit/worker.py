@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from xintu import db
 from xintu.edit import credits
-from xintu.edit.service import DEFAULT_MODEL, TERMINAL, remember_result
+from xintu.edit.service import DEFAULT_MODEL, TERMINAL, load_upload, remember_result
 from xintu.edit.upstream import EditModelClient, TransientUpstreamError
 from xintu.models import EditCache, EditImage, EditTask
 from xintu.timeutil import utcnow
@@ -72,8 +72,8 @@ class EditWorker:
                 continue  # too late to start; pending ones still get a last poll
             try:
                 if image["status"] == "queued":
-                    upload = EditImage.get((EditImage.task == task.id) & (EditImage.position == image["position"]))
-                    outcome = client.submit(upload.data, upload.mime, task.prompt, task.options)
+                    data, mime = load_upload(task.id, image["position"])
+                    outcome = client.submit(data, mime, task.prompt, task.options)
                 elif image["status"] == "pending":
                     outcome = client.poll(image["upstream_id"])
                 else:

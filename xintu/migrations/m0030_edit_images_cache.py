@@ -1,4 +1,4 @@
-"""Image edit: uploaded photos (edit_images) and the result cache (edit_cache)."""
+"""Image edit: uploaded photos in ≤ 4 MB pieces (edit_images) and the result cache (edit_cache)."""
 
 
 def up(db, migrator):
