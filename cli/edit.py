@@ -12,6 +12,23 @@ import click
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 
+_SANDBOX_HELP = "Use the built-in DashScope fake (default: config SANDBOX, never in production)."
+
+
+def _edit_config(config, sandbox):
+    """The config for talking to DashScope; in sandbox mode a fake started in this process, since
+    the worker (not the web process) is the only caller of the edit endpoints."""
+    config = dict(config)
+    if sandbox is None:
+        sandbox = bool(config.get("SANDBOX")) and config.get("ENV") != "production"
+    if sandbox:
+        from xintu.sandbox.dashscope_edit import start_embedded
+
+        fake, overrides = start_embedded(config)
+        config.update(overrides)
+        click.echo(f"sandbox DashScope image edit on {fake.base_url}", err=True)
+    return config
+
 
 @click.group()
 def edit():
@@ -31,14 +48,15 @@ def edit():
 @click.option("--model", default=None, help="Upstream model (default: config EDIT_MODEL or qwen-image-edit).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Save the result here.")
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait for upstream.")
-def run(image, prompt, model, output, timeout):
+@click.option("--sandbox/--no-sandbox", default=None, help=_SANDBOX_HELP)
+def run(image, prompt, model, output, timeout, sandbox):
     """Edit one IMAGE directly (operators: no task row, no credits); prints the result URL."""
     from xintu.config import load_config
     from xintu.edit.images import check_prompt, prepare_image
     from xintu.edit.service import DEFAULT_MODEL
     from xintu.edit.upstream import EditModelClient, TransientUpstreamError
 
-    config = load_config()
+    config = _edit_config(load_config(), sandbox)
     prepared = prepare_image(image.read_bytes())
     client = EditModelClient.from_config(config, model or config.get("EDIT_MODEL") or DEFAULT_MODEL)
     spinner, start = itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"), time.monotonic()
@@ -138,14 +156,16 @@ def sandbox(port, latency, fail_rate):
 @click.option("--once", is_flag=True, help="Exit when nothing is claimable (instead of waiting for work).")
 @click.option("--idle-sleep", default=1.0, show_default=True, help="Seconds between looks at an empty queue.")
 @click.option("--id", "worker_id", default=None, help="Worker name in claimed_by (default host:pid:random).")
+@click.option("--sandbox/--no-sandbox", default=None, help=_SANDBOX_HELP)
 @with_app
-def worker(once, idle_sleep, worker_id):
+def worker(once, idle_sleep, worker_id, sandbox):
     """Run image-edit tasks from the queue until stopped (SIGTERM finishes the current step first)."""
     from flask import current_app
 
     from xintu.edit.worker import EditWorker
 
-    runner, stop = EditWorker(current_app.config, worker_id=worker_id), threading.Event()
+    config = _edit_config(current_app.config, sandbox)
+    runner, stop = EditWorker(config, worker_id=worker_id), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     click.echo(f"worker {runner.id} started", err=True)

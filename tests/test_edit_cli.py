@@ -4,10 +4,10 @@ import json
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from xintu_cli.main import cli
 
 from tests.edit_fixtures import make_user, photo, sha256
 from tests.test_edit_service import ledger, post_edit
-from xintu_cli.main import cli
 
 
 @pytest.fixture
@@ -18,6 +18,7 @@ def cli_env(edit_app, dashscope_edit_fake, monkeypatch):
     monkeypatch.setenv("XINTU_EDIT_DASHSCOPE_API_KEY", dashscope_edit_fake.api_key)
     monkeypatch.setenv("XINTU_EDIT_DASHSCOPE_BASE_URL", dashscope_edit_fake.api_base)
     monkeypatch.setenv("XINTU_EDIT_POLL_INTERVAL", "0")
+    monkeypatch.setenv("XINTU_SANDBOX", "false")
     monkeypatch.setattr("xintu_cli.context._app", None)
     return CliRunner()
 
@@ -84,3 +85,15 @@ def test_edit_run_rejects_a_non_image_in_one_line(cli_env, tmp_path):
     assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("Error: ")
 
 
+
+
+def test_worker_in_sandbox_mode_brings_its_own_dashscope(cli_env, edit_app, monkeypatch, dashscope_edit_fake):
+    monkeypatch.setenv("XINTU_SANDBOX", "true")
+    _, headers = make_user(edit_app, credits=1)
+    task = post_edit(edit_app.test_client(), headers, [photo("red")]).get_json()
+    result = cli_env.invoke(cli, ["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "sandbox DashScope image edit on http://127.0.0.1:" in result.output
+    shown = json.loads(cli_env.invoke(cli, ["edit", "show", task["task_id"], "--format", "json"]).stdout)
+    assert shown["status"] == "succeeded" and dashscope_edit_fake.base_url not in shown["images"][0]["url"]
+    assert dashscope_edit_fake.submissions == 0  # the test's fake was not used
