@@ -149,6 +149,8 @@ def test_a_task_is_visible_only_to_its_owner(edit_app):
     r = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=bob)
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "edit_task_not_found"
     assert client.get("/api/v1/image-edit/" + "x" * 200, headers=alice).status_code == 404
+    longer = client.get(f"/api/v1/image-edit/{task['task_id']}0", headers=alice)
+    assert longer.status_code == 404 and longer.get_json()["error"]["code"] == "edit_task_not_found"
 
 
 def test_an_unbound_device_cannot_spend(edit_app, device_token):

@@ -90,7 +90,9 @@ class ImageEditService:
         return describe(task)
 
     def get(self, user, task_id: str) -> dict:
-        task = EditTask.get_or_none(EditTask.task_id == str(task_id)[:32], EditTask.user == user.id)
+        task_id = str(task_id)
+        task = None if len(task_id) != 32 else EditTask.get_or_none(
+            EditTask.task_id == task_id, EditTask.user == user.id)
         if task is None:  # someone else's task is as absent as a made-up one
             raise NotFound("没有这个编辑任务", code="edit_task_not_found")
         return describe(task)
