@@ -97,3 +97,37 @@ def test_worker_in_sandbox_mode_brings_its_own_dashscope(cli_env, edit_app, monk
     shown = json.loads(cli_env.invoke(cli, ["edit", "show", task["task_id"], "--format", "json"]).stdout)
     assert shown["status"] == "succeeded" and dashscope_edit_fake.base_url not in shown["images"][0]["url"]
     assert dashscope_edit_fake.submissions == 0  # the test's fake was not used
+
+
+def test_worker_process_runs_tasks_and_stops_cleanly_on_sigterm(edit_app, dashscope_edit_fake, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from xintu.models import EditTask
+
+    env = {**os.environ, "XINTU_INSTANCE_PATH": edit_app.instance_path, "XINTU_SANDBOX": "false",
+           "XINTU_SECRET_KEY": edit_app.config["SECRET_KEY"],
+           "XINTU_EDIT_DASHSCOPE_API_KEY": dashscope_edit_fake.api_key,
+           "XINTU_EDIT_DASHSCOPE_BASE_URL": dashscope_edit_fake.api_base, "XINTU_EDIT_POLL_INTERVAL": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "xintu_cli.main", "worker", "--idle-sleep", "0.1",
+                             "--id", "proc-worker"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        _, headers = make_user(edit_app, credits=2)
+        task = post_edit(edit_app.test_client(), headers, [photo("red"), photo("blue")]).get_json()
+        deadline = time.monotonic() + 30
+        with edit_app.app_context():
+            while time.monotonic() < deadline:
+                if EditTask.get(EditTask.task_id == task["task_id"]).status == "succeeded":
+                    break
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "worker proc-worker stopped after 1 steps" in err
+    assert dashscope_edit_fake.submissions == 2
