@@ -22,9 +22,9 @@ def _edit_config(config, sandbox):
     if sandbox is None:
         sandbox = bool(config.get("SANDBOX")) and config.get("ENV") != "production"
     if sandbox:
-        from xintu.sandbox.dashscope_edit import start_embedded
+        from xintu.sandbox.dashscope_edit import start_for_worker
 
-        fake, overrides = start_embedded(config)
+        fake, overrides = start_for_worker(config)
         config.update(overrides)
         click.echo(f"sandbox DashScope image edit on {fake.base_url}", err=True)
     return config

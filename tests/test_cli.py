@@ -109,3 +109,12 @@ def test_command_table_points_at_click_objects():
     group = LazyGroup()
     for name in group.list_commands(None):
         assert group.get_command(None, name) is not None, COMMANDS[name]
+
+
+def test_unset_switch_shows_the_configured_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("XINTU_INFERENCE_MODE", "local")
+    monkeypatch.setattr("xintu_cli.context._app", None)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "migrate"]).exit_code == 0
+    assert runner.invoke(cli, ["config", "get", "inference.mode"]).output.strip() == '"local"'

@@ -24,6 +24,7 @@ BLUEPRINTS = [
     "xintu.health",
     "xintu.docs",
     "xintu.auth",
+    "xintu.classify.api",
     "xintu.location.api",
     "xintu.edit.api",
 ]

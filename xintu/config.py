@@ -55,6 +55,18 @@ DEFAULTS: dict = {
     # DashScope (Qwen-VL classification, image edit).
     "DASHSCOPE_API_KEY": None,
     "DASHSCOPE_BASE_URL": None,       # None → the SDK default
+    # Classification (xintu.classify). The operator switch inference.mode (auto|llm|local) lives in the DB
+    # (`xintu config set`); INFERENCE_MODE is its value until someone sets it.
+    "INFERENCE_MODE": "auto",
+    "CLASSIFY_MODEL_DIR": None,       # None → <instance>/models (ONNX built there at first use)
+    "CLASSIFY_THREADS": 2,            # onnxruntime intra-op threads per worker
+    "CLASSIFY_LOCAL_CONCURRENCY": 2,  # local inferences at once per worker (CPU bound)
+    "CLASSIFY_BATCH_CONCURRENCY": 20,  # items of one batch in flight: all 20, LLM calls are I/O bound
+    "CLASSIFY_CACHE_LOCAL": False,    # cache local-model answers too (LLM answers always are)
+    "CLASSIFY_LLM_MODEL": "qwen-vl-plus",
+    "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
+    "CLASSIFY_LLM_RETRIES": 1,
+    "SANDBOX_LLM": False,             # `xintu serve`: also start the fake Qwen-VL (else local-only)
     # Image edit (xintu worker). EDIT_DASHSCOPE_* fall back to DASHSCOPE_*.
     "EDIT_MODEL": "qwen-image-edit",  # or wanx2.1-imageedit / wan2.5-i2i-preview (submit + poll)
     "EDIT_DASHSCOPE_API_KEY": None,

@@ -2,6 +2,8 @@
 
 Reads are cached per process for a few seconds; a switch takes effect everywhere within that time.
 Known keys and their allowed values are declared in ``KNOWN`` so the CLI and admin UI can validate.
+Until a switch is set, its value is the app config key of the same name (``inference.mode`` →
+``INFERENCE_MODE``), else the default declared here.
 """
 
 from __future__ import annotations
@@ -32,13 +34,21 @@ def get_setting(key: str, default=None):
     from xintu.models import Setting
 
     row = Setting.get_or_none(Setting.key == key)
-    if row is not None:
-        value = row.value
-    else:
-        value = KNOWN[key][1] if key in KNOWN and default is None else default
+    value = row.value if row is not None else _unset_value(key, default)
     with _lock:
         _cache[key] = (now, value)
     return value
+
+
+def _unset_value(key: str, default=None):
+    if default is not None:
+        return default
+    from flask import current_app, has_app_context
+
+    config_key = key.upper().replace(".", "_")
+    if has_app_context() and current_app.config.get(config_key) is not None:
+        return current_app.config[config_key]
+    return KNOWN[key][1] if key in KNOWN else None
 
 
 def validate(key: str, value):
@@ -66,7 +76,7 @@ def set_setting(key: str, value, by: str | None = None) -> None:
 def all_settings() -> dict:
     from xintu.models import Setting
 
-    values = {key: default for key, (_, default) in KNOWN.items()}
+    values = {key: _unset_value(key) for key in KNOWN}
     values.update({row.key: row.value for row in Setting.select()})
     return values
 

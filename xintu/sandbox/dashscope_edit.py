@@ -225,12 +225,13 @@ def _error(status: int, code: str, message: str):
     return _json(status, {"request_id": str(uuid.uuid4()), "code": code, "message": message})
 
 
-def start_embedded(config) -> tuple[DashScopeEditFake, dict]:
-    """For sandbox mode (`xintu serve`): start the fake; returns it and the config overrides that
+def start_for_worker(config) -> tuple[DashScopeEditFake, dict]:
+    """For sandbox mode of `xintu worker` / `xintu edit run` (the only callers of the edit endpoints,
+    so the fake lives in their process): start it; returns it and the config overrides that
     point image editing (only) at it."""
     import secrets
 
-    fake = DashScopeEditFake(api_key=config.get("EDIT_DASHSCOPE_API_KEY") or "sk-sandbox-" + secrets.token_hex(8),
-                             latency=float(config.get("SANDBOX_EDIT_LATENCY", 2.0)),
+    key = config.get("EDIT_DASHSCOPE_API_KEY") or "sk-sandbox-" + secrets.token_hex(8)
+    fake = DashScopeEditFake(api_key=key, latency=float(config.get("SANDBOX_EDIT_LATENCY", 2.0)),
                              fail_rate=float(config.get("SANDBOX_EDIT_FAIL_RATE", 0.0))).start()
     return fake, {"EDIT_DASHSCOPE_API_KEY": fake.api_key, "EDIT_DASHSCOPE_BASE_URL": fake.api_base}

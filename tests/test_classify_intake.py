@@ -1,0 +1,126 @@
+"""Image intake: formats, orientation, draft decoding, and the bad-image corpus → stable 4xx codes."""
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from tests.classify_fixtures import register
+from tests.classify_images import package_photo
+from xintu.classify.intake import MAX_BYTES, decode
+from xintu.errors import XintuError
+
+
+def _encode(img, fmt, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _photo(size=(640, 480)):
+    return Image.open(io.BytesIO(package_photo("skimage:chelsea.png"))).convert("RGB").resize(size)
+
+
+def _png_claiming(width, height) -> bytes:
+    """A tiny valid PNG whose header claims width×height pixels (a decompression bomb's signature)."""
+    raw = bytearray(_encode(Image.new("L", (8, 8)), "PNG"))
+    ihdr = struct.pack(">II", width, height) + bytes(raw[24:29])
+    raw[16:29] = ihdr
+    raw[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(raw)
+
+
+def _bad_corpus():
+    jpeg = _encode(_photo(), "JPEG", quality=90)
+    png = _encode(_photo(), "PNG")
+    return {
+        "empty": (b"", 400, "image_empty"),
+        "text": (b"hello, this is not an image at all", 415, "image_unsupported"),
+        "pdf": (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", 415, "image_unsupported"),
+        "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', 415, "image_unsupported"),
+        "bmp": (_encode(_photo((32, 32)), "BMP"), 415, "image_unsupported"),
+        "tiff": (_encode(_photo((32, 32)), "TIFF"), 415, "image_unsupported"),
+        "truncated_jpeg": (jpeg[: len(jpeg) // 2], 400, "image_truncated"),
+        "truncated_png": (png[: len(png) // 2], 400, "image_truncated"),
+        "jpeg_header_only": (jpeg[:300], 400, "image_corrupt"),
+        "bomb_png": (_png_claiming(30000, 30000), 413, "image_too_many_pixels"),
+        "huge_bomb_png": (_png_claiming(100000, 100000), 413, "image_too_many_pixels"),
+        "60mp_png": (_png_claiming(10000, 6000), 413, "image_too_many_pixels"),  # fine as a JPEG, not as PNG
+        "zero_size_png": (_png_claiming(0, 0), 415, "image_unsupported"),  # Pillow: not a PNG
+        "too_large": (jpeg + b"\0" * (MAX_BYTES + 1 - len(jpeg)), 413, "image_too_large"),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_bad_corpus()))
+def test_bad_image_is_refused_with_a_stable_code(name):
+    data, status, code = _bad_corpus()[name]
+    with pytest.raises(XintuError) as err:
+        decode(data)
+    assert (err.value.status, err.value.code) == (status, code)
+
+
+def test_bad_image_corpus_through_the_api_gives_json_4xx(local_app):
+    client = local_app.test_client()
+    headers = register(client)
+    for name, (data, status, code) in _bad_corpus().items():
+        for path in ("/api/v1/classify", "/api/v1/classify/local"):
+            r = client.post(path, headers=headers, data={"image": (io.BytesIO(data), f"{name}.bin")})
+            assert r.status_code == status, (name, path, r.get_json())
+            assert r.get_json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize("fmt, kw", [("WEBP", {"quality": 80}), ("GIF", {}), ("PNG", {}),
+                                     ("JPEG", {"quality": 85})])
+def test_accepted_formats_decode_to_rgb(fmt, kw):
+    result = decode(_encode(_photo().convert("P") if fmt == "GIF" else _photo(), fmt, **kw))
+    assert result.image.mode == "RGB" and result.image.size == (640, 480)
+    assert (result.width, result.height) == (640, 480)
+
+
+def test_heic_is_accepted():
+    import pillow_heif
+    pillow_heif.register_heif_opener()
+    data = _encode(_photo(), "HEIF", quality=80)
+    result = decode(data)
+    assert result.format == "HEIF" and result.image.size == (640, 480) and result.mime == "image/heic"
+
+
+def test_mpo_from_a_phone_is_accepted():
+    data = _encode(_photo(), "MPO", save_all=True, append_images=[_photo().rotate(5)])
+    result = decode(data)
+    assert result.format == "MPO" and result.image.size == (640, 480)
+
+
+def test_animated_gif_uses_the_first_frame():
+    frames = [Image.new("RGB", (60, 40), c) for c in ((255, 0, 0), (0, 0, 255))]
+    data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert decode(data).image.getpixel((5, 5)) == (255, 0, 0)
+
+
+def test_exif_orientation_is_applied_and_camera_recognised():
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0110] = 6, "Apple", "iPhone 15"
+    data = _encode(_photo((400, 300)), "JPEG", exif=exif)
+    result = decode(data)
+    assert result.image.size == (300, 400) and (result.width, result.height) == (300, 400)
+    assert result.camera and result.exif["make"] == "Apple"
+
+
+def test_transparent_png_is_flattened_on_white():
+    img = Image.new("RGBA", (50, 50), (0, 0, 0, 0))
+    assert decode(_encode(img, "PNG")).image.getpixel((10, 10)) == (255, 255, 255)
+
+
+def test_draft_decode_of_a_12mp_jpeg_keeps_the_working_size():
+    data = _encode(_photo((4000, 3000)), "JPEG", quality=90)
+    fast, full = decode(data), decode(data, draft=False)
+    assert fast.image.size == full.image.size == (960, 720)
+    assert (fast.width, fast.height) == (4000, 3000)
+    assert fast.sha256 == full.sha256
+
+
+def test_server_hash_is_of_the_bytes():
+    import hashlib
+    data = _encode(_photo(), "PNG")
+    assert decode(data).sha256 == hashlib.sha256(data).hexdigest()

@@ -1,0 +1,175 @@
+"""Classification endpoints. Images come as multipart files, or base64 in JSON for small clients."""
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+
+from apiflask import APIBlueprint, Schema
+from apiflask.fields import Dict, Float, Integer, List, Nested, String
+from apiflask.validators import Length, Regexp
+from flask import g, request
+
+from xintu.auth import client_auth
+from xintu.classify.intake import MAX_BYTES
+from xintu.classify.service import MAX_BATCH, get_service
+from xintu.errors import BadRequest, PayloadTooLarge
+
+bp = APIBlueprint("classify", __name__, url_prefix="/api/v1/classify", tag="classify")
+MAX_CHECK = 100
+_BODY_DOC = ("Send the image as multipart/form-data field `image` (batch: repeated field `images`), or as JSON "
+             "`{\"image_base64\": \"…\"}` (batch: `{\"images\": [{\"image_base64\": \"…\", \"filename\": \"…\"}]}`). "
+             "jpg/png/webp/gif/mpo/heic, ≤ 10 MB each. The server hashes the bytes itself.")
+
+
+class ResultOut(Schema):
+    sha256 = String(metadata={"description": "SHA-256 of the bytes, computed by the server"})
+    category = String(metadata={"description": "social_activities|pets|single_person|foods|travel_scenery|"
+                                               "screenshot|idcard|other"})
+    confidence = Float()
+    description = String(metadata={"description": "short Chinese description (≤ 30 characters)"})
+    method = String(metadata={"description": "cache|llm|local|llm_fallback"})
+    details = Dict(metadata={"description": "/classify/local only: the cues behind the answer"})
+
+
+class BatchOut(Schema):
+    count = Integer()
+    elapsed_ms = Integer()
+    results = List(Dict(), metadata={"description": "per image, in order: a result with `filename`, "
+                                                    "or `{filename, error: {code, message}}`"})
+
+
+class CheckIn(Schema):
+    sha256 = String(required=True, validate=Regexp(r"^[0-9a-fA-F]{64}$"))
+
+
+class CheckOut(Schema):
+    sha256 = String()
+    hit = Nested(ResultOut, allow_none=True)
+
+
+class BatchCheckIn(Schema):
+    hashes = List(String(validate=Regexp(r"^[0-9a-fA-F]{64}$")), required=True, validate=Length(1, MAX_CHECK))
+
+
+class BatchCheckOut(Schema):
+    hits = Dict(keys=String(), values=Nested(ResultOut), metadata={"description": "only the hashes found"})
+    missing = List(String())
+
+
+def _b64(value) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise BadRequest("缺少图片数据", code="image_missing")
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    if len(value) > MAX_BYTES * 4 // 3 + 4:
+        raise PayloadTooLarge("图片超过 10 MB", code="image_too_large")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("base64 图片数据无效", code="image_base64_invalid")
+
+
+def _read(storage) -> bytes:
+    data = storage.read(MAX_BYTES + 1)  # never more than the limit + 1 byte in memory
+    if len(data) > MAX_BYTES:
+        raise PayloadTooLarge("图片超过 10 MB", code="image_too_large")
+    return data
+
+
+def _one_image() -> bytes:
+    if request.files:
+        storage = request.files.get("image") or next(iter(request.files.values()))
+        return _read(storage)
+    body = request.get_json(silent=True)
+    if isinstance(body, dict):
+        return _b64(body.get("image_base64"))
+    raise BadRequest("请上传图片（multipart 字段 image，或 JSON image_base64）", code="image_missing")
+
+
+def _many_images() -> list[tuple[str, bytes]]:
+    if request.files:
+        files = request.files.getlist("images") or [f for _, f in request.files.items(multi=True)]
+        if len(files) > MAX_BATCH:
+            raise BadRequest(f"一次最多 {MAX_BATCH} 张", code="batch_too_large")
+        return [(f.filename or f"image{i}", _read(f)) for i, f in enumerate(files)]
+    body = request.get_json(silent=True)
+    items = body.get("images") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        raise BadRequest("请上传图片（multipart 字段 images，或 JSON images 列表）", code="image_missing")
+    if len(items) > MAX_BATCH:
+        raise BadRequest(f"一次最多 {MAX_BATCH} 张", code="batch_too_large")
+    out = []
+    for i, item in enumerate(items):
+        item = item if isinstance(item, dict) else {}
+        out.append((str(item.get("filename") or f"image{i}")[:200], _b64(item.get("image_base64"))))
+    return out
+
+
+def _client() -> str:
+    return g.client.client_id
+
+
+@bp.post("")
+@bp.auth_required(client_auth)
+@bp.output(ResultOut)
+@bp.doc(summary="Classify one image (cache → LLM → local model)", description=_BODY_DOC,
+        responses={400: "bad or missing image", 413: "image too large", 415: "not a supported image"})
+def classify():
+    return get_service().classify(_one_image(), endpoint="classify", client=_client())
+
+
+@bp.post("/local")
+@bp.auth_required(client_auth)
+@bp.output(ResultOut)
+@bp.doc(summary="Classify one image with the local model only (no LLM), with the cues it used",
+        description=_BODY_DOC, responses={400: "bad or missing image", 413: "image too large",
+                                          415: "not a supported image"})
+def classify_local():
+    return get_service().classify(_one_image(), method="local", endpoint="classify/local", client=_client(),
+                                  details=True)
+
+
+@bp.post("/batch")
+@bp.auth_required(client_auth)
+@bp.output(BatchOut)
+@bp.doc(summary=f"Classify up to {MAX_BATCH} images concurrently; per-item results and errors",
+        description=_BODY_DOC, responses={400: "no images or too many"})
+def classify_batch():
+    start = time.perf_counter()
+    items = _many_images()
+    results = get_service().classify_many(items, endpoint="classify/batch", client=_client())
+    return {"count": len(results), "elapsed_ms": round((time.perf_counter() - start) * 1000),
+            "results": results}
+
+
+@bp.post("/check-cache")
+@bp.auth_required(client_auth)
+@bp.input(CheckIn, arg_name="body")
+@bp.output(CheckOut)
+@bp.doc(summary="Is there a cached answer for this SHA-256? (lets a client skip the upload)",
+        description="Reveals only the stored category of an image whose exact bytes the caller already has.")
+def check_cache(body):
+    start, sha = time.perf_counter(), body["sha256"].lower()
+    hit = get_service().cache.get(sha)
+    _log("classify/check-cache", start, hit)
+    return {"sha256": sha, "hit": hit}
+
+
+@bp.post("/batch-check-cache")
+@bp.auth_required(client_auth)
+@bp.input(BatchCheckIn, arg_name="body")
+@bp.output(BatchCheckOut)
+@bp.doc(summary=f"Cached answers for up to {MAX_CHECK} SHA-256 hashes")
+def batch_check_cache(body):
+    start, hashes = time.perf_counter(), list(dict.fromkeys(h.lower() for h in body["hashes"]))
+    hits = get_service().cache.get_many(hashes)
+    _log("classify/batch-check-cache", start, None, batch_size=len(hashes))
+    return {"hits": hits, "missing": [h for h in hashes if h not in hits]}
+
+
+def _log(endpoint: str, start: float, hit: dict | None, batch_size: int | None = None) -> None:
+    from xintu.classify.request_log import buffer
+    buffer.log(endpoint=endpoint, client=_client(), method="cache" if hit else None,
+               category=hit["category"] if hit else None, latency_ms=round((time.perf_counter() - start) * 1000),
+               batch_size=batch_size)

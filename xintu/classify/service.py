@@ -1,0 +1,184 @@
+"""ClassifierService: cache → Qwen-VL (when configured and allowed) → local model.
+
+``method`` in every answer says which path produced it: ``cache``, ``llm``, ``local`` or ``llm_fallback``
+(the LLM was wanted but failed or is not configured, so the local model answered). The operator switch
+``inference.mode`` (auto | llm | local, DB-backed, `xintu config set`) picks the path for API requests:
+auto uses the LLM when a key is configured, llm insists on it (its absence shows up as llm_fallback in the
+stats), local never calls out.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from prometheus_client import Counter, Histogram
+
+from xintu import db
+from xintu.classify import intake as image_intake
+from xintu.classify.cache import CacheService, Version
+from xintu.classify.imagenet import MODEL_VERSION
+from xintu.classify.model_client import PROMPT_VERSION, LlmFailure, ModelClient
+from xintu.classify.request_log import buffer as stats_buffer
+from xintu.classify.rules import RULES_VERSION
+from xintu.classify.singleflight import SingleFlight
+from xintu.errors import XintuError
+from xintu.settings_store import get_setting
+
+log = logging.getLogger(__name__)
+MODES = ("auto", "llm", "local")
+MAX_BATCH = 20
+
+CLASSIFIED = Counter("xintu_classify_total", "Images classified, by method", ["method"])
+LLM_FAILURES = Counter("xintu_classify_llm_failures_total", "Qwen-VL calls that gave no usable answer",
+                       ["reason"])
+LATENCY = Histogram("xintu_classify_seconds", "Time to classify one image, by method", ["method"],
+                    buckets=(0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+
+
+class ClassifierService:
+    def __init__(self, config: dict):
+        self.config = config
+        self.model_dir = config.get("CLASSIFY_MODEL_DIR") or os.path.join(config["INSTANCE_PATH"], "models")
+        key = config.get("DASHSCOPE_API_KEY")
+        self.llm = ModelClient(key, model=config["CLASSIFY_LLM_MODEL"], base_url=config.get("DASHSCOPE_BASE_URL"),
+                               timeout=config["CLASSIFY_LLM_TIMEOUT"],
+                               retries=config["CLASSIFY_LLM_RETRIES"]) if key else None
+        self.llm_version = Version(config["CLASSIFY_LLM_MODEL"], PROMPT_VERSION, "llm")
+        self.local_version = Version(f"local-{MODEL_VERSION}", RULES_VERSION, "local")
+        self.cache_local = bool(config.get("CLASSIFY_CACHE_LOCAL"))
+        self.cache = CacheService([self.llm_version] + ([self.local_version] if self.cache_local else []))
+        self.flights = SingleFlight()
+        self._local_slots = threading.BoundedSemaphore(max(1, int(config["CLASSIFY_LOCAL_CONCURRENCY"])))
+        self._local = None
+        self._local_lock = threading.Lock()
+
+    # -- configuration -------------------------------------------------------------------------
+    def mode(self) -> str:
+        mode = get_setting("inference.mode", self.config.get("INFERENCE_MODE") or "auto")
+        return mode if mode in MODES else "auto"
+
+    @property
+    def local(self):
+        with self._local_lock:
+            if self._local is None:
+                from xintu.classify.local import get_local
+                self._local = get_local(self.model_dir, int(self.config["CLASSIFY_THREADS"]))
+            return self._local
+
+    def warm(self) -> None:
+        """Load the local models now (e.g. from gunicorn's post_fork), not in a user's first request."""
+        self.local.warm()
+
+    def _versions(self, path: str) -> list[Version]:
+        if path == "local":
+            return [self.local_version] if self.cache_local else []
+        return self.cache.versions
+
+    # -- one image -----------------------------------------------------------------------------
+    def classify(self, data: bytes, *, method: str | None = None, endpoint: str | None = None,
+                 client: str | None = None, details: bool = False, batch_size: int | None = None) -> dict:
+        """Classify ``data``; ``method`` overrides the operator mode (the CLI's --method, /classify/local)."""
+        start = time.perf_counter()
+        path = method or self.mode()
+        try:
+            image_intake.check_size(data)
+            sha = image_intake.sha256_hex(data)
+            # details = the diagnostic /classify/local: always run the model, a cached answer has no cues
+            versions = [] if details else self._versions(path)
+            result = self.cache.get(sha, versions) if versions else None
+            if result is None:
+                result, _ = self.flights.do((sha, path, details), lambda: self._compute(data, sha, path, details))
+                result = dict(result)
+            result["sha256"] = sha
+        except XintuError as exc:
+            self._record(endpoint, client, None, None, start, ok=False, status=exc.status, batch_size=batch_size)
+            raise
+        self._record(endpoint, client, result["method"], result["category"], start, batch_size=batch_size)
+        return result
+
+    def _compute(self, data: bytes, sha: str, path: str, details: bool) -> dict:
+        img = image_intake.decode(data)
+        if path != "local" and self.llm is not None:
+            try:
+                answer = self.llm.classify(_llm_bytes(img), "image/jpeg")
+            except LlmFailure as exc:
+                LLM_FAILURES.labels(exc.reason).inc()
+                log.warning("qwen-vl failed (%s); answering with the local model", exc)
+            else:
+                self.cache.put(sha, self.llm_version, answer.category, answer.confidence, answer.description)
+                return {"category": answer.category, "confidence": answer.confidence,
+                        "description": answer.description, "method": "llm"}
+        result = self._run_local(img, details)
+        result["method"] = "local" if path == "local" or (path == "auto" and self.llm is None) else "llm_fallback"
+        if self.cache_local:
+            self.cache.put(sha, self.local_version, result["category"], result["confidence"],
+                           result["description"])
+        return result
+
+    def _run_local(self, img, details: bool) -> dict:
+        with self._local_slots:  # CPU bound: more at once only thrashes the cores
+            r = self.local.classify(img)
+        out = {"category": r.category, "confidence": r.confidence, "description": r.description}
+        if details:
+            out["details"] = {"reason": r.reason, **r.cues}
+        return out
+
+    def _record(self, endpoint, client, method, category, start, ok=True, status=200, batch_size=None):
+        elapsed = time.perf_counter() - start
+        if method:
+            CLASSIFIED.labels(method).inc()
+            LATENCY.labels(method).observe(elapsed)
+        if endpoint:
+            stats_buffer.log(endpoint=endpoint, client=client, method=method, category=category,
+                             latency_ms=round(elapsed * 1000), ok=ok, status=status, batch_size=batch_size)
+
+    # -- many images ---------------------------------------------------------------------------
+    def classify_many(self, items: list[tuple[str, bytes]], *, method: str | None = None,
+                      endpoint: str | None = None, client: str | None = None) -> list[dict]:
+        """Per-item results in input order; a bad item gets an ``error`` and does not fail the others.
+        Items run concurrently (bounded), so a batch takes about as long as its slowest item."""
+        path = method or self.mode()  # read once, on the request thread
+
+        def one(item):
+            name, data = item
+            try:
+                return {"filename": name, **self.classify(data, method=path, endpoint=endpoint, client=client,
+                                                          batch_size=len(items))}
+            except XintuError as exc:
+                return {"filename": name, "error": {"code": exc.code, "message": exc.message}}
+            except Exception:  # one broken item must not take the other 19 answers down with it
+                log.exception("classifying %s failed", name)
+                return {"filename": name, "error": {"code": "internal_error", "message": "分类失败"}}
+
+        def in_pool(item):
+            try:
+                return one(item)
+            finally:
+                db.close_all()  # the pool thread's own connection
+
+        workers = max(1, min(len(items), int(self.config["CLASSIFY_BATCH_CONCURRENCY"])))
+        if workers == 1:
+            return [one(item) for item in items]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="classify") as pool:
+            return list(pool.map(in_pool, items))
+
+
+def _llm_bytes(img) -> bytes:
+    """The working image (≤ 960 px) as JPEG: a tenth of a phone photo's upload, any input format (HEIC,
+    GIF) becomes one the model accepts, and Qwen-VL resizes to about this size anyway."""
+    buf = io.BytesIO()
+    img.image.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def get_service(app=None) -> ClassifierService:
+    from flask import current_app
+    app = app or current_app
+    svc = app.extensions.get("xintu.classify")
+    if svc is None:
+        svc = app.extensions.setdefault("xintu.classify", ClassifierService(app.config))
+    return svc
