@@ -168,7 +168,7 @@ def _truncated():
     ([photo("red")] * 10, "改成夜景", None, 400, "too_many_images"),
     ([photo("red")], "   ", None, 400, "prompt_required"),
     ([photo("red")], "长" * 801, None, 400, "prompt_too_long"),
-    ([b"just some text, not a photo"], "改成夜景", None, 415, "unsupported_image_type"),
+    ([b"just some text, not a photo"], "改成夜景", None, 415, "image_unsupported"),
     ([_truncated()], "改成夜景", None, 400, "image_truncated"),
     ([b""], "改成夜景", None, 400, "image_empty"),
     ([photo("red")], "改成夜景", "{not json", 400, "invalid_options"),
@@ -189,3 +189,14 @@ def test_oversized_photo_is_413(edit_app):
     too_big = photo("red") + os.urandom(10 * 1024 * 1024)
     r = post_edit(edit_app.test_client(), headers, [too_big])
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "image_too_large"
+
+
+def test_gif_and_oversized_photos_are_sent_as_jpeg_within_upstream_limits():
+    from xintu.edit.images import UPSTREAM_MAX_SIDE, prepare_image
+
+    big = prepare_image(photo("red", size=(4000, 1000), fmt="PNG"))
+    assert big.mime == "image/jpeg" and max(big.width, big.height) == UPSTREAM_MAX_SIDE
+    small = photo("red", size=(640, 480), fmt="WEBP")
+    assert prepare_image(small).data == small  # accepted upstream as is: sent untouched
+    gif = prepare_image(photo("red", fmt="GIF"))
+    assert gif.mime == "image/jpeg" and Image.open(io.BytesIO(gif.data)).format == "JPEG"

@@ -25,8 +25,8 @@ class EditForm(Schema):
 @bp.input(EditForm, location="form_and_files", arg_name="form", validation=False)
 @bp.doc(summary="Queue an image edit (paid in credits)", description=_TASK_DOC, responses={
     202: "task accepted", 400: "no_images / too_many_images / prompt_required / prompt_too_long / "
-    "image_truncated / invalid_options", 402: "insufficient_credits", 413: "image_too_large",
-    415: "unsupported_image_type"})
+    "image_truncated / image_corrupt / invalid_options", 402: "insufficient_credits", 413: "image_too_large",
+    415: "image_unsupported"})
 def create(form):
     # Parsed here (validation=False) so each problem gets its stable code rather than a generic 422.
     uploads = [f.read() for f in request.files.getlist("images")]

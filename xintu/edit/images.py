@@ -1,25 +1,21 @@
 """Checks and prepares the photos of an edit request before any credit is reserved.
 
-Everything a client sends is checked here, on the bytes (never the claimed type or name): count,
-size, real format, truncation, decompression bombs. The image sent upstream is the original when
-upstream accepts it as is, else a re-encoded JPEG (HEIC, GIF, MPO, oversized photos).
+Count and prompt are checked here; each photo goes through classification's intake (size, real
+format from the bytes, truncation, decompression bombs — one set of rules and error codes for the
+whole API). The image sent upstream is the original when upstream accepts it as is, else a JPEG of
+the decoded photo (HEIC, GIF, MPO, or larger than upstream accepts).
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 
-from xintu.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from xintu.errors import BadRequest
 
 MAX_IMAGES = 9
-MAX_BYTES = 10 * 1024 * 1024
-MAX_PIXELS = 50_000_000
 UPSTREAM_MAX_SIDE = 3072  # qwen-image-edit / wanx accept up to this many pixels per side
 MAX_PROMPT = 800
 _PASS_THROUGH = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-_ACCEPTED = set(_PASS_THROUGH) | {"MPO", "GIF", "HEIF", "BMP", "TIFF"}
 
 
 @dataclass
@@ -50,46 +46,18 @@ def check_count(n: int) -> None:
 
 
 def prepare_image(data: bytes, index: int = 0) -> PreparedImage:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """Validate with classification's intake (same checks, same error codes), then pick what to send."""
+    from xintu.classify.intake import decode
+    from xintu.errors import XintuError
 
-    _register_heif()
-    which = f"第 {index + 1} 张图片"
-    if not data:
-        raise BadRequest(f"{which}是空文件", code="image_empty")
-    if len(data) > MAX_BYTES:
-        raise PayloadTooLarge(f"{which}超过 10 MB", code="image_too_large")
-    with warnings.catch_warnings():
-        # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; a bomb must be an error.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data))
-            fmt, (width, height) = img.format, img.size
-            if fmt not in _ACCEPTED:
-                raise UnidentifiedImageError(fmt)
-            if width * height > MAX_PIXELS:
-                raise PayloadTooLarge(f"{which}像素过多", code="image_too_many_pixels")
-            img.load()
-        except (UnidentifiedImageError, ValueError):
-            raise UnsupportedMediaType(f"{which}不是支持的图片格式（jpg/png/webp/heic/gif）",
-                                       code="unsupported_image_type") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise PayloadTooLarge(f"{which}像素过多", code="image_too_many_pixels") from None
-        except (OSError, SyntaxError):
-            raise BadRequest(f"{which}已损坏或不完整", code="image_truncated") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if fmt in _PASS_THROUGH and max(width, height) <= UPSTREAM_MAX_SIDE:
-        return PreparedImage(digest, data, _PASS_THROUGH[fmt], width, height)
-    img = ImageOps.exif_transpose(img).convert("RGB")
-    img.thumbnail((UPSTREAM_MAX_SIDE, UPSTREAM_MAX_SIDE))
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=92)
-    return PreparedImage(digest, out.getvalue(), "image/jpeg", img.width, img.height)
-
-
-def _register_heif() -> None:
     try:
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-    except ImportError:
-        pass
+        # work_side = upstream's limit: the decoded image is what we send when the original can't be.
+        intake = decode(data, work_side=UPSTREAM_MAX_SIDE)
+    except XintuError as exc:
+        exc.message = f"第 {index + 1} 张图片：{exc.message}"
+        raise
+    if intake.format in _PASS_THROUGH and max(intake.width, intake.height) <= UPSTREAM_MAX_SIDE:
+        return PreparedImage(intake.sha256, data, _PASS_THROUGH[intake.format], intake.width, intake.height)
+    out = io.BytesIO()
+    intake.image.save(out, "JPEG", quality=92)
+    return PreparedImage(intake.sha256, out.getvalue(), "image/jpeg", *intake.image.size)
