@@ -25,6 +25,8 @@ BLUEPRINTS = [
     "xintu.docs",
     "xintu.auth",
     "xintu.classify.api",
+    "xintu.member.api",
+    "xintu.wechat.api",
     "xintu.location.api",
     "xintu.edit.api",
 ]

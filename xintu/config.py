@@ -44,6 +44,10 @@ DEFAULTS: dict = {
     "WECHAT_AES_KEY": None,
     "WECHAT_API_BASE_URL": None,      # None → https://api.weixin.qq.com/
     "WECHAT_OAUTH_BASE_URL": None,    # None → https://open.weixin.qq.com/connect/
+    # OAuth landing and pay notify as WeChat reaches them: web-tier URLs in production (Lighttpd proxies
+    # them with the shared secret); None → PUBLIC_BASE_URL + /wechat/oauth, /wechat/pay/notify.
+    "WECHAT_OAUTH_REDIRECT_URL": None,
+    "WECHATPAY_NOTIFY_URL": None,
     # WeChat Pay v3.
     "WECHATPAY_MCHID": None,
     "WECHATPAY_PRIVATE_KEY": None,    # PEM text or a path to it
@@ -52,6 +56,12 @@ DEFAULTS: dict = {
     "WECHATPAY_PUBLIC_KEY": None,     # platform public key, PEM text or path
     "WECHATPAY_PUBLIC_KEY_ID": None,
     "WECHATPAY_BASE_URL": None,       # None → https://api.mch.weixin.qq.com
+    "SANDBOX_PAY_CASHIER_URL": None,  # set by the sandbox: the H5 page pays there instead of WeixinJSBridge
+    # Price table (fen). Credit packages as "credits:fen".
+    "PRICE_MEMBER_FEN": 2990,
+    "PRICE_MEMBER_DAYS": 30,
+    "PRICE_MEMBER_BONUS": 10,
+    "PRICE_CREDITS": ["10:990", "20:1800", "50:3900"],
     # DashScope (Qwen-VL classification, image edit).
     "DASHSCOPE_API_KEY": None,
     "DASHSCOPE_BASE_URL": None,       # None → the SDK default
@@ -100,6 +110,8 @@ PRODUCTION_REQUIRED = (
     "WECHATPAY_APIV3_KEY",
     "WECHATPAY_PUBLIC_KEY",
     "WECHATPAY_PUBLIC_KEY_ID",
+    "WECHATPAY_NOTIFY_URL",
+    "WECHAT_OAUTH_REDIRECT_URL",
     "INTERNAL_SHARED_SECRET",
 )
 

@@ -9,6 +9,7 @@ import importlib
 
 EMBEDDED = [
     "xintu.sandbox.dashscope_vl",   # Qwen-VL classification: only with SANDBOX_LLM, else local-only
+    "xintu.sandbox.wechat",         # WeChat official account + WeChat Pay v3, with the click-through demo
 ]
 
 

@@ -1,0 +1,130 @@
+"""Flows 1–3 on real MariaDB: QR code → signed follow/scan event → client session token, exactly once."""
+import time
+
+import pytest
+import requests
+
+from xintu.models import ClientSession, CreditLedger, QrBinding, User, WechatEvent
+
+pytestmark = pytest.mark.mariadb
+
+
+def _qr(stack, token):
+    resp = requests.post(stack.url + "/api/v1/auth/wechat/qrcode", headers={"Authorization": f"Bearer {token}"},
+                         timeout=10)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def _poll(stack, token, scene):
+    return requests.get(stack.url + "/api/v1/auth/wechat/binding", params={"scene": scene},
+                        headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def test_follow_by_qr_binds_the_client_and_grants_the_signup_bonus_once(mysql_member_stack):
+    stack = mysql_member_stack
+    device = stack.register_device()
+    qr = _qr(stack, device)
+    assert qr["qr_image"].startswith("data:image/svg+xml") and len(qr["scene"]) >= 32
+    assert _poll(stack, device, qr["scene"]).json()["status"] == "pending"
+
+    status, reply = stack.sandbox.mp.simulate_scan(qr["scene"], "oFOLLOWER1", first_follow=True)
+    assert status == 200 and "已赠送 10 积分" in reply and "客户端登录成功" in reply
+
+    first = _poll(stack, device, qr["scene"]).json()
+    assert first["status"] == "bound" and first["token"].startswith("xt_")
+    again = _poll(stack, device, qr["scene"]).json()
+    assert again["status"] == "bound" and "token" not in again          # handed out exactly once
+
+    me = requests.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {first['token']}"}, timeout=10)
+    assert me.status_code == 200
+    assert me.json()["credits_balance"] == 10 and "openid" not in me.json()
+
+    # The same user scans a second client's QR: SCAN event, bound, no second bonus.
+    other = stack.register_device()
+    qr2 = _qr(stack, other)
+    status, reply = stack.sandbox.mp.simulate_scan(qr2["scene"], "oFOLLOWER1", first_follow=False)
+    assert status == 200 and "赠送" not in reply
+    assert "token" in _poll(stack, other, qr2["scene"]).json()
+    # Unfollow and follow again: still no second bonus.
+    stack.sandbox.mp.simulate_unsubscribe("oFOLLOWER1")
+    status, reply = stack.sandbox.mp.simulate_subscribe("oFOLLOWER1")
+    assert "欢迎回到" in reply
+    with stack.in_app():
+        user = User.get(User.openid == "oFOLLOWER1")
+        assert user.credits_balance == 10 and user.subscribed
+        assert [e.reason for e in CreditLedger.select().where(CreditLedger.user == user.id)] == ["signup_bonus"]
+        assert ClientSession.select().where(ClientSession.user == user.id, ClientSession.kind == "bound").count() == 2
+
+
+@pytest.mark.parametrize("encrypted", [True, False])
+def test_forged_event_signature_is_403_and_creates_no_user(mysql_member_stack, encrypted):
+    stack = mysql_member_stack
+    stack.app.config["WECHAT_AES_KEY"] = stack.sandbox.mp.encoding_aes_key if encrypted else None
+    device = stack.register_device()
+    qr = _qr(stack, device)
+    status, _ = stack.sandbox.mp.simulate_scan(qr["scene"], "oFORGER", token="not-the-token", encrypted=encrypted)
+    assert status == 403
+    status, _ = stack.sandbox.mp.verify_url(token="not-the-token")[:2]
+    assert status == 403
+    with stack.in_app():
+        assert not User.select().where(User.openid == "oFORGER").exists()
+        assert QrBinding.get(QrBinding.scene == qr["scene"]).status == "pending"
+
+
+def test_stale_event_is_refused(mysql_member_stack):
+    stack = mysql_member_stack
+    xml = stack.sandbox.mp.event_xml("oLATE", "subscribe")
+    status, _ = stack.sandbox.mp.deliver(xml, "oLATE", timestamp=int(time.time()) - 3600)
+    assert status == 403
+    with stack.in_app():
+        assert not User.select().where(User.openid == "oLATE").exists()
+
+
+def test_replayed_event_is_processed_once(mysql_member_stack):
+    stack = mysql_member_stack
+    xml = stack.sandbox.mp.event_xml("oREPLAY", "subscribe", create_time=int(time.time()))
+    replies = [stack.sandbox.mp.deliver(xml, "oREPLAY") for _ in range(3)]   # WeChat's retries
+    assert [status for status, _ in replies] == [200, 200, 200]
+    assert "已赠送" in replies[0][1] and replies[1][1] == "success"
+    with stack.in_app():
+        user = User.get(User.openid == "oREPLAY")
+        assert user.credits_balance == 10
+        assert WechatEvent.select().where(WechatEvent.openid == "oREPLAY").count() == 1
+
+
+def test_url_verification_echo(mysql_member_stack):
+    status, body, echostr = mysql_member_stack.sandbox.mp.verify_url()
+    assert status == 200 and body == echostr
+
+
+def test_binding_is_private_to_its_client_and_expires(mysql_member_stack):
+    stack = mysql_member_stack
+    owner, stranger = stack.register_device(), stack.register_device()
+    qr = _qr(stack, owner)
+    stack.sandbox.mp.simulate_scan(qr["scene"], "oOWNER")
+    stolen = _poll(stack, stranger, qr["scene"])
+    assert stolen.status_code == 404 and stolen.json()["error"]["code"] == "binding_not_found"
+    assert "token" in _poll(stack, owner, qr["scene"]).json()        # the stranger did not consume it
+
+    late = _qr(stack, owner)
+    with stack.in_app():
+        QrBinding.update(expires_at=QrBinding.created_at).where(
+            QrBinding.scene == late["scene"]).execute()
+    _, reply = stack.sandbox.mp.simulate_scan(late["scene"], "oOWNER", first_follow=False)
+    assert "二维码已失效" in reply
+    assert _poll(stack, owner, late["scene"]).json()["status"] == "expired"
+
+
+def test_client_supplied_openid_headers_are_ignored(mysql_member_stack):
+    stack = mysql_member_stack
+    stack.sandbox.mp.simulate_subscribe("oVICTIM")
+    device = stack.register_device()
+    spoof = {"X-WeChat-OpenID": "oVICTIM", "X-OpenID": "oVICTIM", "Authorization": f"Bearer {device}"}
+    me = requests.get(stack.url + "/api/v1/me", headers=spoof, timeout=10)
+    assert me.status_code == 403                                   # a device token is not a user
+    for method, path in [("get", "/api/v1/h5/me"), ("post", "/api/v1/orders"), ("get", "/api/v1/orders")]:
+        resp = getattr(requests, method)(stack.url + path, headers=spoof, json={"kind": "member"}, timeout=10)
+        assert resp.status_code == 401 and resp.json()["error"]["code"] == "h5_login_required"
+    resp = requests.get(stack.url + "/api/v1/h5/me", cookies={"xintu_h5": "forged.cookie.value"}, timeout=10)
+    assert resp.status_code == 401

@@ -1,0 +1,123 @@
+"""CreditService on real MariaDB: guarded atomic moves, a ledger row each, (reason, ref) idempotency."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from xintu import db
+from xintu.errors import BadRequest, NotFound, PaymentRequired
+from xintu.member.credits import CreditService
+from xintu.member.users import ensure_user
+from xintu.models import CreditLedger, User
+
+pytestmark = pytest.mark.mariadb
+
+
+@pytest.fixture
+def ctx(mysql_app):
+    with mysql_app.app_context():
+        yield mysql_app
+        db.close_all()
+
+
+def _user(balance=0, openid="oCREDIT"):
+    user, _ = ensure_user(openid)
+    if balance:
+        CreditService.grant(user.id, balance, "purchase", f"seed:{openid}")
+    return user
+
+
+def test_grant_spend_refund_write_one_ledger_row_each(ctx):
+    user = _user()
+    assert CreditService.grant(user.id, 10, "signup_bonus", f"user:{user.id}").balance_after == 10
+    assert CreditService.spend(user.id, 3, "edit_spend", "task:1").balance_after == 7
+    assert CreditService.refund(user.id, 1, "edit_refund", "task:1").balance_after == 8
+    rows = [(e.delta, e.reason, e.ref, e.balance_after) for e in CreditLedger.select().order_by(CreditLedger.id)]
+    assert rows == [(10, "signup_bonus", f"user:{user.id}", 10), (-3, "edit_spend", "task:1", 7),
+                    (1, "edit_refund", "task:1", 8)]
+    assert CreditService.balance(user.id) == 8 and CreditService.audit() == []
+
+
+def test_same_reason_and_ref_moves_credits_once(ctx):
+    user = _user()
+    first = CreditService.grant(user.id, 10, "purchase", "XT1")
+    again = CreditService.grant(user.id, 10, "purchase", "XT1")
+    assert not first.duplicate and again.duplicate and again.ledger_id == first.ledger_id
+    spend = CreditService.spend(user.id, 4, "edit_spend", "task:9")
+    assert CreditService.spend(user.id, 4, "edit_spend", "task:9").duplicate
+    assert spend.balance_after == 6 and User.get_by_id(user.id).credits_balance == 6
+
+
+def test_spend_beyond_balance_is_402_and_changes_nothing(ctx):
+    user = _user(5)
+    with pytest.raises(PaymentRequired) as exc:
+        CreditService.spend(user.id, 6, "edit_spend", "task:big")
+    assert exc.value.code == "insufficient_credits" and exc.value.status == 402
+    assert User.get_by_id(user.id).credits_balance == 5
+    assert not CreditLedger.select().where(CreditLedger.ref == "task:big").exists()
+
+
+@pytest.mark.parametrize("call,code", [
+    (lambda uid: CreditService.grant(uid, 0, "purchase", "r"), "invalid_amount"),
+    (lambda uid: CreditService.grant(uid, -5, "purchase", "r"), "invalid_amount"),
+    (lambda uid: CreditService.grant(uid, 5, "lottery", "r"), "invalid_reason"),
+    (lambda uid: CreditService.grant(uid, 5, "purchase", ""), "invalid_ref"),
+    (lambda uid: CreditService.adjust(uid, 5, "", "why"), "adjust_reason_required"),
+])
+def test_bad_calls_are_refused_with_a_code(ctx, call, code):
+    user = _user()
+    with pytest.raises(BadRequest) as exc:
+        call(user.id)
+    assert exc.value.code == code
+
+
+def test_unknown_user_is_404(ctx):
+    with pytest.raises(NotFound):
+        CreditService.grant(987654, 1, "purchase", "XT-nouser")
+
+
+def test_200_concurrent_spends_on_a_balance_of_100(ctx, mysql_app):
+    user = _user(100)
+    db.close_all()
+    barrier = threading.Barrier(16)
+
+    def spend(i):
+        if i < 16:
+            barrier.wait()  # start the first wave together
+        with mysql_app.app_context():
+            try:
+                CreditService.spend(user.id, 1, "edit_spend", f"task:{i}")
+                return True
+            except PaymentRequired:
+                return False
+            finally:
+                db.close_all()
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(spend, range(200)))
+    assert results.count(True) == 100 and results.count(False) == 100
+    assert User.get_by_id(user.id).credits_balance == 0
+    assert CreditLedger.select().where(CreditLedger.reason == "edit_spend").count() == 100
+    assert CreditService.audit() == []
+    # every balance_after is distinct: each spend saw its own result, not a neighbour's
+    afters = [e.balance_after for e in CreditLedger.select().where(CreditLedger.reason == "edit_spend")]
+    assert sorted(afters) == list(range(100))
+
+
+def test_concurrent_duplicate_grants_grant_once(ctx, mysql_app):
+    user = _user()
+    db.close_all()
+    barrier = threading.Barrier(10)
+
+    def grant(_):
+        barrier.wait()
+        with mysql_app.app_context():
+            try:
+                return CreditService.grant(user.id, 10, "purchase", "XT-SAME").duplicate
+            finally:
+                db.close_all()
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        duplicates = list(pool.map(grant, range(10)))
+    assert duplicates.count(False) == 1
+    assert User.get_by_id(user.id).credits_balance == 10 and CreditService.audit() == []

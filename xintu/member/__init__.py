@@ -1,0 +1,1 @@
+"""Membership: WeChat users, QR binding, the credits ledger and WeChat Pay orders."""

@@ -1,0 +1,125 @@
+"""Member endpoints: QR binding for clients, profile, prices, and the H5 page's session and orders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from apiflask import APIBlueprint, Schema
+from apiflask.fields import String
+from apiflask.validators import Length, OneOf
+from flask import current_app, g, request, send_from_directory
+
+from xintu.auth import client_auth
+from xintu.errors import NotFound
+from xintu.member import prices
+from xintu.member.binding import BindingService
+from xintu.member.credits import CreditService
+from xintu.member.orders import OrderService, order_view, user_order, user_orders
+from xintu.member.users import profile
+from xintu.timeutil import iso
+from xintu.wechat import h5
+
+bp = APIBlueprint("member", __name__, tag="member")
+H5_DIR = Path(__file__).resolve().parents[2] / "sites" / "h5"
+
+
+class SceneQuery(Schema):
+    scene = String(required=True, validate=Length(8, 64))
+
+
+class TicketIn(Schema):
+    ticket = String(required=True, validate=Length(1, 512))
+
+
+class OrderIn(Schema):
+    kind = String(required=True, validate=OneOf(("member", "credits")))
+    package = String(load_default=None, validate=Length(1, 16))
+
+
+@bp.after_request
+def _cors(response):
+    # The member page may live on a CDN origin of our own (H5_BASE_URL); only that origin gets credentials.
+    origin = request.headers.get("Origin")
+    if origin and origin in h5.h5_origins(current_app.config):
+        response.headers.update({"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                                 "Access-Control-Allow-Headers": "Content-Type",
+                                 "Access-Control-Allow-Methods": "GET, POST"})
+        response.vary.add("Origin")
+    return response
+
+
+# -- PC/mobile clients (device or bound token) ----------------------------------------------------
+@bp.post("/api/v1/auth/wechat/qrcode")
+@bp.auth_required(client_auth)
+@bp.doc(summary="Create a follow QR code that binds this client to the WeChat user who scans it")
+def create_qrcode():
+    return BindingService(current_app.config).create(g.client), 201
+
+
+@bp.get("/api/v1/auth/wechat/binding")
+@bp.auth_required(client_auth)
+@bp.input(SceneQuery, location="query", arg_name="query")
+@bp.doc(summary="Binding status; once bound, returns the client session token exactly once")
+def binding_status(query):
+    return BindingService(current_app.config).poll(g.client, query["scene"])
+
+
+@bp.get("/api/v1/me")
+@bp.auth_required(client_auth, roles=["user"])
+@bp.doc(summary="The bound user's profile, credits and membership (no openid)")
+def me():
+    return profile(g.user)
+
+
+@bp.get("/api/v1/prices")
+@bp.doc(summary="Price table (amounts in fen)")
+def price_list():
+    return prices.price_list(current_app.config)
+
+
+# -- the H5 member page (session cookie after WeChat OAuth) ---------------------------------------
+@bp.post("/api/v1/h5/session")
+@bp.input(TicketIn, arg_name="body")
+@bp.doc(summary="Trade the OAuth hand-off ticket for the HttpOnly session cookie")
+def h5_session(body):
+    user_id = h5.redeem_ticket(body["ticket"])
+    response = current_app.json.response({"ok": True})
+    h5.set_session_cookie(response, user_id)
+    return response
+
+
+@bp.get("/api/v1/h5/me")
+@bp.doc(summary="Profile, credits and recent ledger for the H5 page")
+def h5_me():
+    user = h5.current_user()
+    ledger = [{"delta": e.delta, "reason": e.reason, "balance_after": e.balance_after,
+               "created_at": iso(e.created_at)} for e in CreditService.history(user.id, 10)]
+    return {**profile(user), "ledger": ledger}
+
+
+@bp.post("/api/v1/orders")
+@bp.input(OrderIn, arg_name="body")
+@bp.doc(summary="Create a WeChat Pay JSAPI order; the amount comes from the server's price table")
+def create_order(body):
+    return OrderService(current_app.config).create(h5.current_user(), body["kind"], body["package"]), 201
+
+
+@bp.get("/api/v1/orders")
+@bp.doc(summary="The H5 user's orders")
+def list_orders():
+    return {"items": [order_view(o) for o in user_orders(h5.current_user().id)]}
+
+
+@bp.get("/api/v1/orders/<out_trade_no>")
+@bp.doc(summary="One order of the H5 user")
+def get_order(out_trade_no):
+    return order_view(user_order(h5.current_user().id, out_trade_no))
+
+
+# -- serving the page itself when no CDN is configured (embedded mode) ----------------------------
+@bp.get("/h5/")
+@bp.get("/h5/<path:name>")
+@bp.doc(hide=True)
+def h5_page(name="index.html"):
+    if current_app.config.get("H5_BASE_URL") or not H5_DIR.is_dir():
+        raise NotFound("页面不存在", code="not_found")
+    return send_from_directory(H5_DIR, name, max_age=0)

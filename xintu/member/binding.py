@@ -1,0 +1,79 @@
+"""BindingService (DESIGN §4 flows 1–3): a PC client shows a follow QR code, the user scans it in WeChat,
+the signed event binds the scene to that WeChat user, and the polling client gets its session token.
+
+The scene is random (192 bits) and only ever shown inside WeChat's QR ticket; a binding can be polled
+only by the device token that created it, and the bound token is handed out exactly once (a
+compare-and-set on ``token_delivered``), so neither a guessed scene nor a second poller gets an identity.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from xintu.auth import hash_token, issue_token
+from xintu.errors import NotFound, RateLimited, UpstreamError
+from xintu.member.users import profile
+from xintu.models import QrBinding, User
+from xintu.timeutil import iso, utcnow
+
+QR_TTL = timedelta(minutes=10)
+QR_PER_CLIENT = 20   # QR codes one client may ask for per QR_TTL (each costs a WeChat API call)
+
+
+def qr_svg_data_uri(url: str) -> str:
+    import segno
+    return segno.make(url, error="m").svg_data_uri(scale=4, border=2)
+
+
+class BindingService:
+    def __init__(self, config):
+        self.config = config
+
+    def create(self, client) -> dict:
+        now = utcnow()
+        if QrBinding.select().where(QrBinding.client == client.id,
+                                    QrBinding.created_at > now - QR_TTL).count() >= QR_PER_CLIENT:
+            raise RateLimited("二维码请求过于频繁", code="qrcode_rate_limited")
+        scene = secrets.token_urlsafe(24)
+        from wechatpy.exceptions import WeChatClientException
+
+        from xintu.wechat import official_account
+        try:
+            answer = official_account(self.config).qrcode.create({
+                "expire_seconds": int(QR_TTL.total_seconds()), "action_name": "QR_STR_SCENE",
+                "action_info": {"scene": {"scene_str": scene}}})
+        except (WeChatClientException, OSError) as exc:
+            raise UpstreamError(f"微信二维码生成失败: {getattr(exc, 'errmsg', exc)}", code="wechat_qrcode_failed")
+        binding = QrBinding.create(scene=scene, client=client.id,
+                                   ticket=answer["ticket"], url=answer["url"], expires_at=now + QR_TTL)
+        return {"scene": scene, "ticket": binding.ticket, "url": binding.url, "expires_at": iso(binding.expires_at),
+                "expires_in": int(QR_TTL.total_seconds()), "qr_image": qr_svg_data_uri(binding.url)}
+
+    @staticmethod
+    def bind(scene: str, user: User) -> bool:
+        """Called from a verified WeChat event: attach the scanning user to a live pending binding."""
+        now = utcnow()
+        return QrBinding.update(status="bound", user=user.id, bound_at=now).where(
+            QrBinding.scene == scene, QrBinding.status.in_(("pending", "scanned")),
+            QrBinding.expires_at > now).execute() == 1
+
+    def poll(self, client, scene: str) -> dict:
+        binding = QrBinding.get_or_none(QrBinding.scene == scene, QrBinding.client == client.id)
+        if binding is None:  # unknown, or somebody else's: indistinguishable on purpose
+            raise NotFound("二维码不存在", code="binding_not_found")
+        if binding.status in ("pending", "scanned") and binding.expires_at <= utcnow():
+            QrBinding.update(status="expired").where(QrBinding.id == binding.id,
+                                                     QrBinding.status == binding.status).execute()
+            binding.status = "expired"
+        result = {"status": binding.status, "expires_at": iso(binding.expires_at)}
+        if binding.status != "bound":
+            return result
+        claimed = QrBinding.update(token_delivered=True).where(
+            QrBinding.id == binding.id, QrBinding.token_delivered == False).execute()
+        if claimed == 1:
+            user = User.get_by_id(binding.user_id)
+            token, _ = issue_token(client_id=client.client_id, kind="bound", user=user,
+                                   platform=client.platform)
+            QrBinding.update(client_token_hash=hash_token(token)).where(QrBinding.id == binding.id).execute()
+            result.update(token=token, user=profile(user))
+        return result

@@ -1,0 +1,155 @@
+"""OrderService: WeChat Pay v3 JSAPI orders for membership and credit packages (DESIGN §4 flows 4–5).
+
+An order becomes paid exactly once: ``created → paid`` is a compare-and-set UPDATE, and the grant runs in
+the same transaction, so duplicate notifications (WeChat Pay re-sends until it sees a 2xx) and a
+notification racing the sweep's query cannot grant twice.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from xintu import db
+from xintu.errors import Conflict, NotFound, RateLimited, Unauthorized, UpstreamError
+from xintu.member import prices
+from xintu.member.credits import CreditService
+from xintu.member.pay import jsapi_params, notify_url, pay_client, verify_notification
+from xintu.member.users import extend_membership
+from xintu.models import Order, User
+from xintu.timeutil import iso, utcnow
+
+log = logging.getLogger(__name__)
+PENDING_LIMIT = 10             # unpaid orders a user may open within SWEEP_AFTER
+SWEEP_AFTER = timedelta(minutes=30)
+
+
+def new_trade_no() -> str:
+    return "XT" + utcnow().strftime("%Y%m%d%H%M%S") + secrets.token_hex(8).upper()  # 32 chars
+
+
+class OrderService:
+    def __init__(self, config):
+        self.config = config
+
+    def create(self, user: User, kind: str, package: str | None) -> dict:
+        product = prices.lookup(self.config, kind, package)
+        recent = Order.select().where(Order.user == user.id, Order.status == "created",
+                                      Order.created_at > utcnow() - SWEEP_AFTER).count()
+        if recent >= PENDING_LIMIT:
+            raise RateLimited("未支付的订单太多，请稍后再试", code="too_many_pending_orders")
+        order = Order.create(out_trade_no=new_trade_no(), user=user.id, kind=product.kind,
+                             package=product.package, quantity=product.quantity, amount_fen=product.amount_fen)
+        wp = pay_client(self.config)
+        try:
+            code, text = wp.pay(description=product.description, out_trade_no=order.out_trade_no,
+                                amount={"total": product.amount_fen, "currency": "CNY"},
+                                payer={"openid": user.openid}, notify_url=notify_url(self.config))
+            prepay_id = json.loads(text)["prepay_id"] if code == 200 else None
+        except Exception as exc:  # noqa: BLE001  network error, or the SDK refusing an unsigned answer
+            log.warning("prepay failed for %s: %s", order.out_trade_no, exc)
+            prepay_id = None
+        if not prepay_id:
+            Order.update(status="closed", closed_at=utcnow()).where(Order.id == order.id).execute()
+            raise UpstreamError("微信支付下单失败，请稍后再试", code="pay_prepay_failed")
+        Order.update(prepay_id=prepay_id).where(Order.id == order.id).execute()
+        order.prepay_id = prepay_id
+        params = jsapi_params(wp, self.config["WECHAT_APP_ID"], prepay_id)
+        return {**order_view(order), "pay": self._pay_step(order, params)}
+
+    def _pay_step(self, order, params) -> dict:
+        if not (self.config.get("SANDBOX") and self.config.get("SANDBOX_PAY_CASHIER_URL")):
+            return {"mode": "jsapi", "params": params}
+        # Offline: the sandbox cashier checks the same signed package WeixinJSBridge would get.
+        from urllib.parse import urlencode
+        back = h5_url(self.config) + "?" + urlencode({"order": order.out_trade_no})
+        return {"mode": "sandbox", "params": params,
+                "cashier_url": self.config["SANDBOX_PAY_CASHIER_URL"] + "?" + urlencode({**params,
+                                                                                      "return_url": back})}
+
+    # -- payment confirmation ---------------------------------------------------------------------
+    def handle_notify(self, headers, body) -> Order:
+        resource = verify_notification(headers, body, self.config)
+        return self.apply_payment(resource)
+
+    def apply_payment(self, tx: dict) -> Order:
+        """Mark paid and grant, once. ``tx`` is a verified transaction (notify or query answer)."""
+        order = Order.get_or_none(Order.out_trade_no == str(tx.get("out_trade_no")))
+        if order is None:
+            raise NotFound("订单不存在", code="order_not_found")
+        if (tx.get("amount") or {}).get("total") != order.amount_fen:
+            log.error("amount mismatch on %s: %s != %s", order.out_trade_no, tx.get("amount"), order.amount_fen)
+            raise Unauthorized("支付金额与订单不符", code="pay_amount_mismatch")
+        owner = User.get_by_id(order.user_id)
+        if (tx.get("payer") or {}).get("openid") not in (None, owner.openid):
+            raise Unauthorized("付款人与订单用户不符", code="pay_payer_mismatch")
+        with db.atomic():
+            flipped = (Order.update(status="paid", transaction_id=tx.get("transaction_id"), paid_at=utcnow())
+                       .where(Order.id == order.id, Order.status == "created").execute())
+            if flipped == 1:
+                if order.kind == "member":
+                    extend_membership(order.user_id, order.quantity)
+                    product = prices.lookup(self.config, "member", "member")
+                    if product.bonus_credits:
+                        CreditService.grant(order.user_id, product.bonus_credits, "membership_bonus",
+                                            order.out_trade_no)
+                else:
+                    CreditService.grant(order.user_id, order.quantity, "purchase", order.out_trade_no)
+        order = Order.get_by_id(order.id)
+        if flipped != 1 and order.status != "paid":
+            raise Conflict(f"订单状态为 {order.status}，不能再入账", code="order_not_payable")
+        return order
+
+    # -- housekeeping -----------------------------------------------------------------------------
+    def sweep(self, older_than: timedelta = SWEEP_AFTER, now: datetime | None = None) -> dict:
+        """Ask WeChat Pay about orders unpaid for ``older_than``: apply the paid ones, close the rest."""
+        wp = pay_client(self.config)
+        cutoff = (now or utcnow()) - older_than
+        result = {"paid": 0, "closed": 0, "failed": 0}
+        for order in Order.select().where(Order.status == "created", Order.created_at < cutoff):
+            try:
+                code, text = wp.query(out_trade_no=order.out_trade_no)
+                tx = json.loads(text) if code == 200 else {}
+                if tx.get("trade_state") == "SUCCESS" and tx.get("mchid") == self.config["WECHATPAY_MCHID"]:
+                    self.apply_payment(tx)
+                    result["paid"] += 1
+                    continue
+                if code in (200, 404):
+                    code, _ = wp.close(out_trade_no=order.out_trade_no)
+                if code == 204 or tx.get("trade_state") == "CLOSED":
+                    Order.update(status="closed", closed_at=utcnow()).where(
+                        Order.id == order.id, Order.status == "created").execute()
+                    result["closed"] += 1
+                else:
+                    result["failed"] += 1
+            except Exception as exc:  # noqa: BLE001  one bad order must not stop the sweep
+                log.warning("sweep of %s failed: %s", order.out_trade_no, exc)
+                result["failed"] += 1
+        return result
+
+
+def h5_url(config) -> str:
+    return (config.get("H5_BASE_URL") or config["PUBLIC_BASE_URL"].rstrip("/") + "/h5").rstrip("/") + "/"
+
+
+def order_view(order: Order) -> dict:
+    return {"out_trade_no": order.out_trade_no, "kind": order.kind, "package": order.package,
+            "quantity": order.quantity, "amount_fen": order.amount_fen, "status": order.status,
+            "created_at": iso(order.created_at), "paid_at": iso(order.paid_at)}
+
+
+def user_orders(user_id: int, limit: int = 20) -> list[Order]:
+    return list(Order.select().where(Order.user == user_id).order_by(Order.id.desc()).limit(limit))
+
+
+def user_order(user_id: int, out_trade_no: str) -> Order:
+    order = Order.get_or_none(Order.out_trade_no == out_trade_no, Order.user == user_id)
+    if order is None:
+        raise NotFound("订单不存在", code="order_not_found")
+    return order
+
+
+def list_orders(status=None, limit=50) -> list[Order]:
+    query = Order.select().order_by(Order.id.desc()).limit(limit)
+    return list(query.where(Order.status == status) if status else query)

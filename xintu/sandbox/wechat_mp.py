@@ -1,0 +1,259 @@
+"""Fake WeChat official-account platform: the API our client calls, and WeChat calling our callback.
+
+API side (what wechatpy reaches once ``API_BASE_URL`` / ``OAUTH_BASE_URL`` point here): ``/cgi-bin/token``,
+``/cgi-bin/stable_token``, ``/cgi-bin/qrcode/create``, ``/connect/oauth2/authorize`` (a consent form that
+302s back with a single-use code) and ``/sns/oauth2/access_token``. Every ``/cgi-bin`` call checks the
+access token like WeChat does (40001 unknown, 42001 expired).
+
+WeChat side: ``simulate_scan`` / ``simulate_subscribe`` / ``simulate_unsubscribe`` post event XML to the
+configured callback, signed with the shared token and, in safe mode, AES-encrypted with wechatpy's own
+cipher, exactly as the platform does. ``/q/<ticket>`` is the "phone" page a QR code points to, so a person
+can click through the scan in a browser.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import secrets
+import threading
+import time
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+
+from .base import Response, SandboxServer
+
+TOKEN_TTL = 7200
+
+
+def wechat_signature(*parts) -> str:
+    return hashlib.sha1("".join(sorted(str(p) for p in parts)).encode("utf-8")).hexdigest()
+
+
+class WeChatSandbox(SandboxServer):
+    def __init__(self, appid, secret, token, encoding_aes_key=None, callback_url=None, **kw):
+        super().__init__(**kw)
+        self.appid, self.secret, self.token = appid, secret, token
+        self.encoding_aes_key = encoding_aes_key
+        self.callback_url = callback_url
+        self.original_id = "gh_" + secrets.token_hex(6)
+        self.lock = threading.Lock()
+        self.tokens: dict[str, float] = {}          # access_token -> expires_at
+        self.token_requests = 0                      # how many times a token was minted
+        self.tickets: dict[str, dict] = {}          # ticket -> {scene, expires_at}
+        self.codes: dict[str, tuple[str, float]] = {}  # oauth code -> (openid, expires_at)
+        self.followers: set[str] = set()
+        for method, pattern, handler in [
+            ("GET", "/cgi-bin/token", self._token),
+            ("POST", "/cgi-bin/stable_token", self._stable_token),
+            ("POST", "/cgi-bin/qrcode/create", self._qrcode_create),
+            ("GET", "/q/(?P<ticket>[^/]+)", self._phone_page),
+            ("POST", "/q/(?P<ticket>[^/]+)", self._phone_scan),
+            ("GET", "/connect/oauth2/authorize", self._authorize_form),
+            ("POST", "/connect/oauth2/authorize", self._authorize),
+            ("GET", "/sns/oauth2/access_token", self._oauth_token),
+        ]:
+            self.route(method, pattern, handler)
+
+    # -- configuration handed to our app ----------------------------------------------------------
+    @property
+    def api_base_url(self):
+        return self.base_url + "/cgi-bin/"
+
+    @property
+    def oauth_base_url(self):
+        return self.base_url + "/connect/"
+
+    @property
+    def sns_base_url(self):
+        return self.base_url + "/"
+
+    # -- access tokens ----------------------------------------------------------------------------
+    def _mint(self, force=False):
+        with self.lock:
+            now = time.time()
+            live = [t for t, exp in self.tokens.items() if exp > now]
+            if live and not force:
+                return live[0], int(self.tokens[live[0]] - now)
+            token = secrets.token_urlsafe(48)
+            self.tokens[token] = now + TOKEN_TTL
+            self.token_requests += 1
+            return token, TOKEN_TTL
+
+    def expire_tokens(self):
+        """Make every issued token stale (WeChat does this when the token is refreshed elsewhere)."""
+        with self.lock:
+            for tok in self.tokens:
+                self.tokens[tok] = 0
+
+    def _credentials_ok(self, appid, secret):
+        return appid == self.appid and secret == self.secret
+
+    def _token(self, req):
+        if req.arg("grant_type") != "client_credential" or not self._credentials_ok(
+                req.arg("appid"), req.arg("secret")):
+            return Response.json({"errcode": 40125, "errmsg": "invalid appsecret"})
+        token, ttl = self._mint(force=True)  # the legacy endpoint invalidates nothing here, but mints
+        return Response.json({"access_token": token, "expires_in": ttl})
+
+    def _stable_token(self, req):
+        data = req.json()
+        if data.get("grant_type") != "client_credential" or not self._credentials_ok(
+                data.get("appid"), data.get("secret")):
+            return Response.json({"errcode": 40125, "errmsg": "invalid appsecret"})
+        token, ttl = self._mint(force=bool(data.get("force_refresh")))
+        return Response.json({"access_token": token, "expires_in": ttl})
+
+    def _check_token(self, req):
+        exp = self.tokens.get(req.arg("access_token") or "")
+        if exp is None:
+            return Response.json({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid"})
+        if exp <= time.time():
+            return Response.json({"errcode": 42001, "errmsg": "access_token expired"})
+        return None
+
+    # -- QR codes and the phone that scans them ---------------------------------------------------
+    def _qrcode_create(self, req):
+        if (bad := self._check_token(req)) is not None:
+            return bad
+        data = req.json()
+        scene = (data.get("action_info") or {}).get("scene") or {}
+        if data.get("action_name") != "QR_STR_SCENE" or not scene.get("scene_str"):
+            return Response.json({"errcode": 40053, "errmsg": "invalid action info"})
+        expire = min(int(data.get("expire_seconds") or 60), 2592000)
+        ticket = secrets.token_urlsafe(32)
+        self.tickets[ticket] = {"scene": scene["scene_str"], "expires_at": time.time() + expire}
+        return Response.json({"ticket": ticket, "expire_seconds": expire,
+                              "url": f"{self.base_url}/q/{ticket}"})
+
+    def _phone_page(self, req):
+        ticket = req.match["ticket"]
+        if ticket not in self.tickets:
+            return Response.html("<p>二维码无效</p>", status=404)
+        openid = html.escape(req.headers.get("Cookie", "").partition("sandbox_openid=")[2].split(";")[0]
+                             or "o" + secrets.token_hex(14))
+        return Response.html(
+            "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+            "<title>模拟微信扫码</title><h1>模拟微信扫码</h1><form method=post>"
+            f"<label>微信用户 openid <input name=openid value='{openid}'></label>"
+            "<button type=submit id=scan>扫码并关注</button></form>")
+
+    def _phone_scan(self, req):
+        info = self.tickets.get(req.match["ticket"])
+        openid = req.form().get("openid", "").strip()
+        if info is None or not openid:
+            return Response.html("<p>二维码无效</p>", status=400)
+        if info["expires_at"] < time.time():
+            return Response.html("<p>二维码已过期</p>", status=410)
+        status, reply = self.simulate_scan(info["scene"], openid, first_follow=openid not in self.followers)
+        page = (f"<!doctype html><meta charset=utf-8><p id=result>公众号回复（HTTP {status}）：</p>"
+                f"<pre>{html.escape(reply)}</pre>")
+        resp = Response.html(page)
+        resp.headers["Set-Cookie"] = f"sandbox_openid={openid}; Path=/; SameSite=Lax"
+        return resp
+
+    # -- OAuth (snsapi_base) ----------------------------------------------------------------------
+    def _authorize_form(self, req):
+        if req.arg("appid") != self.appid or not req.arg("redirect_uri"):
+            return Response.html("<p>appid 或 redirect_uri 无效</p>", status=400)
+        openid = req.headers.get("Cookie", "").partition("sandbox_openid=")[2].split(";")[0]
+        hidden = "".join(f"<input type=hidden name={k} value='{html.escape(v[0])}'>"
+                         for k, v in req.query.items())
+        return Response.html(
+            "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+            "<title>微信授权</title><h1>模拟微信网页授权</h1><form method=post>" + hidden +
+            f"<label>微信用户 openid <input name=openid value='{html.escape(openid)}'></label>"
+            "<button type=submit id=allow>允许</button></form>")
+
+    def _authorize(self, req):
+        form = req.form()
+        openid = form.get("openid", "").strip()
+        if form.get("appid") != self.appid or not openid or not form.get("redirect_uri"):
+            return Response.html("<p>授权参数无效</p>", status=400)
+        return Response.redirect(self.authorize(openid, form["redirect_uri"], form.get("state", "")))
+
+    def authorize(self, openid, redirect_uri, state=""):
+        """What WeChat does when the user consents: a one-time code on the redirect URI."""
+        code = secrets.token_urlsafe(24)
+        self.codes[code] = (openid, time.time() + 300)
+        parts = urlsplit(redirect_uri)
+        query = parse_qsl(parts.query) + [("code", code), ("state", state)]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def _oauth_token(self, req):
+        if not self._credentials_ok(req.arg("appid"), req.arg("secret")):
+            return Response.json({"errcode": 40125, "errmsg": "invalid appsecret"})
+        openid, exp = self.codes.pop(req.arg("code") or "", (None, 0))  # codes are single use
+        if openid is None or exp < time.time():
+            return Response.json({"errcode": 40029, "errmsg": "invalid code"})
+        return Response.json({"access_token": secrets.token_urlsafe(32), "expires_in": 7200,
+                              "refresh_token": secrets.token_urlsafe(32), "openid": openid,
+                              "scope": "snsapi_base"})
+
+    # -- acting as WeChat towards our callback ----------------------------------------------------
+    def event_xml(self, openid, event, event_key="", create_time=None, ticket=""):
+        create_time = create_time or int(time.time())
+        extra = f"<EventKey><![CDATA[{event_key}]]></EventKey>" if event_key or event != "unsubscribe" else ""
+        extra += f"<Ticket><![CDATA[{ticket}]]></Ticket>" if ticket else ""
+        return (f"<xml><ToUserName><![CDATA[{self.original_id}]]></ToUserName>"
+                f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{create_time}</CreateTime>"
+                f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>{extra}</xml>")
+
+    def deliver(self, xml, openid, encrypted=None, token=None, timestamp=None, url=None):
+        """POST one event like WeChat: signature over (token, timestamp, nonce) in the query string;
+        safe mode adds encrypt_type=aes and msg_signature over the ciphertext. Returns
+        (status, decrypted reply text)."""
+        token = token or self.token
+        timestamp, nonce = str(timestamp or int(time.time())), secrets.token_hex(5)
+        params = {"signature": wechat_signature(token, timestamp, nonce), "timestamp": timestamp,
+                  "nonce": nonce, "openid": openid}
+        encrypted = bool(self.encoding_aes_key) if encrypted is None else encrypted
+        body = xml
+        if encrypted:
+            from wechatpy.crypto import PrpCrypto, WeChatCrypto
+            crypto = WeChatCrypto(self.token, self.encoding_aes_key, self.appid)
+            cipher = PrpCrypto(crypto.key).encrypt(xml, self.appid).decode()
+            body = (f"<xml><ToUserName><![CDATA[{self.original_id}]]></ToUserName>"
+                    f"<Encrypt><![CDATA[{cipher}]]></Encrypt></xml>")
+            params.update(encrypt_type="aes", msg_signature=wechat_signature(token, timestamp, nonce, cipher))
+        resp = requests.post(url or self.callback_url, params=params, data=body.encode("utf-8"),
+                             headers={"Content-Type": "text/xml"}, timeout=10)
+        reply = resp.text
+        if encrypted and resp.ok and "<Encrypt>" in reply:
+            from wechatpy.crypto import WeChatCrypto
+            crypto = WeChatCrypto(self.token, self.encoding_aes_key, self.appid)
+            import xmltodict
+            envelope = xmltodict.parse(reply)["xml"]
+            reply = crypto.decrypt_message(reply, envelope["MsgSignature"], envelope["TimeStamp"],
+                                           envelope["Nonce"])
+        return resp.status_code, reply
+
+    def simulate_scan(self, scene, openid, first_follow=True, **deliver_kw):
+        """A user scans a QR with ``scene``: ``subscribe`` + ``qrscene_<scene>`` on first follow,
+        ``SCAN`` + ``<scene>`` for an existing follower."""
+        if first_follow:
+            xml = self.event_xml(openid, "subscribe", "qrscene_" + scene, ticket="sandbox")
+        else:
+            xml = self.event_xml(openid, "SCAN", scene, ticket="sandbox")
+        result = self.deliver(xml, openid, **deliver_kw)
+        if result[0] == 200:
+            self.followers.add(openid)
+        return result
+
+    def simulate_subscribe(self, openid, **deliver_kw):
+        result = self.deliver(self.event_xml(openid, "subscribe"), openid, **deliver_kw)
+        self.followers.add(openid)
+        return result
+
+    def simulate_unsubscribe(self, openid, **deliver_kw):
+        self.followers.discard(openid)
+        return self.deliver(self.event_xml(openid, "unsubscribe"), openid, **deliver_kw)
+
+    def verify_url(self, url=None, token=None):
+        """The echo check WeChat makes when the callback URL is configured."""
+        token = token or self.token
+        timestamp, nonce, echostr = str(int(time.time())), secrets.token_hex(5), secrets.token_hex(8)
+        resp = requests.get(url or self.callback_url, timeout=10, params={
+            "signature": wechat_signature(token, timestamp, nonce), "timestamp": timestamp,
+            "nonce": nonce, "echostr": echostr})
+        return resp.status_code, resp.text, echostr

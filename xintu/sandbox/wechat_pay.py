@@ -1,0 +1,234 @@
+"""Fake WeChat Pay API v3 (JSAPI): prepay, query, close, and the payment notification.
+
+Speaks the real wire protocol so wechatpayv3 can be pointed at it by changing ``_core._gate_way``:
+requests must carry a valid merchant ``Authorization`` (WECHATPAY2-SHA256-RSA2048, checked against the
+merchant public key), every 2xx answer is signed with the platform key generated at start (the SDK
+verifies it, the empty 204 of close included), and notifications are signed the same way with the
+``resource`` sealed by AEAD_AES_256_GCM under the APIv3 key. ``/sandbox/cashier`` stands in for the
+WeChat cashier that WeixinJSBridge would open: it checks the JSAPI ``paySign`` and then pays.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import secrets
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+
+import requests
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .base import Response, SandboxServer
+from .keys import rsa_keypair
+
+CST = timezone(timedelta(hours=8))
+AUTH_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def rsa_sign(private_pem: str, message: str) -> str:
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return base64.b64encode(key.sign(message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())).decode()
+
+
+def rsa_verify(public_pem: str, message: str, signature: str) -> bool:
+    key = serialization.load_pem_public_key(public_pem.encode())
+    try:
+        key.verify(base64.b64decode(signature), message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
+        return True
+    except (InvalidSignature, ValueError):  # binascii.Error is a ValueError
+        return False
+
+
+class PaySandbox(SandboxServer):
+    def __init__(self, mchid, appid, apiv3_key, merchant_public_key, **kw):
+        super().__init__(**kw)
+        self.mchid, self.appid, self.apiv3_key = mchid, appid, apiv3_key
+        self.merchant_public_key = merchant_public_key
+        self.platform_private_key, self.platform_public_key = rsa_keypair()
+        self.public_key_id = "PUB_KEY_ID_" + secrets.token_hex(12).upper()
+        self.lock = threading.Lock()
+        self.orders: dict[str, dict] = {}   # out_trade_no -> transaction
+        self.by_prepay: dict[str, str] = {}  # prepay_id -> out_trade_no
+        for method, pattern, handler in [
+            ("POST", "/v3/pay/transactions/jsapi", self._jsapi),
+            ("GET", "/v3/pay/transactions/out-trade-no/(?P<no>[^/]+)", self._query),
+            ("POST", "/v3/pay/transactions/out-trade-no/(?P<no>[^/]+)/close", self._close),
+            ("GET", "/sandbox/cashier", self._cashier_page),
+            ("POST", "/sandbox/cashier", self._cashier_pay),
+        ]:
+            self.route(method, pattern, self._authenticated(handler) if pattern.startswith("/v3") else handler)
+
+    # -- protocol plumbing ------------------------------------------------------------------------
+    def signed_headers(self, body: str, timestamp=None, private_key=None) -> dict:
+        ts, nonce = str(timestamp or int(time.time())), secrets.token_hex(16).upper()
+        signature = rsa_sign(private_key or self.platform_private_key, f"{ts}\n{nonce}\n{body}\n")
+        return {"Wechatpay-Timestamp": ts, "Wechatpay-Nonce": nonce, "Wechatpay-Signature": signature,
+                "Wechatpay-Serial": self.public_key_id,
+                "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"}
+
+    def _signed(self, status, data=None):
+        body = "" if data is None else json.dumps(data, ensure_ascii=False)
+        headers = self.signed_headers(body)
+        if data is not None:
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        return Response(status, body.encode("utf-8"), headers)
+
+    @staticmethod
+    def _error(status, code, message):
+        return Response.json({"code": code, "message": message}, status=status)
+
+    def _authenticated(self, handler):
+        def check(req):
+            scheme, _, params = req.headers.get("Authorization", "").partition(" ")
+            fields = dict(AUTH_RE.findall(params))
+            if scheme != "WECHATPAY2-SHA256-RSA2048" or fields.get("mchid") != self.mchid:
+                return self._error(401, "SIGN_ERROR", "Authorization 缺失或商户号不符")
+            if abs(time.time() - int(fields.get("timestamp") or 0)) > 300:
+                return self._error(401, "SIGN_ERROR", "请求时间戳过期")
+            message = "\n".join([req.method, req.target, fields["timestamp"], fields.get("nonce_str", ""),
+                                 req.body.decode("utf-8")]) + "\n"
+            if not rsa_verify(self.merchant_public_key, message, fields.get("signature", "")):
+                return self._error(401, "SIGN_ERROR", "签名错误")
+            return handler(req)
+        return check
+
+    # -- API --------------------------------------------------------------------------------------
+    def _jsapi(self, req):
+        data = req.json()
+        total = (data.get("amount") or {}).get("total")
+        openid = (data.get("payer") or {}).get("openid")
+        no = data.get("out_trade_no") or ""
+        if data.get("appid") != self.appid or data.get("mchid") != self.mchid:
+            return self._error(400, "PARAM_ERROR", "appid和mch_id不匹配")
+        if not (isinstance(total, int) and total > 0 and openid and 6 <= len(no) <= 32
+                and data.get("description") and data.get("notify_url")):
+            return self._error(400, "PARAM_ERROR", "参数错误")
+        with self.lock:
+            order = self.orders.get(no)
+            if order and (order["amount"] != total or order["openid"] != openid):
+                return self._error(400, "INVALID_REQUEST", "商户订单号重复")
+            if order is None:
+                order = {"out_trade_no": no, "amount": total, "openid": openid, "state": "NOTPAY",
+                         "description": data["description"], "notify_url": data["notify_url"],
+                         "attach": data.get("attach", ""), "prepay_id": "wx" + secrets.token_hex(16),
+                         "transaction_id": None, "success_time": None}
+                self.orders[no] = order
+                self.by_prepay[order["prepay_id"]] = no
+        return self._signed(200, {"prepay_id": order["prepay_id"]})
+
+    def transaction(self, order) -> dict:
+        """The transaction object as query answers and notifications carry it."""
+        result = {"appid": self.appid, "mchid": self.mchid, "out_trade_no": order["out_trade_no"],
+                  "trade_type": "JSAPI", "trade_state": order["state"], "attach": order["attach"],
+                  "trade_state_desc": {"NOTPAY": "订单未支付", "SUCCESS": "支付成功",
+                                       "CLOSED": "已关闭"}[order["state"]],
+                  "amount": {"total": order["amount"], "currency": "CNY", "payer_currency": "CNY"},
+                  "payer": {"openid": order["openid"]}, "promotion_detail": []}
+        if order["state"] == "SUCCESS":
+            result.update(transaction_id=order["transaction_id"], success_time=order["success_time"],
+                          bank_type="OTHERS")
+            result["amount"]["payer_total"] = order["amount"]
+        return result
+
+    def _query(self, req):
+        if req.arg("mchid") != self.mchid:
+            return self._error(400, "PARAM_ERROR", "mchid 不符")
+        order = self.orders.get(req.match["no"])
+        if order is None:
+            return self._error(404, "ORDER_NOT_EXIST", "订单不存在")
+        return self._signed(200, self.transaction(order))
+
+    def _close(self, req):
+        if req.json().get("mchid") != self.mchid:
+            return self._error(400, "PARAM_ERROR", "mchid 不符")
+        with self.lock:
+            order = self.orders.get(req.match["no"])
+            if order is None:
+                return self._error(404, "ORDER_NOT_EXIST", "订单不存在")
+            if order["state"] == "SUCCESS":
+                return self._error(400, "ORDER_PAID", "订单已支付")
+            order["state"] = "CLOSED"
+        return self._signed(204)
+
+    # -- acting as WeChat Pay towards our notify URL ----------------------------------------------
+    def pay(self, prepay_id) -> dict:
+        """The payer confirms: the order becomes SUCCESS (once)."""
+        with self.lock:
+            order = self.orders[self.by_prepay[prepay_id]]
+            if order["state"] == "CLOSED":
+                raise ValueError("order closed")
+            if order["state"] == "NOTPAY":
+                order.update(state="SUCCESS", transaction_id="4200" + secrets.token_hex(12),
+                             success_time=datetime.now(CST).isoformat(timespec="seconds"))
+            return order
+
+    def build_notification(self, prepay_id, *, resource=None, timestamp=None, sign_key=None, apiv3_key=None):
+        """(headers, body) of a TRANSACTION.SUCCESS notification. The keyword overrides exist to forge:
+        a changed ``resource``, a stale ``timestamp``, another ``sign_key`` or ``apiv3_key``."""
+        order = self.orders[self.by_prepay[prepay_id]]
+        plain = resource if resource is not None else self.transaction(order)
+        nonce, aad = secrets.token_hex(6), "transaction"
+        cipher = AESGCM((apiv3_key or self.apiv3_key).encode()).encrypt(
+            nonce.encode(), json.dumps(plain, ensure_ascii=False).encode("utf-8"), aad.encode())
+        envelope = {"id": secrets.token_hex(18), "create_time": datetime.now(CST).isoformat(timespec="seconds"),
+                    "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
+                    "summary": "支付成功",
+                    "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                                 "ciphertext": base64.b64encode(cipher).decode(), "associated_data": aad,
+                                 "nonce": nonce}}
+        body = json.dumps(envelope, ensure_ascii=False)
+        headers = self.signed_headers(body, timestamp=timestamp, private_key=sign_key)
+        headers["Content-Type"] = "application/json"
+        return headers, body
+
+    def deliver(self, prepay_id, headers, body):
+        url = self.orders[self.by_prepay[prepay_id]]["notify_url"]
+        resp = requests.post(url, data=body.encode("utf-8"), headers=headers, timeout=10)
+        return resp.status_code
+
+    def simulate_payment(self, prepay_id, repeat=1) -> list[int]:
+        """Pay the order and notify ``repeat`` times (WeChat Pay re-sends until it sees a 2xx)."""
+        self.pay(prepay_id)
+        headers, body = self.build_notification(prepay_id)
+        return [self.deliver(prepay_id, headers, body) for _ in range(repeat)]
+
+    # -- the cashier page a browser reaches instead of WeixinJSBridge -----------------------------
+    def _checked_package(self, params):
+        prepay_id = (params.get("package") or "").removeprefix("prepay_id=")
+        message = "\n".join(params.get(k) or "" for k in ("appId", "timeStamp", "nonceStr", "package")) + "\n"
+        if (prepay_id not in self.by_prepay or params.get("appId") != self.appid
+                or not rsa_verify(self.merchant_public_key, message, params.get("paySign") or "")):
+            return None
+        return prepay_id
+
+    def _cashier_page(self, req):
+        params = {k: v[0] for k, v in req.query.items()}
+        prepay_id = self._checked_package(params)
+        if prepay_id is None:
+            return Response.html("<p id=error>支付参数签名无效</p>", status=400)
+        order = self.orders[self.by_prepay[prepay_id]]
+        hidden = "".join(f"<input type=hidden name={k} value='{html.escape(v)}'>" for k, v in params.items())
+        return Response.html(
+            "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+            f"<title>模拟微信支付</title><h1>模拟微信支付</h1><p>{html.escape(order['description'])}</p>"
+            f"<p id=amount>¥{order['amount'] / 100:.2f}</p><form method=post>{hidden}"
+            "<button type=submit id=pay>确认支付</button></form>")
+
+    def _cashier_pay(self, req):
+        params = req.form()
+        prepay_id = self._checked_package(params)
+        if prepay_id is None:
+            return Response.html("<p id=error>支付参数签名无效</p>", status=400)
+        codes = self.simulate_payment(prepay_id)
+        back = params.get("return_url") or ""
+        if back.startswith(("http://", "https://")):
+            sep = "&" if "?" in back else "?"
+            return Response.redirect(back + sep + urlencode({"paid": "1" if codes[0] < 300 else "0"}))
+        return Response.html(f"<p id=result>支付完成，通知返回 HTTP {codes[0]}</p>")

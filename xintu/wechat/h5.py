@@ -1,0 +1,98 @@
+"""Who is using the H5 member page: OAuth (snsapi_base) → a one-time hand-off → a signed HttpOnly cookie.
+
+The OAuth landing runs on the web tier's domain (the one registered with WeChat), not on the API's, so
+it cannot set the API's cookie itself.  It redirects to the page with a short-lived signed ticket; the
+page trades it (``POST /api/v1/h5/session``) for the cookie on the API's own domain.  The OAuth ``state``
+is an HMAC over the return address and time, so a forged landing URL cannot choose where to send a ticket.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import current_app, request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from xintu.errors import BadRequest, Unauthorized
+from xintu.models import User
+
+COOKIE = "xintu_h5"
+SESSION_AGE = 7 * 24 * 3600
+TICKET_AGE = 120
+STATE_AGE = 600
+
+
+def _serializer(purpose):
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"xintu-{purpose}")
+
+
+def make_ticket(user_id: int) -> str:
+    return _serializer("h5-ticket").dumps({"uid": user_id})
+
+
+def redeem_ticket(ticket: str) -> int:
+    try:
+        return int(_serializer("h5-ticket").loads(ticket, max_age=TICKET_AGE)["uid"])
+    except (BadSignature, KeyError, TypeError, ValueError):
+        raise Unauthorized("登录凭据无效或已过期，请重新打开页面", code="h5_ticket_invalid") from None
+
+
+def set_session_cookie(response, user_id: int) -> None:
+    response.set_cookie(COOKIE, _serializer("h5-session").dumps({"uid": user_id}), max_age=SESSION_AGE,
+                        httponly=True, samesite="Lax", secure=current_app.config["ENV"] == "production",
+                        path="/")
+
+
+def current_user() -> User:
+    raw = request.cookies.get(COOKIE)
+    try:
+        uid = int(_serializer("h5-session").loads(raw, max_age=SESSION_AGE)["uid"]) if raw else None
+    except (BadSignature, KeyError, TypeError, ValueError):
+        uid = None
+    user = User.get_or_none(User.id == uid) if uid else None
+    if user is None:
+        raise Unauthorized("请在微信中打开并授权", code="h5_login_required")
+    return user
+
+
+def h5_origins(config) -> set[str]:
+    base = config.get("H5_BASE_URL")
+    origins = {_origin(base)} if base else set()
+    origins.add(_origin(config["PUBLIC_BASE_URL"]))
+    return origins
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def checked_next(config, next_url: str | None) -> str:
+    """Only our own pages may be the destination after login (no open redirect)."""
+    from xintu.member.orders import h5_url
+
+    target = next_url or h5_url(config)
+    if _origin(target) not in h5_origins(config):
+        raise BadRequest("不允许的跳转地址", code="bad_redirect")
+    return target
+
+
+def sign_state(next_url: str, now: int | None = None) -> str:
+    ts = str(now or int(time.time()))
+    mac = hmac.new(current_app.config["SECRET_KEY"].encode(), f"{ts}|{next_url}".encode(), hashlib.sha256)
+    return f"{ts}.{mac.hexdigest()[:32]}"  # WeChat caps state at 128 bytes
+
+
+def check_state(state: str, next_url: str) -> None:
+    ts, _, _ = (state or "").partition(".")
+    if not ts.isdigit() or abs(time.time() - int(ts)) > STATE_AGE or not hmac.compare_digest(
+            sign_state(next_url, int(ts)).encode(), state.encode()):
+        raise BadRequest("授权状态无效或已过期，请重新打开页面", code="oauth_state_invalid")
+
+
+def with_query(url: str, **params) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in params] + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))

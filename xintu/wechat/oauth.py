@@ -1,0 +1,42 @@
+"""OAuth (snsapi_base) for the H5 member page, through wechatpy's WeChatOAuth with configurable bases."""
+from __future__ import annotations
+
+from wechatpy.exceptions import WeChatOAuthException
+from wechatpy.oauth import WeChatOAuth
+
+from xintu.errors import UpstreamError
+from xintu.member.users import ensure_user, mark_active
+from xintu.wechat import h5, require_config
+
+
+def _oauth(config, redirect_uri="", state=""):
+    require_config(config)
+    oauth = WeChatOAuth(config["WECHAT_APP_ID"], config["WECHAT_APP_SECRET"], redirect_uri,
+                        scope="snsapi_base", state=state)
+    oauth.API_BASE_URL = (config.get("WECHAT_API_BASE_URL") or WeChatOAuth.API_BASE_URL).rstrip("/") + "/"
+    oauth.OAUTH_BASE_URL = (config.get("WECHAT_OAUTH_BASE_URL") or WeChatOAuth.OAUTH_BASE_URL).rstrip("/") + "/"
+    return oauth
+
+
+def landing_url(config) -> str:
+    """Where WeChat sends the user back: the web tier's proxied path in production."""
+    return config.get("WECHAT_OAUTH_REDIRECT_URL") or config["PUBLIC_BASE_URL"].rstrip("/") + "/wechat/oauth"
+
+
+def authorize_url(config, next_url: str | None) -> str:
+    target = h5.checked_next(config, next_url)
+    redirect_uri = h5.with_query(landing_url(config), next=target)
+    return _oauth(config, redirect_uri, h5.sign_state(target)).authorize_url
+
+
+def land(config, code: str, state: str, next_url: str) -> str:
+    """Verify state, trade the code for the openid, and send the browser back with a hand-off ticket."""
+    target = h5.checked_next(config, next_url)
+    h5.check_state(state, target)
+    try:
+        openid = _oauth(config).fetch_access_token(code)["openid"]
+    except WeChatOAuthException as exc:
+        raise UpstreamError(f"微信授权失败: {exc.errmsg}", code="oauth_failed") from None
+    user, _ = ensure_user(openid)
+    mark_active(user.id)
+    return h5.with_query(target, ticket=h5.make_ticket(user.id))
