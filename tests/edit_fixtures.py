@@ -38,13 +38,13 @@ def make_user(app, credits: int):
     """A WeChat user with ``credits`` (granted through a ledger row) and a bound client token."""
     from xintu import db
     from xintu.auth import issue_token
-    from xintu.models import CreditLedger, User
+    from xintu.member.credits import CreditService
+    from xintu.models import User
 
     with app.app_context(), db.atomic():
-        user = User.create(openid="o" + secrets.token_hex(10), credits_balance=credits)
+        user = User.create(openid="o" + secrets.token_hex(10))
         if credits:
-            CreditLedger.create(user=user, delta=credits, reason="admin_adjust", ref=f"test-{user.id}",
-                                balance_after=credits)
+            CreditService.adjust(user.id, credits, operator="test", note="edit test credits")
         token, _ = issue_token(client_id="test-" + secrets.token_hex(6), kind="bound", user=user)
     return user, {"Authorization": f"Bearer {token}"}
 

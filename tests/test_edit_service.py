@@ -36,7 +36,11 @@ def ledger(app, user):
 
 
 def balance(app, user):
+    """The cached balance, after checking it equals the sum of the user's ledger (CreditService.audit)."""
+    from xintu.member.credits import CreditService
+
     with app.app_context():
+        assert CreditService.audit() == []
         return User.get_by_id(user.id).credits_balance
 
 

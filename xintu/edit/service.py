@@ -14,13 +14,14 @@ import secrets
 from datetime import timedelta
 
 from xintu import db
-from xintu.edit import credits
 from xintu.edit.images import check_count, check_prompt, prepare_image
-from xintu.errors import BadRequest, NotFound
+from xintu.errors import BadRequest, NotFound, PaymentRequired
+from xintu.member.credits import CreditService
 from xintu.models import EditCache, EditImage, EditTask
 from xintu.timeutil import iso, utcnow
 
 DEFAULT_MODEL = "qwen-image-edit"
+SPEND, REFUND = "edit_spend", "edit_refund"  # ledger reasons; ref = task id for both
 UPLOAD_CHUNK = 4 * 1024 * 1024
 TERMINAL = ("succeeded", "failed", "cached")
 _PUBLIC_STATUS = {"pending": "running"}
@@ -76,7 +77,7 @@ class ImageEditService:
         task_id = secrets.token_hex(16)
         with db.atomic():
             if paid:  # first, so a short balance stops everything before a row exists
-                credits.reserve(user.id, paid, task_id)
+                reserve(user.id, paid, task_id)
             task = EditTask.create(
                 task_id=task_id, user=user.id, prompt=prompt, options=options or None, model=self.model,
                 images=images, n_images=len(images), status="queued" if paid else "succeeded",
@@ -96,6 +97,19 @@ class ImageEditService:
         if task is None:  # someone else's task is as absent as a made-up one
             raise NotFound("没有这个编辑任务", code="edit_task_not_found")
         return describe(task)
+
+
+def reserve(user_id: int, amount: int, task_id: str) -> None:
+    try:
+        CreditService.spend(user_id, amount, SPEND, task_id)
+    except PaymentRequired:
+        raise PaymentRequired(f"积分不足：本次需要 {amount} 积分", code="insufficient_credits") from None
+
+
+def refund_unused(user_id: int, amount: int, task_id: str) -> None:
+    """The task's one refund; CreditService's unique (edit_refund, task id) makes a replay a no-op."""
+    if amount > 0:
+        CreditService.refund(user_id, amount, REFUND, task_id)
 
 
 def store_upload(task_pk: int, position: int, mime: str, data: bytes) -> None:

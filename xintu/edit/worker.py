@@ -18,8 +18,7 @@ import threading
 from datetime import timedelta
 
 from xintu import db
-from xintu.edit import credits
-from xintu.edit.service import DEFAULT_MODEL, TERMINAL, load_upload, remember_result
+from xintu.edit.service import DEFAULT_MODEL, TERMINAL, load_upload, refund_unused, remember_result
 from xintu.edit.upstream import EditModelClient, TransientUpstreamError
 from xintu.models import EditCache, EditImage, EditTask
 from xintu.timeutil import utcnow
@@ -127,7 +126,7 @@ class EditWorker:
             if saved != 1:
                 raise LostClaim(task.task_id)
             if done:
-                credits.refund(task.user_id, refund, task.task_id)
+                refund_unused(task.user_id, refund, task.task_id)
                 EditImage.delete().where(EditImage.task == task.id).execute()
         for key, value in fields.items():
             setattr(task, key, value)
