@@ -27,6 +27,9 @@ BLUEPRINTS = [
     "xintu.classify.api",
     "xintu.member.api",
     "xintu.wechat.api",
+    "xintu.stats.api",
+    "xintu.admin.api",
+    "xintu.releases.api",
     "xintu.location.api",
     "xintu.edit.api",
 ]

@@ -96,6 +96,25 @@ DEFAULTS: dict = {
     "MAX_CONTENT_LENGTH": 60 * 1024 * 1024,
     "CLIENT_REGISTRATIONS_PER_HOUR": 30,
     "TRUSTED_PROXIES": 1,             # X-Forwarded-For hops to trust (nginx in front)
+    # 管理后台 (admin dashboard): login throttling, session lifetime, SPA origins allowed by CORS.
+    "ADMIN_MAX_FAILURES": 5,
+    "ADMIN_LOCKOUT_MINUTES": 15,
+    "ADMIN_LOGIN_ATTEMPTS_PER_10MIN": 20,
+    "ADMIN_SESSION_IDLE_MINUTES": 30,
+    "ADMIN_SESSION_MAX_HOURS": 12,
+    "ADMIN_ALLOWED_ORIGINS": [],
+    # APP installers: stored here (None → <instance>/releases); downloads redirect to the CDN if set.
+    "RELEASES_DIR": None,
+    "RELEASES_PUBLIC_URL": None,
+    # /metrics is answered only to these addresses (Prometheus on the internal network).
+    "METRICS_ALLOWED_ADDRS": ["127.0.0.1", "::1"],
+    # Mail for `xintu report daily --mail-to`.
+    "SMTP_HOST": None,
+    "SMTP_PORT": 25,
+    "SMTP_STARTTLS": False,
+    "SMTP_USER": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_FROM": None,
 }
 
 PRODUCTION_REQUIRED = (

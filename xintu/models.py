@@ -286,6 +286,35 @@ class Admin(BaseModel):
         table_name = "admins"
 
 
+class AdminSession(BaseModel):
+    """A 管理后台 login: bearer token stored hashed; dies when idle too long, at expires_at or logout."""
+
+    id = BigAutoField()
+    admin = ForeignKeyField(Admin, backref="sessions", on_delete="CASCADE")
+    token_hash = CharField(64, unique=True)
+    ip = CharField(45, null=True)
+    created_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "admin_sessions"
+
+
+class AdminLoginAttempt(BaseModel):
+    """Every admin login attempt: the per-address rate limit counts failures here; also an audit trail."""
+
+    id = BigAutoField()
+    ip = CharField(45)
+    username = CharField(64)
+    ok = BooleanField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "admin_login_attempts"
+        indexes = ((("ip", "created_at"), False),)
+
+
 class Setting(BaseModel):
     """Runtime switches shared by every worker (e.g. ``inference.mode``); see settings_store."""
 
@@ -299,4 +328,5 @@ class Setting(BaseModel):
 
 
 ALL_MODELS = (User, CreditLedger, ClientSession, QrBinding, WechatEvent, Order, ClassifyCache,
-              RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken, Admin, Setting)
+              RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken, Admin,
+              AdminSession, AdminLoginAttempt, Setting)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from peewee import JOIN, IntegrityError, fn
 
-from xintu import db
+from xintu import db, metrics
 from xintu.errors import BadRequest, NotFound, PaymentRequired
 from xintu.models import CreditLedger, User
 
@@ -113,7 +113,10 @@ def _move(user_id, delta, reason, ref, operator, note) -> Movement:
             after = User.select(User.credits_balance).where(User.id == user_id).scalar()
             entry = CreditLedger.create(user=user_id, delta=delta, reason=reason, ref=ref,
                                         balance_after=after, operator=operator, note=note)
-            return Movement(entry.id, user_id, delta, after)
+        # after the (save)point is released; a caller's outer rollback can still undo it, which a
+        # counter tolerates (the ledger stays the truth, StatsService reads that)
+        metrics.count_credits(delta, reason)
+        return Movement(entry.id, user_id, delta, after)
     except IntegrityError:
         # (reason, ref) already in the ledger: the savepoint above undid our UPDATE; report the original.
         # A locking read sees the committed row even inside an older REPEATABLE READ snapshot.

@@ -1,0 +1,1 @@
+"""管理后台: admin accounts and sessions, and the admin API the dashboard SPA talks to."""

@@ -1,0 +1,157 @@
+"""Admin API for the 管理后台 SPA: /api/v1/admin/...  (bearer token from /login).
+
+The SPA is served by the web tier on its own origin; ADMIN_ALLOWED_ORIGINS lists the origins
+allowed to call this API from a browser (no cookies are used, so no credentials mode is needed).
+"""
+from __future__ import annotations
+
+from apiflask import APIBlueprint, Schema
+from apiflask.fields import File, Integer, String
+from apiflask.validators import FileSize, Length, OneOf, Range
+from flask import current_app, g, request
+
+from xintu.admin import auth, service
+from xintu.admin.auth import admin_auth, operator_only
+from xintu.releases import service as releases
+from xintu.timeutil import iso
+
+bp = APIBlueprint("admin", __name__, url_prefix="/api/v1/admin", tag="admin")
+
+
+@bp.after_request
+def _cors(response):
+    origin = request.headers.get("Origin")
+    if origin and origin in (current_app.config.get("ADMIN_ALLOWED_ORIGINS") or ()):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
+        response.headers["Access-Control-Max-Age"] = "600"
+        response.headers["Vary"] = "Origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+class LoginIn(Schema):
+    username = String(required=True, validate=Length(1, 64))
+    password = String(required=True, validate=Length(1, 256))
+
+
+class UsersQuery(Schema):
+    q = String(load_default="", validate=Length(0, 64))
+    page = Integer(load_default=1, validate=Range(1, 100000))
+    per_page = Integer(load_default=20, validate=Range(1, 100))
+
+
+class OrdersQuery(Schema):
+    status = String(load_default="", validate=OneOf(("",) + service.ORDER_STATUSES))
+    page = Integer(load_default=1, validate=Range(1, 100000))
+    per_page = Integer(load_default=50, validate=Range(1, 100))
+
+
+class AdjustIn(Schema):
+    delta = Integer(required=True, strict=True, validate=Range(-service.MAX_ADJUST, service.MAX_ADJUST))
+    reason = String(required=True, validate=Length(1, 200))
+
+
+class InferenceIn(Schema):
+    mode = String(required=True, validate=OneOf(("auto", "llm", "local")))
+
+
+class ReleaseIn(Schema):
+    file = File(required=True, validate=FileSize(max="1 GiB"))
+    platform = String(required=True, validate=OneOf(releases.PLATFORMS))
+    version = String(required=True, validate=Length(1, 32))
+    notes = String(load_default="", validate=Length(0, 2000))
+
+
+@bp.post("/login")
+@bp.input(LoginIn, arg_name="body")
+@bp.doc(summary="管理员登录", description="失败过多会锁定账号并限制来源地址")
+def login(body):
+    token, session = auth.login(body["username"], body["password"], request.remote_addr or "")
+    return {"token": token, "expires_at": iso(session.expires_at), "username": session.admin.username,
+            "role": session.admin.role,
+            "idle_minutes": auth.conf("ADMIN_SESSION_IDLE_MINUTES")}
+
+
+@bp.post("/logout")
+@bp.auth_required(admin_auth)
+@bp.output({}, status_code=204)
+def logout():
+    auth.logout(g.admin_session)
+    return ""
+
+
+@bp.get("/me")
+@bp.auth_required(admin_auth)
+def me():
+    return {"username": g.admin.username, "role": g.admin.role,
+            "expires_at": iso(g.admin_session.expires_at)}
+
+
+@bp.get("/overview")
+@bp.auth_required(admin_auth)
+@bp.doc(summary="概览：今日数字、近 7 日趋势、图表 (SVG)")
+def overview():
+    return service.overview()
+
+
+@bp.get("/users")
+@bp.auth_required(admin_auth)
+@bp.input(UsersQuery, location="query", arg_name="query")
+def users(query):
+    return service.search_users(query["q"], query["page"], query["per_page"])
+
+
+@bp.get("/users/<int:user_id>")
+@bp.auth_required(admin_auth)
+def user(user_id: int):
+    return service.user_detail(user_id)
+
+
+@bp.post("/users/<int:user_id>/credits")
+@bp.auth_required(admin_auth)
+@operator_only
+@bp.input(AdjustIn, arg_name="body")
+@bp.doc(summary="调整积分（运营角色）", description="写入积分流水，reason=admin_adjust，记录操作人")
+def adjust_credits(user_id: int, body):
+    return service.adjust_credits(user_id, body["delta"], body["reason"], operator=g.admin.username)
+
+
+@bp.get("/orders")
+@bp.auth_required(admin_auth)
+@bp.input(OrdersQuery, location="query", arg_name="query")
+def orders(query):
+    return service.list_orders(query["status"], query["page"], query["per_page"])
+
+
+@bp.get("/releases")
+@bp.auth_required(admin_auth)
+def release_list():
+    return {"items": [releases.release_dict(r) for r in releases.list_releases()]}
+
+
+@bp.post("/releases")
+@bp.auth_required(admin_auth)
+@operator_only
+@bp.input(ReleaseIn, location="form_and_files", arg_name="form")
+@bp.doc(summary="上传新版本（运营角色）", description="服务器计算 SHA-256")
+def release_upload(form):
+    upload = form["file"]
+    release = releases.upload(upload.stream, upload.filename, platform=form["platform"],
+                              version=form["version"], notes=form["notes"])
+    return releases.release_dict(release), 201
+
+
+@bp.get("/inference")
+@bp.auth_required(admin_auth)
+def inference():
+    return service.inference()
+
+
+@bp.put("/inference")
+@bp.auth_required(admin_auth)
+@operator_only
+@bp.input(InferenceIn, arg_name="body")
+def set_inference(body):
+    return service.set_inference(body["mode"], operator=g.admin.username)

@@ -1,0 +1,121 @@
+"""What the admin API does: listings (stale reads), credit adjustments, the inference switch."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from xintu.db import stale_call
+from xintu.errors import BadRequest, NotFound
+from xintu.member.credits import CreditService
+from xintu.models import CreditLedger, Order, User
+from xintu.settings_store import get_setting, set_setting
+from xintu.stats import charts
+from xintu.stats.anomalies import detect_anomalies
+from xintu.stats.service import StatsService
+from xintu.timeutil import iso, local_today
+
+MAX_PER_PAGE = 100
+ORDER_STATUSES = ("created", "paid", "closed", "refunded")
+MAX_ADJUST = 100_000   # one adjustment larger than this is a typo, not a decision
+
+
+def _page(page: int, per_page: int) -> tuple[int, int]:
+    return max(1, page), min(max(1, per_page), MAX_PER_PAGE)
+
+
+def user_dict(u: User) -> dict:
+    return {"id": u.id, "openid": u.openid, "nickname": u.nickname, "subscribed": u.subscribed,
+            "is_member": u.is_member, "member_expires_at": iso(u.member_expires_at),
+            "credits_balance": u.credits_balance, "created_at": iso(u.created_at),
+            "last_active_at": iso(u.last_active_at)}
+
+
+def ledger_dict(e: CreditLedger) -> dict:
+    return {"id": e.id, "delta": e.delta, "reason": e.reason, "ref": e.ref, "balance_after": e.balance_after,
+            "operator": e.operator, "note": e.note, "created_at": iso(e.created_at)}
+
+
+def overview() -> dict:
+    stats = StatsService()
+    today = local_today()
+    trend = stats.days(today - timedelta(days=6), today)
+    members = stats.members()
+    yesterday = trend[-2]
+    return {
+        "day": today.isoformat(),
+        "today": trend[-1].as_dict(),
+        "trend": [d.as_dict() for d in trend],
+        "anomalies": [a.__dict__ for a in detect_anomalies(yesterday, trend[:-2])],
+        **members,
+        "charts": {"requests": charts.requests_trend(trend), "ratios": charts.ratio_trend(trend),
+                   "revenue": charts.revenue_trend(trend), "methods": charts.method_mix(trend[-1]),
+                   "categories": charts.category_distribution(trend[-1])},
+    }
+
+
+def search_users(q: str = "", page: int = 1, per_page: int = 20) -> dict:
+    page, per_page = _page(page, per_page)
+    q = (q or "").strip()[:64]
+
+    def read():
+        query = User.select()
+        if q:
+            query = query.where(User.nickname.contains(q) | User.openid.startswith(q)
+                                | (User.id == (int(q) if q.isdigit() else -1)))
+        rows = query.order_by(User.id.desc()).paginate(page, per_page)
+        return {"items": [user_dict(u) for u in rows], "total": query.count(), "page": page,
+                "per_page": per_page}
+    return stale_call(read)
+
+
+def user_detail(user_id: int, ledger_limit: int = 200, fresh: bool = False) -> dict:
+    def read():
+        user = User.get_or_none(User.id == user_id)
+        if user is None:
+            raise NotFound("用户不存在", code="user_not_found")
+        ledger = (CreditLedger.select().where(CreditLedger.user == user_id)
+                  .order_by(CreditLedger.id.desc()).limit(ledger_limit))
+        return {"user": user_dict(user), "ledger": [ledger_dict(e) for e in ledger]}
+    # right after an adjustment the operator must see it: read the primary, not a lagging replica
+    return read() if fresh else stale_call(read)
+
+
+def adjust_credits(user_id: int, delta: int, note: str, operator: str) -> dict:
+    note = (note or "").strip()
+    if not note:
+        raise BadRequest("请填写调整原因", code="reason_required")
+    if delta == 0 or abs(delta) > MAX_ADJUST:
+        raise BadRequest(f"调整数量须为非零整数，且绝对值不超过 {MAX_ADJUST}", code="invalid_delta")
+    # CreditService: one guarded UPDATE + a ledger row (reason admin_adjust, our name) in one transaction
+    move = CreditService.adjust(user_id, delta, operator, note[:255])
+    return {"entry": ledger_dict(CreditLedger.get_by_id(move.ledger_id)), **user_detail(user_id, fresh=True)}
+
+
+def list_orders(status: str = "", page: int = 1, per_page: int = 50) -> dict:
+    page, per_page = _page(page, per_page)
+    if status and status not in ORDER_STATUSES:
+        raise BadRequest(f"订单状态只能是 {' / '.join(ORDER_STATUSES)}", code="invalid_status")
+
+    def read():
+        query = Order.select(Order, User).join(User)
+        if status:
+            query = query.where(Order.status == status)
+        rows = query.order_by(Order.id.desc()).paginate(page, per_page)
+        items = [{"id": o.id, "out_trade_no": o.out_trade_no, "user_id": o.user.id, "nickname": o.user.nickname,
+                  "kind": o.kind, "package": o.package, "quantity": o.quantity, "amount_fen": o.amount_fen,
+                  "status": o.status, "created_at": iso(o.created_at), "paid_at": iso(o.paid_at)}
+                 for o in rows]
+        return {"items": items, "total": query.count(), "page": page, "per_page": per_page}
+    return stale_call(read)
+
+
+def inference() -> dict:
+    from xintu.models import Setting
+
+    row = Setting.get_or_none(Setting.key == "inference.mode")
+    return {"mode": get_setting("inference.mode"), "updated_by": row.updated_by if row else None,
+            "updated_at": iso(row.updated_at) if row else None}
+
+
+def set_inference(mode: str, operator: str) -> dict:
+    set_setting("inference.mode", mode, by=operator)
+    return inference()

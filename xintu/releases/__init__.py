@@ -1,0 +1,1 @@
+"""APP releases: upload an installer, find the latest per platform, count downloads."""

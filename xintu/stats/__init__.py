@@ -1,0 +1,1 @@
+"""Usage statistics: StatsService queries, the daily roll-up, report rendering and metrics."""

@@ -1,0 +1,62 @@
+"""``/metrics`` (Prometheus text format) and the per-request instrumentation of the whole app.
+
+Under gunicorn every worker is a separate process: with PROMETHEUS_MULTIPROC_DIR set, each one
+writes its samples to files there and a scrape of any worker sums all of them
+(MultiProcessCollector).  The gunicorn config must empty that folder before start
+(``on_starting``) and call ``xintu.metrics.child_exit`` when a worker exits.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from apiflask import APIBlueprint
+from flask import Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+)
+
+from xintu import metrics
+from xintu.errors import NotFound
+
+bp = APIBlueprint("metrics", __name__, tag="ops")
+
+
+@bp.before_app_request
+def _start_timer():
+    g.metrics_started = time.perf_counter()
+
+
+@bp.after_app_request
+def _observe(response):
+    started = g.pop("metrics_started", None)
+    if started is not None and request.endpoint != "metrics.scrape":
+        # the route template, not the path: /users/<int:user_id> is one series, not one per user
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.observe_request(endpoint, request.method, response.status_code,
+                                time.perf_counter() - started)
+    return response
+
+
+def _registry():
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+@bp.get("/metrics")
+@bp.doc(hide=True)
+def scrape():
+    # Scraped by Prometheus on the internal network; not for the public (nginx does not route it
+    # either, this is the second lock).
+    allowed = current_app.config.get("METRICS_ALLOWED_ADDRS") or ["127.0.0.1", "::1"]
+    if request.remote_addr not in allowed:
+        raise NotFound()
+    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
