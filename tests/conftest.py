@@ -19,7 +19,8 @@ from xintu.ops import replication
 from xintu.ops.procs import MariaDBServer
 
 # Areas add their fixture modules here (e.g. "tests.member_fixtures").
-pytest_plugins: list[str] = ["tests.classify_fixtures", "tests.member_fixtures", "tests.stats_fixtures"]
+pytest_plugins: list[str] = ["tests.classify_fixtures", "tests.member_fixtures", "tests.stats_fixtures",
+                              "tests.edit_fixtures"]
 
 
 @dataclass

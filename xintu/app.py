@@ -30,6 +30,8 @@ BLUEPRINTS = [
     "xintu.stats.api",
     "xintu.admin.api",
     "xintu.releases.api",
+    "xintu.location.api",
+    "xintu.edit.api",
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")

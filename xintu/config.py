@@ -77,6 +77,17 @@ DEFAULTS: dict = {
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
     "CLASSIFY_LLM_RETRIES": 1,
     "SANDBOX_LLM": False,             # `xintu serve`: also start the fake Qwen-VL (else local-only)
+    # Image edit (xintu worker). EDIT_DASHSCOPE_* fall back to DASHSCOPE_*.
+    "EDIT_MODEL": "qwen-image-edit",  # or wanx2.1-imageedit / wan2.5-i2i-preview (submit + poll)
+    "EDIT_DASHSCOPE_API_KEY": None,
+    "EDIT_DASHSCOPE_BASE_URL": None,
+    "EDIT_TASK_TIMEOUT": 900,         # seconds from submit until unfinished images are refunded
+    "EDIT_LEASE_SECONDS": 120,        # a worker silent this long loses its task to another
+    "EDIT_POLL_INTERVAL": 2.0,        # seconds between polls of one task
+    "EDIT_MAX_ATTEMPTS": 5,           # transient upstream errors per image before it fails
+    "EDIT_CACHE_TTL": 82800,          # 23 h: upstream result URLs live 24 h
+    # Location: load the geodata when the app is created (gunicorn preload_app) instead of on first use.
+    "LOCATION_PRELOAD": False,
     # Web tier → app internal calls (WeChat callback, OAuth landing, pay notify).
     "INTERNAL_SHARED_SECRET": None,
     "INTERNAL_ALLOWED_ADDRS": ["127.0.0.1", "::1"],

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 
-from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField, DateField, DateTimeField,
-                    FloatField, ForeignKeyField, IntegerField, Model, SmallIntegerField, TextField)
+from peewee import (BigAutoField, BigIntegerField, BlobField, BooleanField, CharField, DateField,
+                    DateTimeField, FloatField, ForeignKeyField, IntegerField, Model, SmallIntegerField,
+                    TextField)
 from playhouse.shortcuts import ThreadSafeDatabaseMetadata
 
 from xintu.db import primary
@@ -188,6 +189,7 @@ class EditTask(BaseModel):
     user = ForeignKeyField(User, backref="edit_tasks", on_delete="RESTRICT")
     prompt = TextField()
     options = JSONField(null=True)
+    model = CharField(64, null=True)     # upstream model chosen at submit time (part of the cache key)
     images = JSONField()                 # per image: sha256, stored path, status, result url, error
     n_images = SmallIntegerField()
     status = CharField(16, default="queued", index=True)   # queued / running / succeeded / partial / failed
@@ -204,6 +206,46 @@ class EditTask(BaseModel):
 
     class Meta:
         table_name = "edit_tasks"
+
+
+class LongBlobField(BlobField):
+    # MySQL's BLOB stops at 64 KB; SQLite reads any type name containing "BLOB" as a blob.
+    field_type = "LONGBLOB"
+
+
+class EditImage(BaseModel):
+    """An uploaded photo of an edit task, kept in the DB (the only state shared with workers on
+    other hosts) until the task finishes. Stored in pieces of ≤ 4 MB: pymysql sends bytes as hex,
+    so one 10 MB photo would be a 20 MB statement, above MariaDB's default max_allowed_packet."""
+
+    id = BigAutoField()
+    task = ForeignKeyField(EditTask, backref="uploads", on_delete="CASCADE")
+    position = SmallIntegerField()
+    chunk = SmallIntegerField(default=0)
+    mime = CharField(32)
+    data = LongBlobField()
+
+    class Meta:
+        table_name = "edit_images"
+        indexes = ((("task", "position", "chunk"), True),)
+
+
+class EditCache(BaseModel):
+    """(image, instruction, model) → result URL, so an identical edit is served without charge
+    while upstream's result URL is still valid."""
+
+    id = BigAutoField()
+    image_sha256 = CharField(64)
+    request_sha256 = CharField(64)   # prompt + options
+    model = CharField(64)
+    result_url = TextField()
+    hits = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "edit_cache"
+        indexes = ((("image_sha256", "request_sha256", "model"), True),)
 
 
 class Release(BaseModel):
@@ -286,5 +328,5 @@ class Setting(BaseModel):
 
 
 ALL_MODELS = (User, CreditLedger, ClientSession, QrBinding, WechatEvent, Order, ClassifyCache,
-              RequestLog, DailyStat, EditTask, Release, WechatToken, Admin, AdminSession,
-              AdminLoginAttempt, Setting)
+              RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken, Admin,
+              AdminSession, AdminLoginAttempt, Setting)

@@ -1,0 +1,206 @@
+"""Image edit on the embedded (SQLite) app, through the real dashscope SDK against the fake."""
+import io
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.edit_fixtures import make_user, photo, sha256
+from xintu.edit.worker import EditWorker
+from xintu.models import CreditLedger, EditImage, EditTask, User
+
+
+def post_edit(client, headers, images, prompt="把背景换成海边", options=None):
+    data = {"prompt": prompt, "images": [(io.BytesIO(b), f"p{i}.jpg") for i, b in enumerate(images)]}
+    if options is not None:
+        data["options"] = options
+    return client.post("/api/v1/image-edit", data=data, headers=headers, content_type="multipart/form-data")
+
+
+def drain(app, worker=None, limit=50):
+    worker = worker or EditWorker(app.config)
+    with app.app_context():
+        for _ in range(limit):
+            if not worker.run_once():
+                if not EditTask.select().where(EditTask.status.in_(("queued", "running"))).exists():
+                    return
+                time.sleep(0.05)
+    raise AssertionError("tasks did not finish")
+
+
+def ledger(app, user):
+    with app.app_context():
+        return sorted((r.reason, r.delta, r.ref) for r in CreditLedger.select().where(
+            CreditLedger.user == user.id, CreditLedger.reason.startswith("edit")))
+
+
+def balance(app, user):
+    """The cached balance, after checking it equals the sum of the user's ledger (CreditService.audit)."""
+    from xintu.member.credits import CreditService
+
+    with app.app_context():
+        assert CreditService.audit() == []
+        return User.get_by_id(user.id).credits_balance
+
+
+def test_three_images_one_fails_upstream_charges_two_and_refunds_one(edit_app, dashscope_edit_fake):
+    user, headers = make_user(edit_app, credits=5)
+    images = [photo("red"), photo("green"), photo("blue")]
+    dashscope_edit_fake.fail_sha256.add(sha256(images[1]))
+    client = edit_app.test_client()
+    r = post_edit(client, headers, images)
+    assert r.status_code == 202, r.get_json()
+    task = r.get_json()
+    assert task["status"] == "queued" and task["credits"]["reserved"] == 3
+    assert balance(edit_app, user) == 2  # reserved up front
+
+    drain(edit_app)
+    done = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=headers).get_json()
+    assert done["status"] == "partial"
+    assert [i["status"] for i in done["images"]] == ["succeeded", "failed", "succeeded"]
+    assert "DataInspectionFailed" in done["images"][1]["error"]
+    assert done["credits"] == {"reserved": 3, "charged": 2, "refunded": 1}
+    assert ledger(edit_app, user) == [("edit_refund", 1, task["task_id"]), ("edit_spend", -3, task["task_id"])]
+    assert balance(edit_app, user) == 3
+    result = Image.open(io.BytesIO(requests.get(done["images"][0]["url"], timeout=5).content))
+    assert result.getpixel((0, 0))[1] > 200  # the fake inverts: red became cyan
+    assert dashscope_edit_fake.submissions == 3
+    with edit_app.app_context():  # uploads are not kept after the task ends
+        assert EditImage.select().count() == 0
+
+
+def test_short_credits_are_402_and_nothing_is_queued_or_submitted(edit_app, dashscope_edit_fake):
+    user, headers = make_user(edit_app, credits=2)
+    r = post_edit(edit_app.test_client(), headers, [photo("red"), photo("green"), photo("blue")])
+    assert r.status_code == 402
+    assert r.get_json()["error"]["code"] == "insufficient_credits"
+    drain(edit_app)
+    assert dashscope_edit_fake.submissions == 0
+    assert balance(edit_app, user) == 2 and ledger(edit_app, user) == []
+    with edit_app.app_context():
+        assert EditTask.select().count() == 0 and EditImage.select().count() == 0
+
+
+def test_identical_image_and_prompt_is_served_from_cache_free(edit_app, dashscope_edit_fake):
+    user, headers = make_user(edit_app, credits=3)
+    client = edit_app.test_client()
+    first = post_edit(client, headers, [photo("red")]).get_json()
+    drain(edit_app)
+    url = client.get(f"/api/v1/image-edit/{first['task_id']}", headers=headers).get_json()["images"][0]["url"]
+
+    again = post_edit(client, headers, [photo("red"), photo("navy")])
+    body = again.get_json()
+    assert again.status_code == 202 and body["credits"]["reserved"] == 1
+    assert body["images"][0] == {"index": 0, "status": "cached", "url": url, "error": None, "cached": True}
+    drain(edit_app)
+    assert dashscope_edit_fake.submissions == 2
+    assert balance(edit_app, user) == 1  # 1 for the first red, 1 for navy, nothing for the cached red
+
+    other_prompt = post_edit(client, headers, [photo("red")], prompt="换成黑白照片").get_json()
+    assert other_prompt["credits"]["reserved"] == 1  # the prompt is part of the key
+
+
+def test_async_model_is_polled_until_done(edit_app, dashscope_edit_fake):
+    edit_app.config["EDIT_MODEL"] = "wanx2.1-imageedit"
+    dashscope_edit_fake.latency = 0.3
+    user, headers = make_user(edit_app, credits=2)
+    client = edit_app.test_client()
+    task = post_edit(client, headers, [photo("red"), photo("green")]).get_json()
+    worker = EditWorker(edit_app.config)
+    with edit_app.app_context():
+        assert worker.run_once()
+        row = EditTask.get(EditTask.task_id == task["task_id"])
+        assert row.status == "running" and row.claimed_by is None
+        assert [i["status"] for i in row.images] == ["pending", "pending"] and len(row.upstream_ids) == 2
+    seen = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=headers).get_json()
+    assert [i["status"] for i in seen["images"]] == ["running", "running"]
+    drain(edit_app, worker)
+    done = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=headers).get_json()
+    assert done["status"] == "succeeded" and done["credits"]["charged"] == 2
+    assert ledger(edit_app, user) == [("edit_spend", -2, task["task_id"])]
+
+
+def test_throttling_is_retried_not_failed(edit_app, dashscope_edit_fake):
+    _, headers = make_user(edit_app, credits=1)
+    dashscope_edit_fake.throttle_next = 2
+    task = post_edit(edit_app.test_client(), headers, [photo("red")]).get_json()
+    drain(edit_app)
+    with edit_app.app_context():
+        row = EditTask.get(EditTask.task_id == task["task_id"])
+        assert row.status == "succeeded" and row.images[0]["attempts"] == 2
+
+
+def test_overdue_task_is_swept_and_fully_refunded(edit_app, dashscope_edit_fake):
+    user, headers = make_user(edit_app, credits=3)
+    task = post_edit(edit_app.test_client(), headers, [photo("red"), photo("green")]).get_json()
+    edit_app.config["EDIT_TASK_TIMEOUT"] = 0  # no worker ever came
+    with edit_app.app_context():
+        assert EditWorker(edit_app.config).sweep()["finished"] == 1
+        row = EditTask.get(EditTask.task_id == task["task_id"])
+    assert row.status == "failed" and row.credits_refunded == 2 and row.error == "timeout"
+    assert balance(edit_app, user) == 3 and dashscope_edit_fake.submissions == 0
+    with edit_app.app_context():
+        assert EditWorker(edit_app.config).sweep()["finished"] == 0  # nothing twice
+    assert ledger(edit_app, user) == [("edit_refund", 2, task["task_id"]), ("edit_spend", -2, task["task_id"])]
+
+
+def test_a_task_is_visible_only_to_its_owner(edit_app):
+    _, alice = make_user(edit_app, credits=1)
+    _, bob = make_user(edit_app, credits=1)
+    client = edit_app.test_client()
+    task = post_edit(client, alice, [photo("red")]).get_json()
+    r = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=bob)
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "edit_task_not_found"
+    assert client.get("/api/v1/image-edit/" + "x" * 200, headers=alice).status_code == 404
+    longer = client.get(f"/api/v1/image-edit/{task['task_id']}0", headers=alice)
+    assert longer.status_code == 404 and longer.get_json()["error"]["code"] == "edit_task_not_found"
+
+
+def test_an_unbound_device_cannot_spend(edit_app, device_token):
+    r = post_edit(edit_app.test_client(), {"Authorization": f"Bearer {device_token}"}, [photo("red")])
+    assert r.status_code == 403
+
+
+def _truncated():
+    data = photo("red", size=(400, 300))
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("images, prompt, options, status, code", [
+    ([], "改成夜景", None, 400, "no_images"),
+    ([photo("red")] * 10, "改成夜景", None, 400, "too_many_images"),
+    ([photo("red")], "   ", None, 400, "prompt_required"),
+    ([photo("red")], "长" * 801, None, 400, "prompt_too_long"),
+    ([b"just some text, not a photo"], "改成夜景", None, 415, "image_unsupported"),
+    ([_truncated()], "改成夜景", None, 400, "image_truncated"),
+    ([b""], "改成夜景", None, 400, "image_empty"),
+    ([photo("red")], "改成夜景", "{not json", 400, "invalid_options"),
+    ([photo("red")], "改成夜景", '{"n": 4}', 400, "invalid_options"),
+])
+def test_bad_requests_get_a_stable_code_and_cost_nothing(edit_app, images, prompt, options, status, code):
+    user, headers = make_user(edit_app, credits=20)
+    r = post_edit(edit_app.test_client(), headers, images, prompt, options)
+    assert r.status_code == status, r.get_json()
+    assert r.get_json()["error"]["code"] == code
+    assert balance(edit_app, user) == 20
+
+
+def test_oversized_photo_is_413(edit_app):
+    import os
+
+    _, headers = make_user(edit_app, credits=1)
+    too_big = photo("red") + os.urandom(10 * 1024 * 1024)
+    r = post_edit(edit_app.test_client(), headers, [too_big])
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "image_too_large"
+
+
+def test_gif_and_oversized_photos_are_sent_as_jpeg_within_upstream_limits():
+    from xintu.edit.images import UPSTREAM_MAX_SIDE, prepare_image
+
+    big = prepare_image(photo("red", size=(4000, 1000), fmt="PNG"))
+    assert big.mime == "image/jpeg" and max(big.width, big.height) == UPSTREAM_MAX_SIDE
+    small = photo("red", size=(640, 480), fmt="WEBP")
+    assert prepare_image(small).data == small  # accepted upstream as is: sent untouched
+    gif = prepare_image(photo("red", fmt="GIF"))
+    assert gif.mime == "image/jpeg" and Image.open(io.BytesIO(gif.data)).format == "JPEG"

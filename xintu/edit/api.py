@@ -1,0 +1,42 @@
+"""POST /api/v1/image-edit and GET /api/v1/image-edit/{task} — thin over ImageEditService."""
+from __future__ import annotations
+
+from apiflask import APIBlueprint, Schema, fields
+from flask import current_app, g, request
+
+from xintu.auth import client_auth
+from xintu.edit.images import MAX_IMAGES
+from xintu.edit.service import ImageEditService
+
+bp = APIBlueprint("image_edit", __name__, url_prefix="/api/v1", tag="image-edit")
+
+_TASK_DOC = ("status queued|running|succeeded|partial|failed; images[i] {index, status, url, error, cached}; "
+             "credits {reserved, charged, refunded}. One credit per image that succeeds; cached results are free.")
+
+
+class EditForm(Schema):
+    images = fields.List(fields.File(), metadata={"description": f"1–{MAX_IMAGES} photos, ≤ 10 MB each"})
+    prompt = fields.String(metadata={"description": "instruction, ≤ 800 characters", "example": "把背景换成海边"})
+    options = fields.String(metadata={"description": 'JSON: {"negative_prompt": "…", "watermark": false}'})
+
+
+@bp.post("/image-edit")
+@bp.auth_required(client_auth, roles=["user"])
+@bp.input(EditForm, location="form_and_files", arg_name="form", validation=False)
+@bp.doc(summary="Queue an image edit (paid in credits)", description=_TASK_DOC, responses={
+    202: "task accepted", 400: "no_images / too_many_images / prompt_required / prompt_too_long / "
+    "image_truncated / image_corrupt / invalid_options", 402: "insufficient_credits", 413: "image_too_large",
+    415: "image_unsupported"})
+def create(form):
+    # Parsed here (validation=False) so each problem gets its stable code rather than a generic 422.
+    uploads = [f.read() for f in request.files.getlist("images")]
+    task = ImageEditService(current_app.config).create(
+        g.user, uploads, request.form.get("prompt"), request.form.get("options"))
+    return task, 202
+
+
+@bp.get("/image-edit/<string:task_id>")
+@bp.auth_required(client_auth, roles=["user"])
+@bp.doc(summary="Poll an image edit task", description=_TASK_DOC, responses={404: "edit_task_not_found"})
+def show(task_id):
+    return ImageEditService(current_app.config).get(g.user, task_id)

@@ -1,0 +1,171 @@
+"""EditWorker: runs queued image-edit tasks against DashScope, outside any web request.
+
+Any number of ``xintu worker`` processes, on any hosts, share the queue in the DB. A worker claims
+one task at a time (``SELECT … FOR UPDATE SKIP LOCKED`` on MySQL so claimers never wait on each
+other, then a compare-and-set on ``claimed_by``), takes one step (submit queued images, poll
+pending ones), saves, and lets go. Every save is guarded by ``claimed_by = me``: a worker whose
+lease expired — it hung, or died and came back — cannot overwrite the task or move money again.
+A claim expires after ``lease`` seconds without progress, so a dead worker's task is picked up
+by the next claimer, and ``sweep`` (cron) finishes overdue tasks even when no worker runs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from datetime import timedelta
+
+from xintu import db
+from xintu.edit.service import DEFAULT_MODEL, TERMINAL, load_upload, refund_unused, remember_result
+from xintu.edit.upstream import EditModelClient, TransientUpstreamError
+from xintu.models import EditCache, EditImage, EditTask
+from xintu.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class LostClaim(Exception):
+    """Another worker owns the task now; drop this step."""
+
+
+class EditWorker:
+    def __init__(self, config, worker_id: str | None = None, client_factory=None):
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"[:64]
+        self.lease = timedelta(seconds=float(config.get("EDIT_LEASE_SECONDS", 120)))
+        self.poll_interval = timedelta(seconds=float(config.get("EDIT_POLL_INTERVAL", 2)))
+        self.timeout = timedelta(seconds=float(config.get("EDIT_TASK_TIMEOUT", 900)))
+        self.max_attempts = int(config.get("EDIT_MAX_ATTEMPTS", 5))
+        self.cache_ttl = int(config.get("EDIT_CACHE_TTL", 23 * 3600))
+        self._factory = client_factory or (lambda model: EditModelClient.from_config(config, model))
+        self._clients: dict = {}
+
+    # -- claiming --------------------------------------------------------------------------------
+    def claim(self, overdue_only: bool = False) -> EditTask | None:
+        now = utcnow()
+        free = EditTask.claimed_by.is_null() | (EditTask.claimed_at < now - self.lease)
+        cond = EditTask.status.in_(("queued", "running")) & free
+        if overdue_only:
+            cond &= EditTask.created_at < now - self.timeout
+        else:  # a task just stepped waits poll_interval before its next poll
+            cond &= (EditTask.status == "queued") | (EditTask.updated_at <= now - self.poll_interval)
+        with db.atomic():
+            query = EditTask.select(EditTask.id).where(cond).order_by(EditTask.updated_at, EditTask.id).limit(1)
+            if db.is_mysql():
+                query = query.for_update(skip_locked=True)
+            row = query.first()
+            if row is None:
+                return None
+            won = (EditTask.update(claimed_by=self.id, claimed_at=now, status="running")
+                   .where(EditTask.id == row.id, cond).execute())
+        return EditTask.get_by_id(row.id) if won == 1 else None
+
+    # -- one step --------------------------------------------------------------------------------
+    def step(self, task: EditTask) -> None:
+        images = task.images
+        overdue = utcnow() >= task.created_at + self.timeout
+        client = self._client(task.model or DEFAULT_MODEL)
+        for image in images:
+            if overdue and image["status"] == "queued":
+                continue  # too late to start; pending ones still get a last poll
+            try:
+                if image["status"] == "queued":
+                    data, mime = load_upload(task.id, image["position"])
+                    outcome = client.submit(data, mime, task.prompt, task.options)
+                elif image["status"] == "pending":
+                    outcome = client.poll(image["upstream_id"])
+                else:
+                    continue
+            except Exception as exc:
+                image["attempts"] = image.get("attempts", 0) + 1
+                if isinstance(exc, TransientUpstreamError):
+                    log.warning("task %s image %s: %s", task.task_id, image["position"], exc)
+                else:
+                    log.exception("task %s image %s failed unexpectedly", task.task_id, image["position"])
+                if image["attempts"] >= self.max_attempts:
+                    image.update(status="failed", error=str(exc)[:200])
+                continue
+            self._apply(task, image, outcome)
+            self._save(task, images)  # progress is durable per image; also renews the lease
+        if overdue:
+            for image in images:
+                if image["status"] not in TERMINAL:
+                    image.update(status="failed", error="timeout")
+        self._save(task, images, release=True)
+
+    def _apply(self, task, image, outcome) -> None:
+        if outcome.upstream_id:
+            image["upstream_id"] = outcome.upstream_id
+        if outcome.state == "succeeded":
+            image.update(status="succeeded", url=outcome.url, charged=True)  # this image's credit is spent
+            remember_result(image["sha256"], task.prompt, task.options, task.model or DEFAULT_MODEL,
+                            outcome.url, self.cache_ttl)
+        elif outcome.state == "failed":
+            image.update(status="failed", error=(outcome.error or "failed")[:200])
+        else:
+            image["status"] = "pending"
+
+    def _save(self, task: EditTask, images: list, release: bool = False) -> None:
+        now = utcnow()
+        charged = sum(1 for i in images if i.get("charged"))
+        fields = {"images": images, "credits_charged": charged, "updated_at": now, "claimed_at": now,
+                  "upstream_ids": [i["upstream_id"] for i in images if i.get("upstream_id")] or None}
+        done = all(i["status"] in TERMINAL for i in images)
+        refund = task.credits_reserved - charged
+        if done:
+            ok = sum(1 for i in images if i["status"] in ("succeeded", "cached"))
+            errors = sorted({i["error"] for i in images if i.get("error")})
+            fields.update(status="succeeded" if ok == len(images) else "partial" if ok else "failed",
+                          finished_at=now, credits_refunded=refund, claimed_by=None,
+                          error="; ".join(errors)[:255] or None)
+        elif release:
+            fields["claimed_by"] = None
+        with db.atomic():
+            saved = EditTask.update(fields).where(EditTask.id == task.id, EditTask.claimed_by == self.id).execute()
+            if saved != 1:
+                raise LostClaim(task.task_id)
+            if done:
+                refund_unused(task.user_id, refund, task.task_id)
+                EditImage.delete().where(EditImage.task == task.id).execute()
+        for key, value in fields.items():
+            setattr(task, key, value)
+
+    def _client(self, model: str):
+        if model not in self._clients:
+            self._clients[model] = self._factory(model)
+        return self._clients[model]
+
+    # -- loops -----------------------------------------------------------------------------------
+    def run_once(self, overdue_only: bool = False) -> bool:
+        """Claim and step one task; False when nothing was claimable."""
+        task = self.claim(overdue_only)
+        if task is None:
+            return False
+        try:
+            self.step(task)
+        except LostClaim:
+            log.warning("task %s was taken over by another worker", task.task_id)
+        return True
+
+    def run(self, stop: threading.Event | None = None, idle_sleep: float = 1.0, until_idle: bool = False) -> int:
+        """Step tasks until ``stop`` is set (or, with ``until_idle``, nothing is claimable); returns steps."""
+        stop = stop or threading.Event()
+        steps = 0
+        while not stop.is_set():
+            with db.primary.connection_context():
+                busy = self.run_once()
+            steps += busy
+            if not busy:
+                if until_idle:
+                    break
+                stop.wait(idle_sleep)
+        return steps
+
+    def sweep(self) -> dict:
+        """Finish tasks past their deadline whose worker is gone; drop expired cache entries."""
+        finished = 0
+        while self.run_once(overdue_only=True):
+            finished += 1
+        expired = EditCache.delete().where(EditCache.expires_at < utcnow()).execute()
+        return {"finished": finished, "cache_expired": expired}
