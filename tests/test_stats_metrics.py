@@ -14,17 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from xintu.ops.procs import free_port, stop_process, wait_port
+from xintu.ops.procs import stop_process, wait_port
 
 pytestmark = pytest.mark.slow
-
-GUNICORN_CONF = """
-from xintu.metrics import child_exit, on_starting  # noqa: F401  (gunicorn server hooks)
-workers = 2
-worker_class = "sync"
-control_socket_disable = True
-"""
-
 
 def _get(url: str) -> tuple[int, str]:
     try:
@@ -50,20 +42,24 @@ def _workers(master: int) -> list[int]:
 
 @pytest.fixture
 def gunicorn(tmp_path):
-    instance, prom = tmp_path / "instance", tmp_path / "prom"
-    prom.mkdir()
+    """gunicorn with 2 workers on the config `xintu conf render` produces (its multiprocess hooks)."""
+    from xintu.ops.loopback import loopback_settings
+    from xintu.ops.render import render_gunicorn
+
+    settings = loopback_settings(tmp_path / "deploy", gunicorn_workers=2)
+    prom = Path(settings["paths"]["run"]) / "prometheus"
+    prom.mkdir(parents=True, exist_ok=True)
     (prom / "stale_counter_1.db").write_bytes(b"left over from a previous run")
-    env = {**os.environ, "XINTU_INSTANCE_PATH": str(instance), "XINTU_ENV": "testing",
-           "XINTU_SANDBOX": "0", "XINTU_SECRET_KEY": "t" * 40, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
+    env = {**os.environ, "XINTU_INSTANCE_PATH": str(tmp_path / "instance"), "XINTU_ENV": "testing",
+           "XINTU_SANDBOX": "0", "XINTU_SECRET_KEY": "t" * 40}
     subprocess.run([sys.executable, "-m", "xintu_cli.main", "db", "migrate"], env=env, check=True,
                    capture_output=True, timeout=120)
     conf = tmp_path / "gunicorn.conf.py"
-    conf.write_text(GUNICORN_CONF)
-    port = free_port()
+    conf.write_text(render_gunicorn(settings))
+    port = settings["gunicorn"]["port"]
     with open(tmp_path / "gunicorn.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(conf), "-b",
-                                 f"127.0.0.1:{port}", "xintu:create_app()"], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(conf), "xintu:create_app()"],
+                                env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_port(port, timeout=60)
         yield {"base": f"http://127.0.0.1:{port}", "pid": proc.pid, "prom": prom}

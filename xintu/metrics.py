@@ -3,8 +3,9 @@
 Works in one process and under gunicorn (multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set
 before start; see the gunicorn config rendered by ``xintu conf render``).  In multiprocess mode every
 worker writes its samples to files in that folder and ``/metrics`` (xintu.stats.api) sums them; the
-gunicorn config wires ``on_starting`` and ``child_exit`` below so restarts and recycled workers
-(max_requests) neither lose nor double-count.  Only Counters and Histograms are used: they sum
+rendered gunicorn config empties the folder at start and marks exited workers dead, so restarts and
+recycled workers (max_requests) neither lose nor double-count.  (Those hooks are written out in the
+config, not imported from here: the gunicorn master must never import xintu.)  Only Counters and Histograms are used: they sum
 across processes without a multiprocess_mode choice.
 
 Per-image classification counts and times live with ClassifierService (``xintu_classify_total``,
@@ -14,10 +15,6 @@ a raw path, so a scanner cannot create unbounded series.
 """
 
 from __future__ import annotations
-
-import os
-import shutil
-from pathlib import Path
 
 from prometheus_client import Counter, Histogram
 
@@ -59,20 +56,3 @@ def count_credits(delta: int, reason: str) -> None:
         CREDITS_REFUNDED.inc(abs(delta))
     elif delta > 0:
         CREDITS_GRANTED.labels(reason).inc(delta)
-
-
-# ---- gunicorn hooks (referenced by the rendered gunicorn config) ----
-
-def on_starting(server) -> None:
-    """Empty the multiprocess folder: samples of a previous run must not be summed into this one."""
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if folder:
-        shutil.rmtree(folder, ignore_errors=True)
-        Path(folder).mkdir(parents=True, exist_ok=True)
-
-
-def child_exit(server, worker) -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)

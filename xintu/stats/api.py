@@ -2,8 +2,8 @@
 
 Under gunicorn every worker is a separate process: with PROMETHEUS_MULTIPROC_DIR set, each one
 writes its samples to files there and a scrape of any worker sums all of them
-(MultiProcessCollector).  The gunicorn config must empty that folder before start
-(``on_starting``) and call ``xintu.metrics.child_exit`` when a worker exits.
+(MultiProcessCollector).  The gunicorn config rendered by ``xintu conf render`` empties that folder
+before start and marks exited workers dead.
 """
 from __future__ import annotations
 
