@@ -16,9 +16,19 @@ def test_readyz_reports_primary_and_missing_replica(client):
     assert body["replica"]["configured"] is False and body["replica"]["used_for_stale_reads"] is False
 
 
-def test_landing_page_links_the_api_docs(client):
-    response = client.get("/")
-    assert response.status_code == 200 and "/api/v1/docs" in response.get_data(as_text=True)
+def test_landing_page_links_the_api_docs_and_the_embedded_sites(client):
+    page = client.get("/").get_data(as_text=True)
+    for href in ("/api/v1/docs", "/h5/", "/admin/"):
+        assert f'href="{href}"' in page
+    admin = client.get("/admin/")
+    assert admin.status_code == 200 and "管理后台" in admin.get_data(as_text=True)
+    assert client.get("/admin/../setup.py").status_code == 404
+
+
+def test_production_does_not_serve_the_admin_site_from_the_app(app, client):
+    app.config["ENV"] = "production"
+    assert client.get("/admin/").status_code == 404
+    assert 'href="/admin/"' not in client.get("/").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("method,path,status,code", [

@@ -62,4 +62,5 @@ def start_embedded(config: dict) -> dict:
     print(f"sandbox WeChat on {sandbox.mp.base_url}  (demo: {sandbox.mp.base_url}/demo), "
           f"WeChat Pay on {sandbox.pay.base_url}", flush=True)
     # The embedded app is reached directly by the sandbox, not through the web tier.
-    return {**sandbox.config, "REQUIRE_INTERNAL_HEADER": False}
+    return {**sandbox.config, "REQUIRE_INTERNAL_HEADER": False,
+            "SANDBOX_DEMO_URL": sandbox.mp.base_url + "/demo"}
