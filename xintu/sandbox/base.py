@@ -1,8 +1,10 @@
-"""A tiny threaded HTTP server that the WeChat fakes are built on.
+"""A tiny threaded HTTP server that the WeChat and DashScope fakes are built on.
 
 The fakes must be reachable by the real SDKs over real sockets, so each one is an
 ``http.server.ThreadingHTTPServer`` on a port picked by the OS and served from a daemon thread. Routes are
-``(method, regex) -> handler(request) -> Response``; handlers never see the raw socket.
+``(method, regex) -> handler(request) -> Response``; handlers never see the raw socket. A subclass can
+narrow ``methods`` (others get the stdlib's 501) and override ``not_found`` to answer unrouted requests
+in its upstream's own error format.
 """
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ class Request:
     target: str = ""          # the raw request target (path + query) as the client signed it
     match: re.Match | None = None
 
+    def header(self, name, default=None):
+        """Case-insensitive, as HTTP header names are (``headers`` keeps the client's spelling)."""
+        name = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == name), default)
+
     def arg(self, name, default=None):
         return self.query.get(name, [default])[0]
 
@@ -41,9 +48,9 @@ class Response:
     headers: dict = field(default_factory=dict)
 
     @classmethod
-    def json(cls, data, status=200, headers=None):
+    def json(cls, data, status=200, headers=None, content_type="application/json; charset=utf-8"):
         body = json.dumps(data, ensure_ascii=False).encode("utf-8")
-        return cls(status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+        return cls(status, body, {"Content-Type": content_type, **(headers or {})})
 
     @classmethod
     def html(cls, text, status=200):
@@ -56,6 +63,8 @@ class Response:
 
 class SandboxServer:
     """Base class: subclasses fill ``self.routes`` and get start/stop/base_url."""
+
+    methods = ("GET", "POST", "HEAD")
 
     def __init__(self, host="127.0.0.1", port=0):
         self.routes: list[tuple[str, re.Pattern, callable]] = []
@@ -95,8 +104,8 @@ class SandboxServer:
                 if self.command != "HEAD":
                     self.wfile.write(resp.body)
 
-            do_GET = do_POST = do_HEAD = _dispatch
-
+        for method in self.methods:
+            setattr(Handler, "do_" + method, Handler._dispatch)
         self._httpd = ThreadingHTTPServer((self._host, self._port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name=type(self).__name__,
@@ -125,4 +134,7 @@ class SandboxServer:
                     return handler(req)
                 except Exception as exc:  # noqa: BLE001  a fake must answer like a server, not hang the SDK
                     return Response.json({"code": "SYSTEM_ERROR", "message": repr(exc)}, status=500)
+        return self.not_found(req)
+
+    def not_found(self, req: Request) -> Response:
         return Response.json({"errcode": 404, "errmsg": "not found"}, status=404)

@@ -23,17 +23,19 @@ import re
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .base import Request, Response, SandboxServer
 
 SUBMIT_PATH = "/api/v1/services/aigc/image2image/image-synthesis"
 GENERATION_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
-_TASK_PATH = re.compile(r"^/api/v1/tasks/([\w-]+)$")
-_RESULT_PATH = re.compile(r"^/results/([\w-]+)\.png$")
 _DATA_URI = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.DOTALL)
 
 
-class DashScopeEditFake:
+class DashScopeEditFake(SandboxServer):
+    methods = ("GET", "POST")   # like the real gateway as the SDK sees it: no HEAD
+
     def __init__(self, api_key: str, latency: float = 0.0, fail_rate: float = 0.0, seed: int = 0):
+        super().__init__()
         self.api_key = api_key
         self.latency = latency
         self.fail_rate = fail_rate
@@ -44,80 +46,49 @@ class DashScopeEditFake:
         self.results: dict[str, bytes] = {}
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._httpd = None
+        self.route("GET", r"/results/([\w-]+)\.png", self._result)  # OSS-style URLs need no key
+        self.route("GET", r"/api/v1/tasks/([\w-]+)", self._authorized(lambda req: self._fetch(req.match[1])))
+        edit_paths = f"({re.escape(SUBMIT_PATH)}|{re.escape(GENERATION_PATH)})"
+        self.route("POST", edit_paths, self._authorized(self._edit))
 
     # -- lifecycle -------------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
     @property
     def api_base(self) -> str:
         """The value for ``dashscope.base_http_api_url``."""
         return self.base_url + "/api/v1"
 
     def start(self, host: str = "127.0.0.1", port: int = 0):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, ctype, payload = fake.handle(self.command, self.path.split("?")[0],
-                                                     dict(self.headers), body)
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = _serve
-
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name="dashscope-edit-fake", daemon=True).start()
-        return self
-
-    def stop(self):
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self):
-        return self.start() if self._httpd is None else self
-
-    def __exit__(self, *exc):
-        self.stop()
+        self._host, self._port = host, port
+        return super().start()
 
     # -- protocol --------------------------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict, body: bytes):
-        result = _RESULT_PATH.match(path)
-        if method == "GET" and result:  # OSS-style URLs need no key
-            data = self.results.get(result.group(1))
-            return (200, "image/png", data) if data else _error(404, "NotFound", "no such object")
-        if headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _error(401, "InvalidApiKey", "Invalid API-key provided.")
-        task = _TASK_PATH.match(path)
-        if method == "GET" and task:
-            return self._fetch(task.group(1))
-        if method == "POST" and path in (SUBMIT_PATH, GENERATION_PATH):
-            try:
-                request = json.loads(body or b"{}")
-            except ValueError:
-                return _error(400, "InvalidParameter", "body is not JSON")
-            if path == SUBMIT_PATH:
-                if headers.get("X-DashScope-Async") != "enable":
-                    return _error(403, "AccessDenied", "current user api does not support synchronous calls")
-                return self._submit(request)
+    def _authorized(self, handler):
+        """Upstream checks the key before it looks at the path: a bad key is a 401 even on a wrong URL."""
+        def checked(req: Request) -> Response:
+            if req.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return _error(401, "InvalidApiKey", "Invalid API-key provided.")
+            return handler(req)
+        return checked
+
+    def not_found(self, req: Request) -> Response:
+        return self._authorized(lambda _: _error(404, "NotFound", f"{req.method} {req.path}"))(req)
+
+    def _result(self, req: Request) -> Response:
+        data = self.results.get(req.match[1])
+        if not data:
+            return _error(404, "NotFound", "no such object")
+        return Response(200, data, {"Content-Type": "image/png"})
+
+    def _edit(self, req: Request) -> Response:
+        try:
+            request = json.loads(req.body or b"{}")
+        except ValueError:
+            return _error(400, "InvalidParameter", "body is not JSON")
+        if req.path == GENERATION_PATH:
             return self._generate(request)
-        return _error(404, "NotFound", f"{method} {path}")
+        if req.headers.get("X-DashScope-Async") != "enable":
+            return _error(403, "AccessDenied", "current user api does not support synchronous calls")
+        return self._submit(request)
 
     def _admit(self, image: bytes | None, prompt):
         """Common checks of a new edit; returns an error response or None."""
@@ -217,8 +188,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S.000")
 
 
-def _json(status: int, data: dict):
-    return status, "application/json", json.dumps(data, ensure_ascii=False).encode("utf-8")
+def _json(status: int, data: dict) -> Response:
+    return Response.json(data, status, content_type="application/json")
 
 
 def _error(status: int, code: str, message: str):

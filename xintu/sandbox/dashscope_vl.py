@@ -13,7 +13,8 @@ import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .base import Request, Response, SandboxServer
 
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 MODES = ("ok", "error500", "error429", "garbage", "bad_category", "not_json", "hang")
@@ -50,43 +51,47 @@ def _image_bytes(body: dict) -> bytes | None:
     return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    state: FakeState
+def _json(status: int, payload) -> Response:
+    return Response.json(payload, status, content_type="application/json")
 
-    def log_message(self, *args):  # keep test output clean
-        pass
 
-    def _send(self, status: int, payload, raw: bytes | None = None):
-        data = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class FakeDashScope(SandboxServer):
+    """``with FakeDashScope() as fake: dashscope.base_http_api_url = fake.base_url``."""
 
-    def do_GET(self):
-        if self.path == "/_fake/stats":
-            return self._send(200, {"calls": self.state.calls, "mode": self.state.mode,
-                                    "max_inflight": self.state.max_inflight})
-        self._send(404, {"code": "NotFound", "message": "no such path"})
+    methods = ("GET", "POST")   # like the real gateway as the SDK sees it: no HEAD
 
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host, port)
+        self.state = FakeState()
+        self.route("GET", "/_fake/stats", self._stats)
+        self.route("POST", "/_fake/config", self._config)
+        self.route("POST", PATH, self._generation)
+
+    @property
+    def base_url(self) -> str:
+        return super().base_url + "/api/v1"
+
+    def not_found(self, req: Request) -> Response:
+        return _json(404, {"code": "NotFound", "message": "no such path"})
+
+    def _stats(self, req: Request) -> Response:
         st = self.state
-        if self.path == "/_fake/config":
-            try:
-                st.configure(**json.loads(body or b"{}"))
-            except (ValueError, TypeError) as exc:
-                return self._send(400, {"code": "InvalidParameter", "message": str(exc)})
-            return self._send(200, {"ok": True})
-        if self.path != PATH:
-            return self._send(404, {"code": "NotFound", "message": "no such path"})
+        return _json(200, {"calls": st.calls, "mode": st.mode, "max_inflight": st.max_inflight})
+
+    def _config(self, req: Request) -> Response:
+        try:
+            self.state.configure(**json.loads(req.body or b"{}"))
+        except (ValueError, TypeError) as exc:
+            return _json(400, {"code": "InvalidParameter", "message": str(exc)})
+        return _json(200, {"ok": True})
+
+    def _generation(self, req: Request) -> Response:
+        st = self.state
         rid = str(uuid.uuid4())
-        auth = self.headers.get("Authorization", "")
+        auth = req.header("Authorization", "")
         if not auth.startswith("Bearer ") or len(auth) < len("Bearer ") + 8:  # real keys are long: sk-…
-            return self._send(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided.",
-                                    "request_id": rid})
+            return _json(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided.",
+                               "request_id": rid})
         with st.lock:
             st.calls += 1
             st.inflight += 1
@@ -98,67 +103,37 @@ class _Handler(BaseHTTPRequestHandler):
             with st.lock:
                 st.inflight -= 1
         if mode == "error500":
-            return self._send(500, {"code": "InternalError", "message": "An internal error has occured.",
-                                    "request_id": rid})
+            return _json(500, {"code": "InternalError", "message": "An internal error has occured.",
+                               "request_id": rid})
         if mode == "error429":
-            return self._send(429, {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded.",
-                                    "request_id": rid})
+            return _json(429, {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded.",
+                               "request_id": rid})
         if mode == "not_json":
-            return self._send(200, None, raw=b"<html>gateway</html>")
+            return Response(200, b"<html>gateway</html>", {"Content-Type": "application/json"})
         try:
-            request = json.loads(body)
+            request = json.loads(req.body)
         except ValueError:
-            return self._send(400, {"code": "InvalidParameter", "message": "bad json", "request_id": rid})
+            return _json(400, {"code": "InvalidParameter", "message": "bad json", "request_id": rid})
         image = _image_bytes(request)
         answer = st.answers_by_sha.get(hashlib.sha256(image).hexdigest() if image else "", st.answer)
         if st.answer_fn is not None and image:
             try:
                 answer = st.answer_fn(image)
             except Exception as exc:
-                return self._send(400, {"code": "InvalidParameter.DataInspection", "message": str(exc)[:200],
-                                        "request_id": rid})
+                return _json(400, {"code": "InvalidParameter.DataInspection", "message": str(exc)[:200],
+                                   "request_id": rid})
         if mode == "garbage":
             text = "这张图片看起来像是一只猫，可能在睡觉。{category: cat"
         elif mode == "bad_category":
             text = json.dumps({**answer, "category": "landscape_painting"}, ensure_ascii=False)
         else:
             text = "```json\n" + json.dumps(answer, ensure_ascii=False) + "\n```"
-        self._send(200, {
+        return _json(200, {
             "output": {"choices": [{"finish_reason": "stop",
                                     "message": {"role": "assistant", "content": [{"text": text}]}}]},
             "usage": {"input_tokens": 1250, "output_tokens": 40, "image_tokens": 1200},
             "request_id": rid,
         })
-
-
-class FakeDashScope:
-    """``with FakeDashScope() as fake: dashscope.base_http_api_url = fake.base_url``."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self.state = FakeState()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/api/v1"
-
-    def start(self) -> "FakeDashScope":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def start_embedded(config: dict) -> dict:
