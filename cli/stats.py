@@ -21,6 +21,15 @@ def _share(n: int, total: int):
     return round(n / total, 4) if total else None
 
 
+def _labelled_counts(column: str, counts: dict, labels: dict) -> list[dict]:
+    """Image counts per key with their share: every labelled key (zero included) in label order, then
+    any key the labels do not know yet."""
+    total = sum(counts.values())
+    keys = list(labels) + sorted(set(counts) - set(labels))
+    return [{column: k, "label": labels.get(k, k), "images": counts.get(k, 0),
+             "share": _share(counts.get(k, 0), total)} for k in keys]
+
+
 @click.group()
 def stats():
     """Usage numbers from the replica (falls back to the primary), by Asia/Shanghai day.
@@ -78,11 +87,8 @@ def categories(since, until, fmt):
     from xintu.stats.charts import CATEGORY_LABELS
     from xintu.stats.service import StatsService
 
-    counts = StatsService().summary(*_dates(since, until)).categories
-    total = sum(counts.values())
-    keys = list(CATEGORY_LABELS) + sorted(set(counts) - set(CATEGORY_LABELS))
-    emit([{"category": k, "label": CATEGORY_LABELS.get(k, k), "images": counts.get(k, 0),
-           "share": _share(counts.get(k, 0), total)} for k in keys], fmt)
+    emit(_labelled_counts("category", StatsService().summary(*_dates(since, until)).categories,
+                          CATEGORY_LABELS), fmt)
 
 
 @stats.command()
@@ -94,11 +100,8 @@ def methods(since, until, fmt):
     from xintu.stats.charts import METHOD_LABELS
     from xintu.stats.service import StatsService
 
-    counts = StatsService().summary(*_dates(since, until)).methods
-    total = sum(counts.values())
-    keys = list(METHOD_LABELS) + sorted(set(counts) - set(METHOD_LABELS))
-    emit([{"method": k, "label": METHOD_LABELS.get(k, k), "images": counts.get(k, 0),
-           "share": _share(counts.get(k, 0), total)} for k in keys], fmt)
+    emit(_labelled_counts("method", StatsService().summary(*_dates(since, until)).methods,
+                          METHOD_LABELS), fmt)
 
 
 @stats.command()

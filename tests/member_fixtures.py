@@ -90,26 +90,23 @@ def _rand():
 
 
 def _serve(app):
+    """Yields the MemberStack of ``app``, then stops the sandbox and the server."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
     sandbox = start(url)
     app.config.update(sandbox.config, PUBLIC_BASE_URL=url, REQUIRE_INTERNAL_HEADER=False, SANDBOX=True)
-    return server, MemberStack(app, url, sandbox)
+    yield MemberStack(app, url, sandbox)
+    sandbox.stop()
+    server.shutdown()
 
 
 @pytest.fixture
 def member_stack(app):
-    server, stack = _serve(app)
-    yield stack
-    stack.sandbox.stop()
-    server.shutdown()
+    yield from _serve(app)
 
 
 @pytest.fixture
 def mysql_member_stack(mysql_app):
-    server, stack = _serve(mysql_app)
-    yield stack
-    stack.sandbox.stop()
-    server.shutdown()
+    yield from _serve(mysql_app)

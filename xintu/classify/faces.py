@@ -9,7 +9,6 @@ the same way, hence the transposes.
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 
@@ -143,15 +142,3 @@ class FaceDetector:
                 found.append({"box": [round(float(v), 4) for v in (x1 / W, y1 / H, (x2 - x1) / W, (y2 - y1) / H)],
                               "score": round(float(score), 4)})
         return sorted(found, key=lambda f: -f["box"][2])
-
-
-_instance = None
-_lock = threading.Lock()
-
-
-def get_detector() -> FaceDetector:
-    global _instance
-    with _lock:
-        if _instance is None:
-            _instance = FaceDetector()
-        return _instance

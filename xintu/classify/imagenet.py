@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 from functools import lru_cache
 from importlib import resources
 
@@ -84,14 +83,3 @@ class ImageNetModel:
     def top(probs: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         names = labels()
         return [(names[i], float(probs[i])) for i in np.argsort(probs)[::-1][:k]]
-
-
-_instances: dict[str, ImageNetModel] = {}
-_lock = threading.Lock()
-
-
-def get_model(model_dir: str, threads: int = 2) -> ImageNetModel:
-    with _lock:
-        if model_dir not in _instances:
-            _instances[model_dir] = ImageNetModel(model_dir, threads)
-        return _instances[model_dir]

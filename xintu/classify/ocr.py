@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,15 +111,3 @@ class TextReader:
         cues.id_words = bool(ID_WORDS.search(joined))
         cues.status_clock = any(CLOCK.match(t) for t in texts[:len(top)])
         return cues
-
-
-_instance = None
-_lock = threading.Lock()
-
-
-def get_reader() -> TextReader:
-    global _instance
-    with _lock:
-        if _instance is None:
-            _instance = TextReader()
-        return _instance
