@@ -42,6 +42,7 @@ class MemberStack:
         landing = http.get(consent.headers["Location"], allow_redirects=False, timeout=10)
         assert landing.status_code == 302, landing.text
         ticket = parse_qs(urlsplit(landing.headers["Location"]).query)["ticket"][0]
+        self.last_ticket = ticket
         assert http.post(self.url + "/api/v1/h5/session", json={"ticket": ticket}, timeout=10).status_code == 200
         return http
 

@@ -90,6 +90,14 @@ def test_oauth_refuses_foreign_redirects_and_forged_state(member_stack):
     assert bad_ticket.status_code == 401 and bad_ticket.json()["error"]["code"] == "h5_ticket_invalid"
 
 
+def test_h5_ticket_is_redeemed_once(member_stack):
+    stack = member_stack
+    stack.h5_login("oREPLAY")
+    replay = requests.post(stack.url + "/api/v1/h5/session", json={"ticket": stack.last_ticket}, timeout=10)
+    assert replay.status_code == 401 and replay.json()["error"]["code"] == "h5_ticket_used"
+    assert "xintu_h5" not in replay.cookies
+
+
 def test_h5_session_cookie_is_httponly_and_the_page_is_served(member_stack):
     stack = member_stack
     http = stack.h5_login("oCOOKIE")

@@ -2,7 +2,9 @@
 
 The OAuth landing runs on the web tier's domain (the one registered with WeChat), not on the API's, so
 it cannot set the API's cookie itself.  It redirects to the page with a short-lived signed ticket; the
-page trades it (``POST /api/v1/h5/session``) for the cookie on the API's own domain.  The OAuth ``state``
+page trades it (``POST /api/v1/h5/session``) for the cookie on the API's own domain, once: a redeemed
+ticket is recorded (as a handled event in ``wechat_events``), so a ticket that leaks from the address bar
+cannot be replayed within its two minutes.  The OAuth ``state``
 is an HMAC over the return address and time, so a forged landing URL cannot choose where to send a ticket.
 """
 from __future__ import annotations
@@ -15,8 +17,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from peewee import IntegrityError
+
+from xintu import db
 from xintu.errors import BadRequest, Unauthorized
-from xintu.models import User
+from xintu.models import User, WechatEvent
 
 COOKIE = "xintu_h5"
 SESSION_AGE = 7 * 24 * 3600
@@ -34,9 +39,19 @@ def make_ticket(user_id: int) -> str:
 
 def redeem_ticket(ticket: str) -> int:
     try:
-        return int(_serializer("h5-ticket").loads(ticket, max_age=TICKET_AGE)["uid"])
+        uid = int(_serializer("h5-ticket").loads(ticket, max_age=TICKET_AGE)["uid"])
     except (BadSignature, KeyError, TypeError, ValueError):
         raise Unauthorized("登录凭据无效或已过期，请重新打开页面", code="h5_ticket_invalid") from None
+    user = User.get_or_none(User.id == uid)
+    if user is None:
+        raise Unauthorized("登录凭据无效或已过期，请重新打开页面", code="h5_ticket_invalid")
+    key = "h5-ticket:" + hashlib.sha256(ticket.encode()).hexdigest()
+    try:
+        with db.atomic():
+            WechatEvent.create(dedupe_key=key, openid=user.openid, event="h5_ticket")
+    except IntegrityError:
+        raise Unauthorized("登录凭据已使用，请重新打开页面", code="h5_ticket_used") from None
+    return uid
 
 
 def set_session_cookie(response, user_id: int) -> None:
