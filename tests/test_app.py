@@ -123,3 +123,27 @@ def test_registration_is_rate_limited_per_address(app, client):
     other = client.post("/api/v1/clients", json={"client_id": "install-other"},
                         environ_base={"REMOTE_ADDR": "10.1.2.3"})
     assert other.status_code == 201
+
+
+def test_authenticated_requests_are_rate_limited_per_client_token(app, client):
+    from xintu.auth import client_auth
+
+    @app.get("/_ping")
+    @app.auth_required(client_auth)
+    def _ping():
+        return {"ok": True}
+
+    from xintu.auth import ClientRateLimiter
+
+    now = [120.0]
+    app.extensions["xintu_client_limiter"] = ClientRateLimiter(clock=lambda: now[0])
+    app.config["CLIENT_REQUESTS_PER_MINUTE"] = 3
+    first = client.post("/api/v1/clients", json={"client_id": "install-rl-1"}).get_json()["token"]
+    second = client.post("/api/v1/clients", json={"client_id": "install-rl-2"}).get_json()["token"]
+    codes = [client.get("/_ping", headers={"Authorization": f"Bearer {first}"}).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    limited = client.get("/_ping", headers={"Authorization": f"Bearer {first}"})
+    assert limited.status_code == 429 and limited.get_json()["error"]["code"] == "client_rate_limited"
+    assert client.get("/_ping", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+    now[0] += 60  # next minute: allowed again
+    assert client.get("/_ping", headers={"Authorization": f"Bearer {first}"}).status_code == 200

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from datetime import timedelta
 
 from apiflask import APIBlueprint, HTTPTokenAuth, Schema
@@ -79,10 +81,39 @@ def lookup(token: str):
     return session
 
 
+class ClientRateLimiter:
+    """Requests per client token per minute, counted in this process (fixed one-minute windows).
+
+    Per worker, so a host with N workers lets a client make up to N × the limit: a bound against a
+    runaway or abusive install, not billing.  Keyed by our session id, never by anything the client claims.
+    """
+
+    def __init__(self, clock=time.time):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window = 0
+        self._counts: dict[int, int] = {}
+
+    def hit(self, key: int, limit: int) -> bool:
+        window = int(self._clock() // 60)
+        with self._lock:
+            if window != self._window:
+                self._window, self._counts = window, {}
+            self._counts[key] = count = self._counts.get(key, 0) + 1
+        return count <= limit
+
+
+def _limiter() -> ClientRateLimiter:
+    return current_app.extensions.setdefault("xintu_client_limiter", ClientRateLimiter())
+
+
 @client_auth.verify_token
 def _verify(token):
     session = lookup(token)
     if session is not None:
+        limit = current_app.config["CLIENT_REQUESTS_PER_MINUTE"]
+        if limit and not _limiter().hit(session.id, limit):
+            raise RateLimited("请求过于频繁，请稍后再试", code="client_rate_limited")
         g.client = session
         g.user = session.user if session.user_id else None
     return session

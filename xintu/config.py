@@ -96,6 +96,7 @@ DEFAULTS: dict = {
     # Request limits.
     "MAX_CONTENT_LENGTH": 60 * 1024 * 1024,
     "CLIENT_REGISTRATIONS_PER_HOUR": 30,
+    "CLIENT_REQUESTS_PER_MINUTE": 600,  # per client token and worker process; 0 = no limit
     "TRUSTED_PROXIES": 1,             # X-Forwarded-For hops to trust (nginx in front)
     # 管理后台 (admin dashboard): login throttling, session lifetime, SPA origins allowed by CORS.
     "ADMIN_MAX_FAILURES": 5,
