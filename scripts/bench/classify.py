@@ -184,7 +184,8 @@ def main() -> None:
         app = create_app({"ENV": "testing", "SANDBOX": False, "INSTANCE_PATH": os.path.join(tmp, "instance"),
                           "SECRET_KEY": "bench-" + "k" * 40, "CLASSIFY_MODEL_DIR": model_dir,
                           "DASHSCOPE_API_KEY": "sk-bench-key", "DASHSCOPE_BASE_URL": fake.base_url,
-                          "LOG_LEVEL": "WARNING"})
+                          "LOG_LEVEL": "WARNING",
+                          "CLIENT_REQUESTS_PER_MINUTE": 0})  # the bench is one client on purpose
         migrations.migrate(db.primary.obj)
         with app.app_context():
             set_setting("inference.mode", "llm")
