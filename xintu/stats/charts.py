@@ -26,7 +26,8 @@ STYLE = Style(
     value_font_size=14, tooltip_font_size=14,
 )
 COMMON = {"style": STYLE, "js": [], "disable_xml_declaration": True, "width": 720, "height": 320,
-          "margin": 16, "margin_bottom": 30, "legend_at_bottom": True, "legend_at_bottom_columns": 4}
+          "margin": 16, "margin_bottom": 30, "legend_at_bottom": True, "legend_at_bottom_columns": 4,
+          "no_data_text": "暂无数据"}
 
 
 def int_ticks(top: float, target: int = 5) -> list[int]:
