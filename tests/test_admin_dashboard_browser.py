@@ -23,7 +23,8 @@ from xintu.timeutil import local_today, utcnow
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 SPA = Path(__file__).resolve().parents[1] / "sites" / "admin"
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = os.environ.get("XINTU_SCREENSHOTS")   # folder to keep screenshots in, for a human to look at
+# Screenshots kept for a human to look at (CI artifacts), beside the H5 one.
+SHOTS = os.environ.get("XINTU_SCREENSHOTS") or str(Path(__file__).resolve().parents[1] / "artifacts")
 
 
 class _SpaHandler(http.server.SimpleHTTPRequestHandler):
