@@ -8,7 +8,7 @@ from tests.edit_fixtures import make_user, photo, sha256
 from tests.test_edit_service import balance, drain, ledger, post_edit
 from xintu import db
 from xintu.edit.worker import EditWorker, LostClaim
-from xintu.models import EditTask
+from xintu.models import EditCache, EditImage, EditTask
 
 pytestmark = pytest.mark.mariadb
 
@@ -160,7 +160,74 @@ def test_large_photos_fit_through_mariadb_packets(mysql_edit_app, dashscope_edit
         photos.append(out.getvalue())
     assert all(8_000_000 < len(p) < 10 * 1024 * 1024 for p in photos)
     user, headers = make_user(mysql_edit_app, credits=2)
-    r = post_edit(mysql_edit_app.test_client(), headers, photos)
+    client = mysql_edit_app.test_client()
+    r = post_edit(client, headers, photos)
     assert r.status_code == 202, r.get_json()
     drain(mysql_edit_app)
     assert balance(mysql_edit_app, user) == 0 and dashscope_edit_fake.submissions == 2
+    # The results (inverted noise, as big) come back through the same ≤ 4 MB pieces.
+    done = client.get(f"/api/v1/image-edit/{r.get_json()['task_id']}", headers=headers).get_json()
+    served = [client.get(i["url"], headers=headers) for i in done["images"]]
+    assert all(s.status_code == 200 and s.mimetype == "image/png" for s in served)
+    assert sorted(s.data for s in served) == sorted(dashscope_edit_fake.results.values())
+    assert all(len(s.data) > 8_000_000 for s in served)
+    with mysql_edit_app.app_context():
+        assert EditImage.select().where(EditImage.kind == "result").count() >= 6
+
+
+def test_results_are_owned_stored_and_reused_by_the_cache_on_mariadb(mysql_edit_app, dashscope_edit_fake):
+    alice, alice_headers = make_user(mysql_edit_app, credits=2)
+    _, bob_headers = make_user(mysql_edit_app, credits=1)
+    client = mysql_edit_app.test_client()
+    task = post_edit(client, alice_headers, [photo("red")]).get_json()
+    drain(mysql_edit_app)
+    url = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=alice_headers).get_json()["images"][0]["url"]
+    mine = client.get(url, headers=alice_headers)
+    assert mine.status_code == 200 and mine.data == next(iter(dashscope_edit_fake.results.values()))
+    assert client.get(url, headers=bob_headers).status_code == 404
+    dashscope_edit_fake.results.clear()
+
+    again = post_edit(client, alice_headers, [photo("red")]).get_json()
+    assert again["status"] == "succeeded" and again["credits"]["reserved"] == 0
+    cached = client.get(again["images"][0]["url"], headers=alice_headers)
+    assert cached.status_code == 200 and cached.data == mine.data
+    assert client.get(again["images"][0]["url"], headers=bob_headers).status_code == 404
+    assert dashscope_edit_fake.submissions == 1 and balance(mysql_edit_app, alice) == 1
+
+
+def test_a_corrupt_result_is_refunded_on_mariadb(mysql_edit_app, dashscope_edit_fake):
+    user, headers = make_user(mysql_edit_app, credits=2)
+    dashscope_edit_fake.result_body = b"<html>NoSuchKey</html>"
+    task = post_edit(mysql_edit_app.test_client(), headers, [photo("red"), photo("blue")]).get_json()
+    drain(mysql_edit_app)
+    assert ledger(mysql_edit_app, user) == [("edit_refund", 2, task["task_id"]), ("edit_spend", -2, task["task_id"])]
+    assert balance(mysql_edit_app, user) == 2
+    with mysql_edit_app.app_context():
+        assert EditTask.get(EditTask.task_id == task["task_id"]).status == "failed"
+        assert EditImage.select().count() == 0 and EditCache.select().count() == 0
+
+
+def test_results_migration_upgrades_the_old_shape_and_reruns_cleanly(mysql_edit_app):
+    from playhouse.migrate import MySQLMigrator, migrate as run_operations
+
+    from xintu.migrations import column_names, m0032_edit_results
+
+    with mysql_edit_app.app_context():
+        database = db.primary.obj
+        migrator = MySQLMigrator(database)
+        # Back to the shape before 0032: no kind, old unique key, no stored-result columns.
+        database.execute_sql("CREATE UNIQUE INDEX edit_images_task_id_position_chunk "
+                             "ON edit_images (task_id, position, chunk)")
+        for index in database.get_indexes("edit_images"):
+            if "kind" in index.columns:
+                run_operations(migrator.drop_index("edit_images", index.name))
+        run_operations(migrator.drop_column("edit_images", "kind"),
+                       migrator.drop_column("edit_cache", "result_task_id"),
+                       migrator.drop_column("edit_cache", "result_position"))
+        for _ in range(2):
+            m0032_edit_results.up(database, migrator)
+        assert {"kind"} <= column_names(database, "edit_images")
+        assert {"result_task_id", "result_position"} <= column_names(database, "edit_cache")
+        uniques = [tuple(i.columns) for i in database.get_indexes("edit_images") if i.unique]
+        assert ("task_id", "kind", "position", "chunk") in uniques
+        assert ("task_id", "position", "chunk") not in uniques

@@ -3,7 +3,6 @@ import io
 import time
 
 import pytest
-import requests
 from PIL import Image
 
 from tests.edit_fixtures import make_user, photo, sha256
@@ -63,11 +62,75 @@ def test_three_images_one_fails_upstream_charges_two_and_refunds_one(edit_app, d
     assert done["credits"] == {"reserved": 3, "charged": 2, "refunded": 1}
     assert ledger(edit_app, user) == [("edit_refund", 1, task["task_id"]), ("edit_spend", -3, task["task_id"])]
     assert balance(edit_app, user) == 3
-    result = Image.open(io.BytesIO(requests.get(done["images"][0]["url"], timeout=5).content))
-    assert result.getpixel((0, 0))[1] > 200  # the fake inverts: red became cyan
+    assert [i["url"] for i in done["images"]] == [
+        f"/api/v1/image-edit/{task['task_id']}/results/0", None, f"/api/v1/image-edit/{task['task_id']}/results/2"]
     assert dashscope_edit_fake.submissions == 3
-    with edit_app.app_context():  # uploads are not kept after the task ends
+    with edit_app.app_context():  # uploads are not kept after the task ends; results are
+        assert EditImage.select().where(EditImage.kind == "upload").count() == 0
+        assert EditImage.select().where(EditImage.kind == "result").count() == 2
+
+
+def test_results_are_stored_and_served_only_to_the_owner(edit_app, dashscope_edit_fake):
+    _, alice = make_user(edit_app, credits=2)
+    _, bob = make_user(edit_app, credits=1)
+    client = edit_app.test_client()
+    task = post_edit(client, alice, [photo("red"), photo("blue", fmt="PNG")]).get_json()
+    drain(edit_app)
+    done = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=alice).get_json()
+    assert done["status"] == "succeeded"
+    assert not any(dashscope_edit_fake.base_url in (i["url"] or "") for i in done["images"])
+    upstream = dict(dashscope_edit_fake.results)
+    dashscope_edit_fake.results.clear()  # upstream forgot (its URLs expire): we still have them
+
+    r = client.get(done["images"][1]["url"], headers=alice)
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    assert r.data in upstream.values()
+    assert Image.open(io.BytesIO(r.data)).getpixel((0, 0)) == (255, 255, 0)  # the fake inverts: blue → yellow
+    assert r.headers["Cache-Control"] == "private, max-age=86400" and r.headers["ETag"]
+    again = client.get(done["images"][1]["url"], headers={**alice, "If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+    first = client.get(done["images"][0]["url"], headers=alice)
+    assert first.status_code == 200 and first.data != r.data and first.data in upstream.values()
+
+    stolen = client.get(done["images"][1]["url"], headers=bob)
+    assert stolen.status_code == 404 and stolen.get_json()["error"]["code"] == "edit_task_not_found"
+    missing = client.get(f"/api/v1/image-edit/{task['task_id']}/results/2", headers=alice)
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "edit_result_not_found"
+    assert client.get(done["images"][1]["url"]).status_code == 401
+
+
+def _noisy_png():
+    """A valid PNG of ~30 KB (noise does not compress)."""
+    import os
+
+    out = io.BytesIO()
+    Image.frombytes("RGB", (100, 100), os.urandom(30000)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("body, config, error", [
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 200, {}, "result is not a readable image"),
+    (photo("red", size=(400, 300), fmt="PNG")[:600], {}, "result is not a readable image"),
+    (_noisy_png(), {"EDIT_RESULT_MAX_BYTES": 4096}, "over 4096 bytes"),
+], ids=["corrupt", "truncated", "oversized"])
+def test_a_bad_upstream_result_is_a_refunded_failure(edit_app, dashscope_edit_fake, body, config, error):
+    user, headers = make_user(edit_app, credits=2)
+    edit_app.config.update(config)
+    dashscope_edit_fake.result_body = body
+    client = edit_app.test_client()
+    task = post_edit(client, headers, [photo("red"), photo("green")]).get_json()
+    drain(edit_app)
+    done = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=headers).get_json()
+    assert done["status"] == "failed" and [i["url"] for i in done["images"]] == [None, None]
+    assert all(error in i["error"] for i in done["images"]), done["images"]
+    assert done["credits"] == {"reserved": 2, "charged": 0, "refunded": 2}
+    assert balance(edit_app, user) == 2
+    assert client.get(f"/api/v1/image-edit/{task['task_id']}/results/0", headers=headers).status_code == 404
+    with edit_app.app_context():
         assert EditImage.select().count() == 0
+    # Nothing was cached either: the same edit is paid for and tried again.
+    dashscope_edit_fake.result_body = None
+    assert post_edit(client, headers, [photo("red")]).get_json()["credits"]["reserved"] == 1
 
 
 def test_short_credits_are_402_and_nothing_is_queued_or_submitted(edit_app, dashscope_edit_fake):
@@ -88,11 +151,16 @@ def test_identical_image_and_prompt_is_served_from_cache_free(edit_app, dashscop
     first = post_edit(client, headers, [photo("red")]).get_json()
     drain(edit_app)
     url = client.get(f"/api/v1/image-edit/{first['task_id']}", headers=headers).get_json()["images"][0]["url"]
+    original = client.get(url, headers=headers).data
+    dashscope_edit_fake.results.clear()  # the cache must not lean on upstream's (expiring) URLs
 
     again = post_edit(client, headers, [photo("red"), photo("navy")])
     body = again.get_json()
     assert again.status_code == 202 and body["credits"]["reserved"] == 1
-    assert body["images"][0] == {"index": 0, "status": "cached", "url": url, "error": None, "cached": True}
+    assert body["images"][0] == {"index": 0, "status": "cached", "error": None, "cached": True,
+                                 "url": f"/api/v1/image-edit/{body['task_id']}/results/0"}
+    served = client.get(body["images"][0]["url"], headers=headers)
+    assert served.status_code == 200 and served.mimetype == "image/png" and served.data == original
     drain(edit_app)
     assert dashscope_edit_fake.submissions == 2
     assert balance(edit_app, user) == 1  # 1 for the first red, 1 for navy, nothing for the cached red

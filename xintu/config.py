@@ -86,7 +86,9 @@ DEFAULTS: dict = {
     "EDIT_LEASE_SECONDS": 120,        # a worker silent this long loses its task to another
     "EDIT_POLL_INTERVAL": 2.0,        # seconds between polls of one task
     "EDIT_MAX_ATTEMPTS": 5,           # transient upstream errors per image before it fails
-    "EDIT_CACHE_TTL": 82800,          # 23 h: upstream result URLs live 24 h
+    "EDIT_CACHE_TTL": 30 * 86400,     # identical edits served free this long (results are stored by us)
+    "EDIT_RESULT_MAX_BYTES": 30 * 1024 * 1024,  # a bigger upstream result fails (and is refunded)
+    "EDIT_RESULT_TIMEOUT": 60,        # seconds to download one upstream result
     # Location: load the geodata when the app is created (gunicorn preload_app) instead of on first use.
     "LOCATION_PRELOAD": False,
     # Web tier → app internal calls (WeChat callback, OAuth landing, pay notify).

@@ -214,12 +214,15 @@ class LongBlobField(BlobField):
 
 
 class EditImage(BaseModel):
-    """An uploaded photo of an edit task, kept in the DB (the only state shared with workers on
-    other hosts) until the task finishes. Stored in pieces of ≤ 4 MB: pymysql sends bytes as hex,
-    so one 10 MB photo would be a 20 MB statement, above MariaDB's default max_allowed_packet."""
+    """A photo of an edit task kept in the DB (the only state shared with workers and web hosts):
+    ``kind`` "upload" (the client's photo, deleted when the task ends) or "result" (the edited image
+    downloaded from upstream, whose URLs expire; kept and served to the owner). Stored in pieces of
+    ≤ 4 MB: pymysql sends bytes as hex, so one 10 MB photo would be a 20 MB statement, above
+    MariaDB's default max_allowed_packet."""
 
     id = BigAutoField()
     task = ForeignKeyField(EditTask, backref="uploads", on_delete="CASCADE")
+    kind = CharField(8, default="upload")
     position = SmallIntegerField()
     chunk = SmallIntegerField(default=0)
     mime = CharField(32)
@@ -227,18 +230,21 @@ class EditImage(BaseModel):
 
     class Meta:
         table_name = "edit_images"
-        indexes = ((("task", "position", "chunk"), True),)
+        indexes = ((("task", "kind", "position", "chunk"), True),)
 
 
 class EditCache(BaseModel):
-    """(image, instruction, model) → result URL, so an identical edit is served without charge
-    while upstream's result URL is still valid."""
+    """(image, instruction, model) → the stored result (edit_images kind "result" of
+    ``result_task`` at ``result_position``), so an identical edit is served without charge.
+    ``result_url`` is upstream's original, short-lived URL: kept for operators, never served."""
 
     id = BigAutoField()
     image_sha256 = CharField(64)
     request_sha256 = CharField(64)   # prompt + options
     model = CharField(64)
     result_url = TextField()
+    result_task = ForeignKeyField(EditTask, null=True, on_delete="CASCADE", column_name="result_task_id")
+    result_position = SmallIntegerField(null=True)
     hits = IntegerField(default=0)
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(index=True)

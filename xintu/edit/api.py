@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema, fields
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 
 from xintu.auth import client_auth
 from xintu.edit.images import MAX_IMAGES
@@ -10,7 +10,8 @@ from xintu.edit.service import ImageEditService
 
 bp = APIBlueprint("image_edit", __name__, url_prefix="/api/v1", tag="image-edit")
 
-_TASK_DOC = ("status queued|running|succeeded|partial|failed; images[i] {index, status, url, error, cached}; "
+_TASK_DOC = ("status queued|running|succeeded|partial|failed; images[i] {index, status, url, error, cached}, "
+             "url = GET /api/v1/image-edit/{task}/results/{index} once the image has a result; "
              "credits {reserved, charged, refunded}. One credit per image that succeeds; cached results are free.")
 
 
@@ -40,3 +41,22 @@ def create(form):
 @bp.doc(summary="Poll an image edit task", description=_TASK_DOC, responses={404: "edit_task_not_found"})
 def show(task_id):
     return ImageEditService(current_app.config).get(g.user, task_id)
+
+
+@bp.get("/image-edit/<string:task_id>/results/<int:index>")
+@bp.auth_required(client_auth, roles=["user"])
+@bp.doc(summary="Download one result image of a task (owner only)",
+        description="The edited image as stored by the worker (JPEG, PNG or WEBP), with an ETag: "
+        "send If-None-Match to get 304. Results do not change, so clients may keep them.",
+        responses={200: {"description": "the image", "content": {
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/webp": {"schema": {"type": "string", "format": "binary"}}}},
+            304: "not modified", 404: "edit_task_not_found / edit_result_not_found"})
+def result(task_id, index):
+    data, mime, etag = ImageEditService(current_app.config).result(g.user, task_id, index)
+    rsp = Response(data, mimetype=mime)
+    rsp.set_etag(etag)
+    # Private: the image is the user's; one day, since it is addressed by task and never changes.
+    rsp.headers["Cache-Control"] = "private, max-age=86400"
+    return rsp.make_conditional(request)

@@ -63,13 +63,15 @@ class ImageEditService:
         key, now = request_key(prompt, options), utcnow()
         hits = {row.image_sha256: row for row in EditCache.select().where(
             EditCache.image_sha256.in_([p.sha256 for p in prepared]), EditCache.request_sha256 == key,
-            EditCache.model == self.model, EditCache.expires_at > now)}
+            EditCache.model == self.model, EditCache.expires_at > now,
+            EditCache.result_task.is_null(False))}
         images = []
         for position, image in enumerate(prepared):
             hit = hits.get(image.sha256)
             if hit:
+                # Served from where the earlier task stored it (see result()).
                 images.append({"position": position, "sha256": image.sha256, "status": "cached",
-                               "url": hit.result_url})
+                               "stored": [hit.result_task_id, hit.result_position]})
             else:
                 images.append({"position": position, "sha256": image.sha256, "status": "queued",
                                "attempts": 0})
@@ -84,19 +86,36 @@ class ImageEditService:
                 credits_reserved=paid, finished_at=None if paid else now)
             for i, entry in enumerate(images):
                 if entry["status"] == "queued":
-                    store_upload(task.id, i, prepared[i].mime, prepared[i].data)
+                    store_image(task.id, i, prepared[i].mime, prepared[i].data)
             if hits:
                 EditCache.update(hits=EditCache.hits + 1).where(
                     EditCache.id.in_([h.id for h in hits.values()])).execute()
         return describe(task)
 
     def get(self, user, task_id: str) -> dict:
+        return describe(self._own(user, task_id))
+
+    def result(self, user, task_id: str, index: int) -> tuple[bytes, str, str]:
+        """The stored result image ``index`` of the user's task: (bytes, mime, ETag)."""
+        task = self._own(user, task_id)
+        entry = next((i for i in task.images if i["position"] == index), None)
+        if entry is None or not entry.get("stored"):
+            raise NotFound("这张图片没有结果", code="edit_result_not_found")
+        source_task, position = entry["stored"]
+        try:
+            data, mime = load_image(source_task, position, kind="result")
+        except LookupError:
+            raise NotFound("这张图片没有结果", code="edit_result_not_found") from None
+        return data, mime, hashlib.sha256(data).hexdigest()
+
+    @staticmethod
+    def _own(user, task_id: str) -> EditTask:
         task_id = str(task_id)
         task = None if len(task_id) != 32 else EditTask.get_or_none(
             EditTask.task_id == task_id, EditTask.user == user.id)
         if task is None:  # someone else's task is as absent as a made-up one
             raise NotFound("没有这个编辑任务", code="edit_task_not_found")
-        return describe(task)
+        return task
 
 
 def reserve(user_id: int, amount: int, task_id: str) -> None:
@@ -112,27 +131,40 @@ def refund_unused(user_id: int, amount: int, task_id: str) -> None:
         CreditService.refund(user_id, amount, REFUND, task_id)
 
 
-def store_upload(task_pk: int, position: int, mime: str, data: bytes) -> None:
-    # One statement per piece (see EditImage): each stays far below max_allowed_packet.
-    for chunk, start in enumerate(range(0, len(data), UPLOAD_CHUNK)):
-        EditImage.create(task=task_pk, position=position, chunk=chunk, mime=mime,
-                         data=data[start:start + UPLOAD_CHUNK])
+def store_image(task_pk: int, position: int, mime: str, data: bytes, kind: str = "upload") -> None:
+    """Keep one image of a task (an upload, or a result downloaded from upstream) in edit_images.
+
+    One statement per piece (see EditImage): each stays far below max_allowed_packet. Pieces
+    already there for the same slot are replaced, so a retried step never hits the unique key."""
+    with db.atomic():
+        EditImage.delete().where(EditImage.task == task_pk, EditImage.kind == kind,
+                                 EditImage.position == position).execute()
+        for chunk, start in enumerate(range(0, len(data), UPLOAD_CHUNK)):
+            EditImage.create(task=task_pk, kind=kind, position=position, chunk=chunk, mime=mime,
+                             data=data[start:start + UPLOAD_CHUNK])
 
 
-def load_upload(task_pk: int, position: int) -> tuple[bytes, str]:
-    pieces = list(EditImage.select().where(EditImage.task == task_pk, EditImage.position == position)
-                  .order_by(EditImage.chunk))
+def load_image(task_pk: int, position: int, kind: str = "upload") -> tuple[bytes, str]:
+    pieces = list(EditImage.select().where(EditImage.task == task_pk, EditImage.kind == kind,
+                                           EditImage.position == position).order_by(EditImage.chunk))
     if not pieces:
-        raise LookupError(f"upload {position} of task {task_pk} is gone")
+        raise LookupError(f"{kind} {position} of task {task_pk} is gone")
     return b"".join(bytes(p.data) for p in pieces), pieces[0].mime
 
 
-def remember_result(image_sha256: str, prompt: str, options, model: str, url: str, ttl_seconds: int) -> None:
-    """Cache a success for as long as upstream keeps its result URL (24 h for DashScope)."""
+def remember_result(image_sha256: str, prompt: str, options, model: str, upstream_url: str,
+                    task_pk: int, position: int, ttl_seconds: int) -> None:
+    """Cache a success: the key points at the result stored with ``task_pk`` (not at upstream's URL,
+    which expires after 24 h), so the TTL is ours to choose (EDIT_CACHE_TTL)."""
     now = utcnow()
     EditCache.insert(image_sha256=image_sha256, request_sha256=request_key(prompt, options or {}),
-                     model=model, result_url=url, created_at=now,
-                     expires_at=now + timedelta(seconds=ttl_seconds)).on_conflict_replace().execute()
+                     model=model, result_url=upstream_url, result_task=task_pk, result_position=position,
+                     created_at=now, expires_at=now + timedelta(seconds=ttl_seconds)
+                     ).on_conflict_replace().execute()
+
+
+def result_path(task_id: str, index: int) -> str:
+    return f"/api/v1/image-edit/{task_id}/results/{index}"
 
 
 def describe(task: EditTask) -> dict:
@@ -142,7 +174,9 @@ def describe(task: EditTask) -> dict:
         "prompt": task.prompt,
         "n_images": task.n_images,
         "images": [{"index": i["position"], "status": _PUBLIC_STATUS.get(i["status"], i["status"]),
-                    "url": i.get("url"), "error": i.get("error"), "cached": i["status"] == "cached"}
+                    # Our endpoint, never upstream's URL (it expires, and is upstream's business).
+                    "url": result_path(task.task_id, i["position"]) if i.get("stored") else None,
+                    "error": i.get("error"), "cached": i["status"] == "cached"}
                    for i in task.images],
         "credits": {"reserved": task.credits_reserved, "charged": task.credits_charged,
                     "refunded": task.credits_refunded},

@@ -18,7 +18,8 @@ import threading
 from datetime import timedelta
 
 from xintu import db
-from xintu.edit.service import DEFAULT_MODEL, TERMINAL, load_upload, refund_unused, remember_result
+from xintu.edit.results import BadResult, fetch_result
+from xintu.edit.service import DEFAULT_MODEL, TERMINAL, load_image, refund_unused, remember_result, store_image
 from xintu.edit.upstream import EditModelClient, TransientUpstreamError
 from xintu.models import EditCache, EditImage, EditTask
 from xintu.timeutil import utcnow
@@ -37,7 +38,9 @@ class EditWorker:
         self.poll_interval = timedelta(seconds=float(config.get("EDIT_POLL_INTERVAL", 2)))
         self.timeout = timedelta(seconds=float(config.get("EDIT_TASK_TIMEOUT", 900)))
         self.max_attempts = int(config.get("EDIT_MAX_ATTEMPTS", 5))
-        self.cache_ttl = int(config.get("EDIT_CACHE_TTL", 23 * 3600))
+        self.cache_ttl = int(config.get("EDIT_CACHE_TTL", 30 * 86400))
+        self.result_max_bytes = int(config.get("EDIT_RESULT_MAX_BYTES", 30 * 1024 * 1024))
+        self.result_timeout = float(config.get("EDIT_RESULT_TIMEOUT", 60))
         self._factory = client_factory or (lambda model: EditModelClient.from_config(config, model))
         self._clients: dict = {}
 
@@ -71,7 +74,7 @@ class EditWorker:
                 continue  # too late to start; pending ones still get a last poll
             try:
                 if image["status"] == "queued":
-                    data, mime = load_upload(task.id, image["position"])
+                    data, mime = load_image(task.id, image["position"])
                     outcome = client.submit(data, mime, task.prompt, task.options)
                 elif image["status"] == "pending":
                     outcome = client.poll(image["upstream_id"])
@@ -92,15 +95,26 @@ class EditWorker:
             for image in images:
                 if image["status"] not in TERMINAL:
                     image.update(status="failed", error="timeout")
-        self._save(task, images, release=True)
+        if task.claimed_by == self.id:  # else the last image's save already finished the task
+            self._save(task, images, release=True)
 
     def _apply(self, task, image, outcome) -> None:
         if outcome.upstream_id:
             image["upstream_id"] = outcome.upstream_id
         if outcome.state == "succeeded":
-            image.update(status="succeeded", url=outcome.url, charged=True)  # this image's credit is spent
+            # Keep the result now: upstream's URL expires, and a result we cannot fetch or read is
+            # no result for the user — that image fails and its credit is refunded.
+            try:
+                data, mime = fetch_result(outcome.url, self.result_max_bytes, self.result_timeout)
+            except BadResult as exc:
+                log.warning("task %s image %s: %s", task.task_id, image["position"], exc)
+                image.update(status="failed", error=str(exc)[:200], upstream_url=outcome.url)
+                return
+            store_image(task.id, image["position"], mime, data, kind="result")
+            image.update(status="succeeded", stored=[task.id, image["position"]], upstream_url=outcome.url,
+                         charged=True)  # this image's credit is spent
             remember_result(image["sha256"], task.prompt, task.options, task.model or DEFAULT_MODEL,
-                            outcome.url, self.cache_ttl)
+                            outcome.url, task.id, image["position"], self.cache_ttl)
         elif outcome.state == "failed":
             image.update(status="failed", error=(outcome.error or "failed")[:200])
         else:
@@ -127,7 +141,7 @@ class EditWorker:
                 raise LostClaim(task.task_id)
             if done:
                 refund_unused(task.user_id, refund, task.task_id)
-                EditImage.delete().where(EditImage.task == task.id).execute()
+                EditImage.delete().where(EditImage.task == task.id, EditImage.kind == "upload").execute()
         for key, value in fields.items():
             setattr(task, key, value)
 

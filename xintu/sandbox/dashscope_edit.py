@@ -10,7 +10,8 @@ It answers the three calls our worker makes through the real ``dashscope`` SDK (
 Result images (the input, colour-inverted, so a test can tell) are served by the fake itself at
 ``/results/{id}.png``, like the short-lived OSS URLs upstream. Latency and failures are switchable
 on the instance: ``latency`` seconds, ``fail_sha256`` (images whose SHA-256 fails), ``fail_rate``,
-``throttle_next`` (the next N submissions get 429 Throttling).
+``throttle_next`` (the next N submissions get 429 Throttling), ``result_body`` (served instead of
+every result image: a broken or huge download).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class DashScopeEditFake(SandboxServer):
         self.fail_rate = fail_rate
         self.fail_sha256: set[str] = set()
         self.throttle_next = 0
+        self.result_body: bytes | None = None
         self.submissions = 0  # accepted edit requests, async or sync: what upstream would bill
         self.tasks: dict[str, dict] = {}
         self.results: dict[str, bytes] = {}
@@ -75,6 +77,8 @@ class DashScopeEditFake(SandboxServer):
 
     def _result(self, req: Request) -> Response:
         data = self.results.get(req.match[1])
+        if data and self.result_body is not None:
+            data = self.result_body
         if not data:
             return _error(404, "NotFound", "no such object")
         return Response(200, data, {"Content-Type": "image/png"})
