@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.edit_fixtures import make_user, photo, sha256
+from tests.edit_fixtures import check_results_migration, make_user, photo, sha256
 from tests.test_edit_service import balance, drain, ledger, post_edit
 from xintu import db
 from xintu.edit.worker import EditWorker, LostClaim
@@ -208,26 +208,7 @@ def test_a_corrupt_result_is_refunded_on_mariadb(mysql_edit_app, dashscope_edit_
 
 
 def test_results_migration_upgrades_the_old_shape_and_reruns_cleanly(mysql_edit_app):
-    from playhouse.migrate import MySQLMigrator, migrate as run_operations
-
-    from xintu.migrations import column_names, m0032_edit_results
+    from playhouse.migrate import MySQLMigrator
 
     with mysql_edit_app.app_context():
-        database = db.primary.obj
-        migrator = MySQLMigrator(database)
-        # Back to the shape before 0032: no kind, old unique key, no stored-result columns.
-        database.execute_sql("CREATE UNIQUE INDEX edit_images_task_id_position_chunk "
-                             "ON edit_images (task_id, position, chunk)")
-        for index in database.get_indexes("edit_images"):
-            if "kind" in index.columns:
-                run_operations(migrator.drop_index("edit_images", index.name))
-        run_operations(migrator.drop_column("edit_images", "kind"),
-                       migrator.drop_column("edit_cache", "result_task_id"),
-                       migrator.drop_column("edit_cache", "result_position"))
-        for _ in range(2):
-            m0032_edit_results.up(database, migrator)
-        assert {"kind"} <= column_names(database, "edit_images")
-        assert {"result_task_id", "result_position"} <= column_names(database, "edit_cache")
-        uniques = [tuple(i.columns) for i in database.get_indexes("edit_images") if i.unique]
-        assert ("task_id", "kind", "position", "chunk") in uniques
-        assert ("task_id", "position", "chunk") not in uniques
+        check_results_migration(db.primary.obj, MySQLMigrator(db.primary.obj))

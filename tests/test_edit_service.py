@@ -5,7 +5,7 @@ import time
 import pytest
 from PIL import Image
 
-from tests.edit_fixtures import make_user, photo, sha256
+from tests.edit_fixtures import check_results_migration, make_user, photo, sha256
 from xintu.edit.worker import EditWorker
 from xintu.models import CreditLedger, EditImage, EditTask, User
 
@@ -261,6 +261,15 @@ def test_oversized_photo_is_413(edit_app):
     too_big = photo("red") + os.urandom(10 * 1024 * 1024)
     r = post_edit(edit_app.test_client(), headers, [too_big])
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "image_too_large"
+
+
+def test_results_migration_upgrades_the_old_shape_on_sqlite(edit_app):
+    from playhouse.migrate import SqliteMigrator
+
+    from xintu import db
+
+    with edit_app.app_context():
+        check_results_migration(db.primary.obj, SqliteMigrator(db.primary.obj))
 
 
 def test_gif_and_oversized_photos_are_sent_as_jpeg_within_upstream_limits():
