@@ -181,7 +181,8 @@ def test_results_are_owned_stored_and_reused_by_the_cache_on_mariadb(mysql_edit_
     client = mysql_edit_app.test_client()
     task = post_edit(client, alice_headers, [photo("red")]).get_json()
     drain(mysql_edit_app)
-    url = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=alice_headers).get_json()["images"][0]["url"]
+    shown = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=alice_headers).get_json()
+    url = shown["images"][0]["url"]
     mine = client.get(url, headers=alice_headers)
     assert mine.status_code == 200 and mine.data == next(iter(dashscope_edit_fake.results.values()))
     assert client.get(url, headers=bob_headers).status_code == 404
@@ -200,7 +201,8 @@ def test_a_corrupt_result_is_refunded_on_mariadb(mysql_edit_app, dashscope_edit_
     dashscope_edit_fake.result_body = b"<html>NoSuchKey</html>"
     task = post_edit(mysql_edit_app.test_client(), headers, [photo("red"), photo("blue")]).get_json()
     drain(mysql_edit_app)
-    assert ledger(mysql_edit_app, user) == [("edit_refund", 2, task["task_id"]), ("edit_spend", -2, task["task_id"])]
+    assert ledger(mysql_edit_app, user) == [("edit_refund", 2, task["task_id"]),
+                                            ("edit_spend", -2, task["task_id"])]
     assert balance(mysql_edit_app, user) == 2
     with mysql_edit_app.app_context():
         assert EditTask.get(EditTask.task_id == task["task_id"]).status == "failed"

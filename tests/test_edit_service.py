@@ -62,8 +62,8 @@ def test_three_images_one_fails_upstream_charges_two_and_refunds_one(edit_app, d
     assert done["credits"] == {"reserved": 3, "charged": 2, "refunded": 1}
     assert ledger(edit_app, user) == [("edit_refund", 1, task["task_id"]), ("edit_spend", -3, task["task_id"])]
     assert balance(edit_app, user) == 3
-    assert [i["url"] for i in done["images"]] == [
-        f"/api/v1/image-edit/{task['task_id']}/results/0", None, f"/api/v1/image-edit/{task['task_id']}/results/2"]
+    prefix = f"/api/v1/image-edit/{task['task_id']}/results/"
+    assert [i["url"] for i in done["images"]] == [prefix + "0", None, prefix + "2"]
     assert dashscope_edit_fake.submissions == 3
     with edit_app.app_context():  # uploads are not kept after the task ends; results are
         assert EditImage.select().where(EditImage.kind == "upload").count() == 0
