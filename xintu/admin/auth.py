@@ -9,7 +9,6 @@ Defences, each with its own knob (config):
 """
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 from functools import wraps
@@ -18,6 +17,7 @@ from apiflask import HTTPTokenAuth
 from flask import current_app, g
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from xintu.auth import hash_token
 from xintu.db import atomic
 from xintu.errors import BadRequest, Conflict, Forbidden, RateLimited, Unauthorized
 from xintu.models import Admin, AdminLoginAttempt, AdminSession
@@ -33,8 +33,9 @@ def conf(key: str) -> int:
     return int(current_app.config[key])   # defaults in xintu.config
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def _check_password(password: str) -> None:
+    if len(password or "") < 10:
+        raise BadRequest("密码至少 10 个字符", code="weak_password")
 
 
 def create_admin(username: str, password: str, role: str = "viewer") -> Admin:
@@ -43,16 +44,14 @@ def create_admin(username: str, password: str, role: str = "viewer") -> Admin:
         raise BadRequest("用户名不能为空且不超过 64 个字符", code="invalid_username")
     if role not in ROLES:
         raise BadRequest(f"角色只能是 {' / '.join(ROLES)}", code="invalid_role")
-    if len(password or "") < 10:
-        raise BadRequest("密码至少 10 个字符", code="weak_password")
+    _check_password(password)
     if Admin.get_or_none(Admin.username == username):
         raise Conflict(f"管理员 {username} 已存在", code="admin_exists")
     return Admin.create(username=username, password_hash=generate_password_hash(password), role=role)
 
 
 def set_password(username: str, password: str) -> None:
-    if len(password or "") < 10:
-        raise BadRequest("密码至少 10 个字符", code="weak_password")
+    _check_password(password)
     admin = Admin.get_or_none(Admin.username == username)
     if admin is None:
         raise BadRequest(f"没有管理员 {username}", code="no_such_admin")
@@ -88,7 +87,7 @@ def login(username: str, password: str, ip: str) -> tuple[str, AdminSession]:
         AdminLoginAttempt.create(ip=ip, username=admin.username, ok=True)
         Admin.update(failed_logins=0, locked_until=None, last_login_at=now).where(Admin.id == admin.id).execute()
         session = AdminSession.create(
-            admin=admin, token_hash=_token_hash(token), ip=ip, created_at=now, last_seen_at=now,
+            admin=admin, token_hash=hash_token(token), ip=ip, created_at=now, last_seen_at=now,
             expires_at=now + timedelta(hours=conf("ADMIN_SESSION_MAX_HOURS")))
     return token, session
 
@@ -104,7 +103,7 @@ def _count_failure(admin: Admin, now) -> None:
 def authenticate(token: str) -> tuple[Admin, AdminSession]:
     now = utcnow()
     session = (AdminSession.select(AdminSession, Admin).join(Admin)
-               .where(AdminSession.token_hash == _token_hash(token)).first()) if token else None
+               .where(AdminSession.token_hash == hash_token(token)).first()) if token else None
     if session is None:
         raise Unauthorized("请先登录", code="admin_login_required")
     idle = timedelta(minutes=conf("ADMIN_SESSION_IDLE_MINUTES"))
