@@ -21,7 +21,7 @@ from xintu.models import CreditLedger, User
 from xintu.timeutil import local_today, utcnow
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
-SPA = Path(__file__).resolve().parents[1] / "sites" / "admin"
+SPA = Path(__file__).resolve().parents[1] / "xintu" / "sites" / "admin"
 CHROMIUM = "/usr/bin/chromium"
 # Screenshots kept for a human to look at (CI artifacts), beside the H5 one.
 SHOTS = os.environ.get("XINTU_SCREENSHOTS") or str(Path(__file__).resolve().parents[1] / "artifacts")

@@ -25,7 +25,7 @@ def invoke(*args, env=None):
 
 
 def test_conf_render_writes_every_config_from_the_settings_file(tmp_path):
-    result = invoke("conf", "render", "--settings", str(ROOT / "conf/deploy.example.toml"),
+    result = invoke("conf", "render", "--settings", str(ROOT / "xintu/conf/deploy.example.toml"),
                     "--out", str(tmp_path), "--format", "json",
                     env={"XINTU_INTERNAL_SHARED_SECRET": SECRET})
     assert result.exit_code == 0, result.output
@@ -36,7 +36,7 @@ def test_conf_render_writes_every_config_from_the_settings_file(tmp_path):
 
 
 def test_conf_render_without_the_secret_is_one_line_error(tmp_path):
-    result = CliRunner().invoke(cli, ["conf", "render", "--settings", str(ROOT / "conf/deploy.example.toml"),
+    result = CliRunner().invoke(cli, ["conf", "render", "--settings", str(ROOT / "xintu/conf/deploy.example.toml"),
                                       "--out", str(tmp_path)], env={"XINTU_INTERNAL_SHARED_SECRET": ""})
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
@@ -51,7 +51,7 @@ def test_conf_check_passes_loopback_output_and_fails_on_paths_that_do_not_exist(
     assert result.exit_code == 0, result.output
     assert all(row["ok"] for row in json.loads(result.output))
 
-    invoke("conf", "render", "--settings", str(ROOT / "conf/deploy.example.toml"), "--out",
+    invoke("conf", "render", "--settings", str(ROOT / "xintu/conf/deploy.example.toml"), "--out",
            str(tmp_path / "prod"), env={"XINTU_INTERNAL_SHARED_SECRET": SECRET})
     result = CliRunner().invoke(cli, ["conf", "check", str(tmp_path / "prod"), "--app", "tests.ops_wsgi:app",
                                       "--format", "json"])

@@ -16,7 +16,7 @@ from xintu.ops.loopback import loopback_settings
 from xintu.ops.settings import load_settings, validate_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "conf/deploy.example.toml"
+EXAMPLE = ROOT / "xintu/conf/deploy.example.toml"
 GOLDEN = Path(__file__).parent / "golden/conf"
 GOLDEN_SECRET = "golden-shared-secret-0123456789"
 TEST_APP = "tests.ops_wsgi:app"

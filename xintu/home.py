@@ -6,14 +6,13 @@ render`); here they are served by the app itself so `xintu serve` is usable in a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from apiflask import APIBlueprint
 from flask import current_app, send_from_directory
 
+from xintu import package_data
 from xintu.errors import NotFound
 
-ADMIN_DIR = Path(__file__).resolve().parents[1] / "sites" / "admin"
+ADMIN_DIR = package_data.SITES_DIR / "admin"
 
 bp = APIBlueprint("home", __name__, enable_openapi=False)
 

