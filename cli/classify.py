@@ -52,12 +52,9 @@ def classify(paths, method, details, silent, fmt):
       xintu classify ~/Pictures/2024 --method local
       xintu classify a.jpg b.heic --format json
     """
-    from xintu import db, migrations
     from xintu.classify.intake import MAX_BYTES
     from xintu.classify.service import get_service
 
-    if not db.is_mysql():  # the embedded SQLite default: make `xintu classify` work on a fresh instance
-        migrations.migrate(db.primary.obj)
     service = get_service()
     files = list(_files(paths))
     if not files:

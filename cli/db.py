@@ -21,7 +21,7 @@ def db():
 
 
 @db.command()
-@with_app
+@with_app(schema=False)
 def migrate():
     """Apply pending migrations (safe to run again; concurrent runs are serialised)."""
     from xintu import db as database, migrations
@@ -35,7 +35,7 @@ def migrate():
 
 @db.command()
 @output_options
-@with_app
+@with_app(schema=False)
 def status(fmt):
     """Applied and pending migrations."""
     from xintu import db as database, migrations

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "qrcode": ("xintu_cli.qrcode:qrcode", "Issue WeChat follow QR codes."),
     "release": ("xintu_cli.release:release", "APP installers for the download page."),
     "report": ("xintu_cli.report:report", "The daily stats report (cron)."),
+    "sandbox": ("xintu_cli.sandbox:sandbox", "Play WeChat's side against a running `xintu serve` sandbox."),
     "serve": ("xintu_cli.serve:serve", "Run the service (embedded SQLite + sandbox by default)."),
     "sites": ("xintu_cli.sites:sites", "Render the static sites into CDN-ready folders."),
     "stats": ("xintu_cli.stats:stats", "Usage numbers."),

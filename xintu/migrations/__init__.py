@@ -22,6 +22,7 @@ from peewee import CharField, DateTimeField, IntegerField, Model
 from playhouse.migrate import SchemaMigrator, migrate as run_operations
 
 from xintu.db import is_mysql
+from xintu.errors import ConfigError
 from xintu.timeutil import utcnow
 
 _NAME = re.compile(r"^m(\d{4})_(\w+)$")
@@ -61,6 +62,21 @@ def status(db) -> list[dict]:
 def current_version(db) -> int:
     done = [row["version"] for row in status(db) if row["applied_at"]]
     return max(done, default=0)
+
+
+def ensure_current(db) -> list[tuple[int, str]]:
+    """Bring the schema up to date where that is ours to do, or say in one line what to run.
+
+    The embedded SQLite default belongs to this process's instance folder, so it is upgraded on the spot
+    (a fresh instance just works); a MySQL/MariaDB schema is shared by every app host and is migrated by
+    the operator (`xintu db migrate`, which the deploy runs)."""
+    pending = [row for row in status(db) if not row["applied_at"]]
+    if not pending:
+        return []
+    if is_mysql(db):
+        raise ConfigError(f"the database schema is behind ({len(pending)} migration(s) pending, first "
+                          f"{pending[0]['version']:04d}_{pending[0]['name']}): run `xintu db migrate`")
+    return migrate(db)
 
 
 @contextmanager

@@ -43,6 +43,7 @@ class WeChatSandbox(SandboxServer):
         self.tickets: dict[str, dict] = {}          # ticket -> {scene, expires_at}
         self.codes: dict[str, tuple[str, float]] = {}  # oauth code -> (openid, expires_at)
         self.followers: set[str] = set()
+        self.control_key: str | None = None          # set by the embedded runtime: `xintu sandbox …`
         for method, pattern, handler in [
             ("GET", "/cgi-bin/token", self._token),
             ("POST", "/cgi-bin/stable_token", self._stable_token),
@@ -52,6 +53,7 @@ class WeChatSandbox(SandboxServer):
             ("GET", "/connect/oauth2/authorize", self._authorize_form),
             ("POST", "/connect/oauth2/authorize", self._authorize),
             ("GET", "/sns/oauth2/access_token", self._oauth_token),
+            ("POST", "/sandbox/scan", self._control_scan),
         ]:
             self.route(method, pattern, handler)
 
@@ -151,6 +153,26 @@ class WeChatSandbox(SandboxServer):
         resp = Response.html(page)
         resp.headers["Set-Cookie"] = f"sandbox_openid={openid}; Path=/; SameSite=Lax"
         return resp
+
+    def _control_scan(self, req):
+        """`xintu sandbox scan`: the shell's way to make a user scan (keyed, loopback only)."""
+        key = req.header("X-Sandbox-Key") or ""
+        if not self.control_key or not secrets.compare_digest(key, self.control_key):
+            return Response.json({"errcode": 40001, "errmsg": "sandbox control key required"}, status=403)
+        data = req.json()
+        scene = str(data.get("scene") or "").strip()
+        if not scene:
+            return Response.json({"errcode": 40053, "errmsg": "scene required"}, status=400)
+        openid = str(data.get("openid") or "").strip() or "o" + secrets.token_hex(14)
+        first = openid not in self.followers
+        status, reply = self.simulate_scan(scene, openid, first_follow=first)
+        try:   # what the user reads in WeChat: the text of the passive reply
+            import xmltodict
+            reply = (xmltodict.parse(reply).get("xml") or {}).get("Content") or reply
+        except Exception:  # noqa: BLE001  not XML (an error page): show it as it came
+            pass
+        return Response.json({"openid": openid, "event": "subscribe" if first else "SCAN",
+                              "callback_status": status, "reply": reply})
 
     # -- OAuth (snsapi_base) ----------------------------------------------------------------------
     def _authorize_form(self, req):

@@ -1,0 +1,66 @@
+"""``xintu sandbox``: play WeChat's side against the sandbox of a running `xintu serve` on this instance."""
+
+from __future__ import annotations
+
+import click
+
+from xintu_cli.output import emit, output_options
+
+PACKAGE_HELP = "`member`, or `credits:N` for a credit package of the price table (e.g. credits:10)."
+
+
+def _client():
+    from xintu.config import load_config
+    from xintu.sandbox.runtime import SandboxClient
+
+    return SandboxClient(load_config())
+
+
+@click.group()
+def sandbox():
+    """The offline WeChat / WeChat Pay of a running `xintu serve` (same instance folder).
+
+    \b
+    Examples:
+      xintu qrcode issue --format json          # or the client's own QR: any scene
+      xintu sandbox scan SCENE --openid o_demo   # the user scans and follows
+      xintu sandbox buy o_demo credits:10        # H5 order, paid in the sandbox cashier
+    """
+
+
+@sandbox.command()
+@click.argument("scene")
+@click.option("--openid", help="The WeChat user (default: a new one).")
+@output_options
+def scan(scene, openid, fmt):
+    """A WeChat user scans the QR code of SCENE and follows: a signed, encrypted event to the server."""
+    result = _client().scan(scene, openid)
+    if result["callback_status"] != 200:
+        raise click.ClickException(f"the server answered the {result['event']} event with HTTP "
+                                   f"{result['callback_status']}")
+    emit(result, fmt)
+
+
+@sandbox.command()
+@click.argument("openid")
+@click.argument("package", metavar="PACKAGE")
+@output_options
+def buy(openid, package, fmt):
+    """OPENID buys PACKAGE on the H5 member page; paid in the sandbox cashier, notification delivered.
+
+    PACKAGE is `member` or `credits:N`. Prints the order."""
+    kind, _, count = package.partition(":")
+    if kind not in ("member", "credits") or (kind == "credits") != bool(count):
+        raise click.BadParameter(PACKAGE_HELP, param_hint="PACKAGE")
+    order = _client().buy(openid, kind, count or None)
+    emit({k: order.get(k) for k in ("out_trade_no", "status", "kind", "package", "quantity", "amount_fen",
+                                    "paid_at")}, fmt)
+
+
+@sandbox.command(hidden=True)
+def run():
+    """Run the fakes for `xintu serve` (its child process) until SIGTERM."""
+    from xintu.config import load_config
+    from xintu.sandbox.runtime import run as run_sandbox
+
+    run_sandbox(load_config())
