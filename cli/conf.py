@@ -12,14 +12,23 @@ def conf():
 
     \b
     Examples:
+      xintu conf example > deploy.toml          # the annotated example settings, to edit
       XINTU_INTERNAL_SHARED_SECRET=… xintu conf render --settings deploy.toml --out build/conf
       xintu conf check build/conf
     """
 
 
 @conf.command()
+def example():
+    """Print the example deployment settings (every key, with comments) that ship with the package."""
+    from xintu import package_data
+
+    click.echo((package_data.CONF_DIR / "deploy.example.toml").read_text("utf-8"), nl=False)
+
+
+@conf.command()
 @click.option("--settings", "settings_path", required=True, type=click.Path(dir_okay=False),
-              help="Deployment settings (TOML); see conf/deploy.example.toml.")
+              help="Deployment settings (TOML); start from `xintu conf example`.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @output_options
 def render(settings_path, out, fmt):

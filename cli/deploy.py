@@ -18,13 +18,18 @@ from xintu_cli.output import emit, output_options
               help="Rendered configs. Default: rendered now from --settings.")
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="SSH private key.")
 @click.option("--python", default="python3", show_default=True, help="Python on the host for the venv.")
-@click.option("--pip-arg", "pip_args", multiple=True, help="Extra pip install argument (repeatable).")
+@click.option("--pip-arg", "pip_args", multiple=True,
+              help="Extra argument for installing the dependencies (repeatable), e.g. --index-url URL.")
+@click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False),
+              help="Folder of wheels for every dependency (pip wheel -w DIR WHEEL): uploaded once, "
+                   "installed with --no-index, for hosts that cannot reach an index.")
 @click.option("--reload", "reload_mode", type=click.Choice(["systemd", "pidfile"]), default="systemd",
               show_default=True, help="systemctl reload, or HUP by gunicorn's pid file.")
 @click.option("--health-timeout", default=30.0, show_default=True,
               help="Seconds the new version has to answer /healthz before the rollback.")
 @output_options
-def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, reload_mode, health_timeout, fmt):
+def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, wheelhouse, reload_mode, health_timeout,
+           fmt):
     """Deploy WHEEL to each host in turn; stops at the first host whose health check fails
     (that host is rolled back to its previous release).
 
@@ -32,6 +37,9 @@ def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, reload_
     Example:
       xintu deploy --host deploy@10.0.0.5 --host deploy@10.0.0.6 --settings deploy.toml \\
                    --wheel dist/xintu-0.2.0-py3-none-any.whl
+      pip wheel -w wheels dist/xintu-0.2.0-py3-none-any.whl     # for hosts without an index:
+      xintu deploy --host deploy@10.0.0.5 --settings deploy.toml --wheel dist/xintu-0.2.0-py3-none-any.whl \\
+                   --wheelhouse wheels
     """
     import tempfile
 
@@ -47,7 +55,8 @@ def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, reload_
             conf_dir = tmp
             render.write_tree(render.render_all(settings, internal_secret()), conf_dir)
         plan = DeployPlan(wheel=Path(wheel), conf_dir=Path(conf_dir), settings=settings, python=python,
-                          pip_args=list(pip_args), reload=reload_mode,
+                          pip_args=list(pip_args), wheelhouse=Path(wheelhouse) if wheelhouse else None,
+                          reload=reload_mode,
                           health_timeout=health_timeout)
         rows = []
         for host in hosts:

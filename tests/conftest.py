@@ -20,7 +20,7 @@ from xintu.ops.procs import MariaDBServer
 
 # Areas add their fixture modules here (e.g. "tests.member_fixtures").
 pytest_plugins: list[str] = ["tests.classify_fixtures", "tests.member_fixtures", "tests.stats_fixtures",
-                              "tests.edit_fixtures"]
+                              "tests.edit_fixtures", "tests.wheel_fixtures"]
 
 
 @dataclass

@@ -7,8 +7,6 @@ import base64
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -24,8 +22,6 @@ from xintu.ops import render
 from xintu.ops.loopback import loopback_settings
 from xintu.ops.procs import free_port, sshd
 
-ROOT = Path(__file__).resolve().parents[1]
-BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)   # the host's python, not our venv's
 
 
 def rewrap(wheel: Path, version: str, out: Path, patches: dict[str, tuple[str, str]] | None = None) -> Path:
@@ -56,11 +52,9 @@ def rewrap(wheel: Path, version: str, out: Path, patches: dict[str, tuple[str, s
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory):
+def wheels(tmp_path_factory, built_wheel):
     out = tmp_path_factory.mktemp("wheels")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(out / "built"), str(ROOT)], check=True, capture_output=True)
-    built = next((out / "built").glob("xintu-*.whl"))
+    built = built_wheel
     broken = {"xintu/health.py": ('return {"status": "ok", "version": __version__}',
                                   'raise RuntimeError("broken build")')}
     return {"v1": rewrap(built, "9.0.1", out), "v2": rewrap(built, "9.0.2", out),
@@ -98,18 +92,22 @@ def target(tmp_path, mariadb, mysql_database):
             time.sleep(0.1)
 
 
-def deploy(host, key, settings, conf, wheel):
-    return CliRunner().invoke(cli, [
-        "deploy", "--host", host, "--key", str(key), "--settings",
-        str(Path(settings["paths"]["root"]).parent / "deploy.toml"), "--wheel", str(wheel),
-        "--conf", str(conf),
-        "--python", BASE_PYTHON, "--pip-arg=--no-index", "--pip-arg=--no-deps", "--reload", "pidfile",
-        "--health-timeout", "8", "--format", "json"])
+@pytest.fixture
+def deploy(bare_python, wheelhouse):
+    """`xintu deploy` to the loopback host: its python is a bare one, every dependency comes from the
+    wheelhouse (uploaded over SSH, installed with --no-index)."""
+    def run(host, key, settings, conf, wheel):
+        return CliRunner().invoke(cli, [
+            "deploy", "--host", host, "--key", str(key), "--settings",
+            str(Path(settings["paths"]["root"]).parent / "deploy.toml"), "--wheel", str(wheel),
+            "--conf", str(conf), "--python", bare_python, "--wheelhouse", str(wheelhouse),
+            "--reload", "pidfile", "--health-timeout", "8", "--format", "json"])
+    return run
 
 
 @pytest.mark.slow
 def test_deploy_upgrade_under_load_and_rollback_of_a_broken_release(ssh_host, target, wheels, mariadb,
-                                                                    mysql_database):
+                                                                    mysql_database, deploy):
     host, key = ssh_host
     settings, conf = target
     root = Path(settings["paths"]["root"])
@@ -120,6 +118,8 @@ def test_deploy_upgrade_under_load_and_rollback_of_a_broken_release(ssh_host, ta
     assert requests.get(health, timeout=5).json()["version"] == "9.0.1"
     v1_release = os.readlink(root / "current")
     assert (Path(v1_release) / "conf/gunicorn/gunicorn.conf.py").is_file()
+    assert "include-system-site-packages = false" in (Path(v1_release) / ".venv/pyvenv.cfg").read_text()
+    assert "wheel(s) uploaded" in first.output and "installed" in first.output
     with pymysql.connect(host="127.0.0.1", port=mariadb.primary.port, user="root",
                          database=mysql_database) as conn, conn.cursor() as cur:
         cur.execute("SHOW TABLES LIKE 'users'")
@@ -148,6 +148,7 @@ def test_deploy_upgrade_under_load_and_rollback_of_a_broken_release(ssh_host, ta
         stop.set()
         worker.join()
     assert second.exit_code == 0, second.output
+    assert "already installed" in second.output      # same requirements: the dependency set is reused
     assert failures == []
     assert seen == {"9.0.1", "9.0.2"}
     v2_release = os.readlink(root / "current")
@@ -164,7 +165,7 @@ def test_deploy_upgrade_under_load_and_rollback_of_a_broken_release(ssh_host, ta
 
 
 @pytest.mark.slow
-def test_a_broken_first_deploy_fails_without_inventing_a_rollback(ssh_host, target, wheels):
+def test_a_broken_first_deploy_fails_without_inventing_a_rollback(ssh_host, target, wheels, deploy):
     host, key = ssh_host
     settings, conf = target
     root = Path(settings["paths"]["root"])

@@ -5,6 +5,15 @@ Layout on the host (``paths.root``)::
     releases/<id>/{<wheel>, conf/, .venv/}   one folder per deploy, never modified after activation
     current -> releases/<id>                 switched atomically (rename of a symlink)
     shared/{instance/, xintu.env}            state and secrets that outlive releases
+    shared/deps/<key>/                       the wheel's dependencies, one folder per distinct set
+    shared/wheelhouse/                       wheels uploaded with --wheelhouse (hosts without an index)
+
+Dependencies are installed once per distinct set (``key``: a hash of the wheel's ``Requires-Dist``, the
+pip arguments and the wheelhouse's file names) into ``shared/deps/<key>`` with ``pip install --target``;
+each release's venv reaches them through a ``.pth`` file and gets only the wheel itself, then ``pip check``
+proves the whole set is satisfied. A release that changes only our code installs in seconds, a rollback
+keeps the set it was built with, and sets no kept release uses are pruned. The venvs never see the host
+python's own site-packages: a host needs nothing but python3 with pip.
 
 Steps: upload, venv + install, migrate (additive migrations, so the old code keeps working), switch
 ``current``, graceful reload (HUP: gunicorn starts workers that import the code ``current`` points at
@@ -14,10 +23,13 @@ fails, ``current`` goes back to the previous release, gunicorn is reloaded again
 
 from __future__ import annotations
 
+import email.parser
+import hashlib
 import io
 import shlex
 import tarfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +46,8 @@ class DeployPlan:
     conf_dir: Path                 # output of `xintu conf render`
     settings: dict
     python: str = "python3"        # interpreter on the host that creates the venv
-    pip_args: list[str] = field(default_factory=list)   # e.g. --no-index --find-links …
+    pip_args: list[str] = field(default_factory=list)   # e.g. --index-url …
+    wheelhouse: Path | None = None  # local folder of wheels: uploaded, then installed with --no-index
     reload: str = "systemd"        # or "pidfile": gunicorn started/HUPed by PID (hosts without systemd)
     health_timeout: float = 30.0
     keep: int = 5                  # releases kept for rollback
@@ -46,6 +59,21 @@ class DeployPlan:
     @property
     def root(self) -> str:
         return self.settings["paths"]["root"]
+
+    @property
+    def requirements(self) -> list[str]:
+        """The wheel's own runtime requirements (``Requires-Dist`` without extras)."""
+        with zipfile.ZipFile(self.wheel) as whl:
+            name = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+            meta = email.parser.Parser().parsestr(whl.read(name).decode("utf-8"))
+        return [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
+
+    @property
+    def deps_key(self) -> str:
+        parts = sorted(self.requirements) + ["--"] + list(self.pip_args) + ["--"]
+        if self.wheelhouse:
+            parts += sorted(p.name for p in self.wheelhouse.glob("*.whl"))
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     @property
     def health_url(self) -> str:
@@ -111,22 +139,60 @@ class Deployer:
         plan = self.plan
         release = f"{plan.root}/releases/{time.strftime('%Y%m%dT%H%M%S')}-{plan.version}"
         paths = plan.settings["paths"]
-        self.run(f"mkdir -p {_q(plan.root)}/releases {_q(plan.root)}/shared/instance {_q(paths['logs'])} "
+        shared = f"{plan.root}/shared"
+        self.run(f"mkdir -p {_q(plan.root)}/releases {_q(shared)}/instance {_q(shared)}/deps {_q(paths['logs'])} "
                  f"{_q(paths['run'])} && mkdir {_q(release)} {_q(release)}/conf")  # a release is never reused
         self.conn.put(str(plan.wheel), f"{release}/{plan.wheel.name}")
         self.conn.put(io.BytesIO(_tar(plan.conf_dir)), f"{release}/conf.tar.gz")
         self.run(f"tar -xzf {_q(release)}/conf.tar.gz -C {_q(release)}/conf && rm {_q(release)}/conf.tar.gz")
         self.log(f"uploaded {plan.wheel.name} and configs to {release}")
+        deps = self.dependencies()
         venv = f"{release}/.venv"
         # No pip inside the venv (seeding it costs ~9 s per deploy): the host's pip installs into it.
-        self.run(f"{_q(plan.python)} -m venv --without-pip --system-site-packages {_q(venv)}")
-        pip = " ".join(_q(a) for a in plan.pip_args)
-        self.run(f"{_q(plan.python)} -m pip --python {_q(venv)}/bin/python install -q "
-                 f"--disable-pip-version-check {pip} {_q(release)}/{_q(plan.wheel.name)}")
+        self.run(f"{_q(plan.python)} -m venv --without-pip {_q(venv)}")
+        purelib = "import sysconfig; print(sysconfig.get_path('purelib'))"
+        site = self.run(f"{_q(venv)}/bin/python -c {_q(purelib)}").stdout.strip()
+        self.run(f"echo {_q(deps)} > {_q(site)}/xintu-deps.pth && "
+                 f"echo {_q(plan.deps_key)} > {_q(release)}/.deps")
+        self.run(f"{self._pip(venv)} install -q --no-deps --no-index {_q(release)}/{_q(plan.wheel.name)}")
+        self.run(f"{self._pip(venv)} check")
         self.log("venv ready")
         self.run(self._env_prefix() + f"cd {_q(release)} && {_q(venv)}/bin/xintu db migrate")
         self.log("migrations applied")
         return release
+
+    def _pip(self, venv: str) -> str:
+        return f"{_q(self.plan.python)} -m pip --python {_q(venv)}/bin/python --disable-pip-version-check"
+
+    def _sync_wheelhouse(self) -> str:
+        """Upload the wheels the host does not have yet; returns the host's wheelhouse folder."""
+        remote = f"{self.plan.root}/shared/wheelhouse"
+        self.run(f"mkdir -p {_q(remote)}")
+        have = set(self.run(f"ls -1 {_q(remote)}").stdout.split())
+        missing = [p for p in sorted(self.plan.wheelhouse.glob("*.whl")) if p.name not in have]
+        for wheel in missing:
+            self.conn.put(str(wheel), f"{remote}/{wheel.name}.part")
+            self.run(f"mv {_q(remote)}/{_q(wheel.name)}.part {_q(remote)}/{_q(wheel.name)}")
+        self.log(f"wheelhouse: {len(missing)} wheel(s) uploaded, {len(have)} already there")
+        return remote
+
+    def dependencies(self) -> str:
+        """The folder holding this wheel's dependency set, installed now if no earlier release made it."""
+        plan = self.plan
+        target = f"{plan.root}/shared/deps/{plan.deps_key}"
+        if self.run(f"test -d {_q(target)}", warn=True).ok:
+            self.log(f"dependencies {plan.deps_key} already installed")
+            return target
+        args = list(plan.pip_args)
+        if plan.wheelhouse:
+            args += ["--no-index", "--find-links", self._sync_wheelhouse()]
+        reqs = "\n".join(plan.requirements) + "\n"
+        self.conn.put(io.BytesIO(reqs.encode()), f"{plan.root}/shared/deps/{plan.deps_key}.txt")
+        self.run(f"rm -rf {_q(target)}.tmp && {_q(plan.python)} -m pip install -q --disable-pip-version-check "
+                 f"--target {_q(target)}.tmp {' '.join(_q(a) for a in args)} -r {_q(target)}.txt "
+                 f"&& mv -T {_q(target)}.tmp {_q(target)}")   # complete or absent, never half there
+        self.log(f"dependencies {plan.deps_key} installed")
+        return target
 
     def current(self) -> str | None:
         out = self.run(f"readlink {_q(self.plan.root)}/current", warn=True)
@@ -165,6 +231,13 @@ class Deployer:
         for name in sorted(listing)[:-self.plan.keep]:
             if name not in keep:
                 self.run(f"rm -rf {_q(releases)}/{_q(name)}")
+        # Dependency sets that no kept release (failed ones included, for inspection) points to.
+        deps = f"{self.plan.root}/shared/deps"
+        used = set(self.run(f"cat {_q(releases)}/*/.deps 2>/dev/null", warn=True).stdout.split())
+        for name in self.run(f"ls -1 {_q(deps)}").stdout.split():
+            key = name.removesuffix(".txt").removesuffix(".tmp")
+            if key not in used:
+                self.run(f"rm -rf {_q(deps)}/{_q(name)}")
 
     def deploy(self) -> dict:
         started = time.perf_counter()
