@@ -25,10 +25,8 @@ def get_app(overrides: dict | None = None, *, schema: bool = True):
     if schema and not _app.extensions.get("xintu_schema_checked"):
         from xintu import db, migrations
 
-        with _app.app_context():
-            applied = migrations.ensure_current(db.primary.obj)
-        if applied:
-            click.echo(f"created/upgraded the embedded database ({len(applied)} migrations)", err=True)
+        with _app.app_context():   # quietly: stdout/stderr of a command may be machine-read
+            migrations.ensure_current(db.primary.obj)
         _app.extensions["xintu_schema_checked"] = True
     return _app
 

@@ -47,3 +47,30 @@ def test_db_cli_migrate_and_status(tmp_path, monkeypatch):
     listed = runner.invoke(cli, ["db", "status", "--format", "csv"])
     assert listed.exit_code == 0 and listed.output.splitlines()[0] == "version,name,state,applied_at"
     assert ",initial,applied," in listed.output
+
+
+def test_a_fresh_sqlite_instance_needs_no_migrate_command(tmp_path, monkeypatch):
+    from xintu_cli.main import cli
+
+    monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setattr("xintu_cli.context._app", None)
+    result = CliRunner().invoke(cli, ["release", "list", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_mariadb_schema_that_is_behind_is_named_in_one_line(mariadb, mysql_database, tmp_path, monkeypatch):
+    from xintu_cli.main import cli
+
+    monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("XINTU_DATABASE_URL", mariadb.app_url(mysql_database))   # an empty database
+    monkeypatch.setattr("xintu_cli.context._app", None)
+    result = CliRunner().invoke(cli, ["users", "list"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: the database schema is behind ({len(migrations.discover())} migration(s) pending, first "
+        "0001_initial): run `xintu db migrate`"]
+    monkeypatch.setattr("xintu_cli.context._app", None)
+    assert CliRunner().invoke(cli, ["db", "migrate"]).exit_code == 0     # db commands never refuse
+    monkeypatch.setattr("xintu_cli.context._app", None)
+    assert CliRunner().invoke(cli, ["users", "list"]).exit_code == 0
