@@ -27,9 +27,10 @@ from xintu_cli.output import emit, output_options
               show_default=True, help="systemctl reload, or HUP by gunicorn's pid file.")
 @click.option("--health-timeout", default=30.0, show_default=True,
               help="Seconds the new version has to answer /healthz before the rollback.")
+@click.option("--dry-run", is_flag=True, help="Read each host's state and print the steps; change nothing.")
 @output_options
 def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, wheelhouse, reload_mode, health_timeout,
-           fmt):
+           dry_run, fmt):
     """Deploy WHEEL to each host in turn; stops at the first host whose health check fails
     (that host is rolled back to its previous release).
 
@@ -37,6 +38,7 @@ def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, wheelho
     Example:
       xintu deploy --host deploy@10.0.0.5 --host deploy@10.0.0.6 --settings deploy.toml \\
                    --wheel dist/xintu-0.2.0-py3-none-any.whl
+      xintu deploy --host deploy@10.0.0.5 --settings deploy.toml --wheel dist/… --dry-run
       pip wheel -w wheels dist/xintu-0.2.0-py3-none-any.whl     # for hosts without an index:
       xintu deploy --host deploy@10.0.0.5 --settings deploy.toml --wheel dist/xintu-0.2.0-py3-none-any.whl \\
                    --wheelhouse wheels
@@ -62,8 +64,17 @@ def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, wheelho
         for host in hosts:
             connect_kwargs = {"key_filename": key} if key else {}
             with Connection(host, connect_kwargs=connect_kwargs) as conn:
-                result = Deployer(conn, plan, log=_progress(host)).deploy()
+                deployer = Deployer(conn, plan, log=_progress(host))
+                if dry_run:
+                    state = deployer.dry_run()
+                    rows += [{"host": host, "step": n, "action": step} for n, step in
+                             enumerate(state["steps"], 1)] if fmt != "json" else [{"host": host, **state}]
+                    continue
+                result = deployer.deploy()
             rows.append({"host": host, **result})
+    if dry_run:
+        emit(rows, fmt, None if fmt == "json" else ["host", "step", "action"])
+        return
     emit(rows, fmt, ["host", "version", "release", "reload", "seconds"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import signal
 import threading
@@ -96,12 +97,12 @@ def target(tmp_path, mariadb, mysql_database):
 def deploy(bare_python, wheelhouse):
     """`xintu deploy` to the loopback host: its python is a bare one, every dependency comes from the
     wheelhouse (uploaded over SSH, installed with --no-index)."""
-    def run(host, key, settings, conf, wheel):
+    def run(host, key, settings, conf, wheel, *extra):
         return CliRunner().invoke(cli, [
             "deploy", "--host", host, "--key", str(key), "--settings",
             str(Path(settings["paths"]["root"]).parent / "deploy.toml"), "--wheel", str(wheel),
             "--conf", str(conf), "--python", bare_python, "--wheelhouse", str(wheelhouse),
-            "--reload", "pidfile", "--health-timeout", "8", "--format", "json"])
+            "--reload", "pidfile", "--health-timeout", "8", "--format", "json", *extra])
     return run
 
 
@@ -124,6 +125,22 @@ def test_deploy_upgrade_under_load_and_rollback_of_a_broken_release(ssh_host, ta
                          database=mysql_database) as conn, conn.cursor() as cur:
         cur.execute("SHOW TABLES LIKE 'users'")
         assert cur.fetchone(), "migrations did not run on the host"
+
+    # The same wheel and configs again: the plan says so, and a re-deploy changes nothing but asks /healthz.
+    releases_before = sorted(p.name for p in (root / "releases").iterdir())
+    plan = deploy(host, key, settings, conf, wheels["v1"], "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    [state] = json.loads(plan.stdout)
+    assert state["unchanged"] is True and state["running"] == "9.0.1" and len(state["steps"]) == 2
+    again = deploy(host, key, settings, conf, wheels["v1"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)[0]["reload"] == "none"
+    assert sorted(p.name for p in (root / "releases").iterdir()) == releases_before
+    assert os.readlink(root / "current") == v1_release
+    [upgrade] = json.loads(deploy(host, key, settings, conf, wheels["v2"], "--dry-run").stdout)
+    assert upgrade["unchanged"] is False and upgrade["deps_installed"] is True
+    assert any(step.startswith("reuse dependency set") for step in upgrade["steps"])
+    assert sorted(p.name for p in (root / "releases").iterdir()) == releases_before   # a plan only
 
     # Upgrade while a client keeps calling: the HUP reload must not drop a single request.
     seen, failures, stop = set(), [], threading.Event()
@@ -174,3 +191,12 @@ def test_a_broken_first_deploy_fails_without_inventing_a_rollback(ssh_host, targ
     assert result.output.strip().splitlines()[-1].endswith(
         "no previous release to roll back to (current stays on it)")
     assert Path(os.readlink(root / "current")).is_dir()
+
+
+@pytest.mark.parametrize("bad", ["/srv/x$(id)", "/srv/`id`", "/srv/a|b", "/srv/a;b", "/srv/a b", "/srv/*"])
+def test_settings_refuse_shell_characters_in_paths(tmp_path, bad):
+    from xintu.errors import ConfigError
+    from xintu.ops.settings import validate_settings
+
+    with pytest.raises(ConfigError, match="paths.root"):
+        validate_settings({"paths": {"root": bad}}, "deploy.toml")

@@ -69,6 +69,15 @@ class DeployPlan:
         return [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
 
     @property
+    def fingerprint(self) -> str:
+        """What a release is made of: the wheel's bytes, every rendered config, the dependency set."""
+        digest = hashlib.sha256(self.wheel.read_bytes())
+        for path in sorted(p for p in self.conf_dir.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(self.conf_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(self.deps_key.encode())
+        return digest.hexdigest()[:24]
+
+    @property
     def deps_key(self) -> str:
         parts = sorted(self.requirements) + ["--"] + list(self.pip_args) + ["--"]
         if self.wheelhouse:
@@ -96,7 +105,7 @@ HEALTH_PROBE = """
 import json, sys, time, urllib.request
 url, want, deadline = sys.argv[1], sys.argv[2], time.time() + float(sys.argv[3])
 streak, last = 0, "no answer"
-while time.time() < deadline:
+while True:   # at least one try: a deadline of 0 asks once what is running
     try:
         with urllib.request.urlopen(url, timeout=3) as r:
             body = json.load(r)
@@ -106,6 +115,8 @@ while time.time() < deadline:
         last, streak = "%s: %s" % (type(exc).__name__, exc), 0
     if streak >= 5:   # several answers in a row: the old workers are gone
         print("healthy"); sys.exit(0)
+    if time.time() >= deadline:
+        break
     time.sleep(0.2)
 print(last); sys.exit(1)
 """
@@ -159,6 +170,7 @@ class Deployer:
         self.log("venv ready")
         self.run(self._env_prefix() + f"cd {_q(release)} && {_q(venv)}/bin/xintu db migrate")
         self.log("migrations applied")
+        self.run(f"echo {_q(plan.fingerprint)} > {_q(release)}/.fingerprint")
         return release
 
     def _pip(self, venv: str) -> str:
@@ -239,10 +251,63 @@ class Deployer:
             if key not in used:
                 self.run(f"rm -rf {_q(deps)}/{_q(name)}")
 
+    def host_state(self) -> dict:
+        """What is on the host now, read without changing anything."""
+        current = self.current()
+        fingerprint = ""
+        if current:
+            fingerprint = self.run(f"cat {_q(current)}/.fingerprint 2>/dev/null", warn=True).stdout.strip()
+        deps = f"{self.plan.root}/shared/deps/{self.plan.deps_key}"
+        running = self.run(f"{_q(self.plan.python)} -c {_q(HEALTH_PROBE)} {_q(self.plan.health_url)} - 0",
+                           warn=True).stdout.strip()
+        missing = None
+        if self.plan.wheelhouse:
+            listing = self.run(f"ls -1 {_q(self.plan.root)}/shared/wheelhouse 2>/dev/null", warn=True)
+            have = set(listing.stdout.split())
+            missing = len([p for p in self.plan.wheelhouse.glob("*.whl") if p.name not in have])
+        return {"current": current, "unchanged": bool(current) and fingerprint == self.plan.fingerprint,
+                "running": running.removeprefix("version ") if running.startswith("version ") else None,
+                "deps_installed": self.run(f"test -d {_q(deps)}", warn=True).ok, "wheels_missing": missing}
+
+    def steps(self, state: dict) -> list[str]:
+        plan = self.plan
+        if state["unchanged"]:
+            return [f"nothing to change: {state['current']} has this wheel and these configs",
+                    f"health check {plan.health_url} for version {plan.version}"]
+        steps = [f"upload {plan.wheel.name} and {sum(1 for p in plan.conf_dir.rglob('*') if p.is_file())} "
+                 f"config files to {plan.root}/releases/<timestamp>-{plan.version}"]
+        if state["deps_installed"]:
+            steps.append(f"reuse dependency set {plan.deps_key}")
+        else:
+            if state["wheels_missing"] is not None:
+                steps.append(f"upload {state['wheels_missing']} wheel(s) to the host's wheelhouse")
+            steps.append(f"install dependency set {plan.deps_key} ({len(plan.requirements)} requirements)")
+        steps += ["create the release venv, install the wheel, pip check", "xintu db migrate",
+                  f"switch current (now {state['current'] or 'none'})",
+                  "reload gunicorn (" + ("systemctl reload-or-restart xintu-gunicorn" if plan.reload == "systemd"
+                                         else "HUP by pid file, or start it") + ")",
+                  f"health check {plan.health_url} for version {plan.version} (running now: "
+                  f"{state['running'] or 'nothing answers'}); roll back on failure",
+                  f"prune releases beyond the newest {plan.keep}"]
+        return steps
+
+    def dry_run(self) -> dict:
+        state = self.host_state()
+        return {**state, "version": self.plan.version, "steps": self.steps(state)}
+
     def deploy(self) -> dict:
         started = time.perf_counter()
         self.log(f"deploying {self.plan.version} to {self.conn.host}")
-        previous = self.current()
+        state = self.host_state()
+        if state["unchanged"]:   # same wheel, same configs, same dependencies: only prove it answers
+            ok, detail = self.healthy(self.plan.version)
+            if not ok:
+                raise DeployError(f"health check of {self.plan.version} failed ({detail}); nothing was changed",
+                                  code="health_check_failed")
+            self.log("unchanged: the current release already has this wheel and these configs")
+            return {"release": state["current"], "previous": state["current"], "version": self.plan.version,
+                    "reload": "none", "health": detail, "seconds": round(time.perf_counter() - started, 1)}
+        previous = state["current"]
         release = self.prepare()
         self.switch(release)
         how = self.reload()

@@ -26,8 +26,11 @@ def Port(**kw):
 
 
 def AbsPath(**kw):
-    # Quotes and spaces would need escaping in every config language we render into: refuse them.
-    return fields.String(validate=validate.Regexp(r"^/[^\s\"';{}]*$", error="must be an absolute path"), **kw)
+    # Paths reach shell commands (deploy, quoted) and every config language we render into: an allow-list,
+    # so quotes, spaces, `$`, backticks, `|`, `;`, `&`, globs and braces are refused outright.
+    return fields.String(validate=validate.Regexp(
+        r"^/[A-Za-z0-9._/@+,:=-]*$",
+        error="must be an absolute path of letters, digits and ._/@+,:=- (no spaces or shell characters)"), **kw)
 
 
 def Host(**kw):
