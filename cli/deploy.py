@@ -29,8 +29,8 @@ from xintu_cli.output import emit, output_options
               help="Seconds the new version has to answer /healthz before the rollback.")
 @click.option("--dry-run", is_flag=True, help="Read each host's state and print the steps; change nothing.")
 @output_options
-def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, wheelhouse, reload_mode, health_timeout,
-           dry_run, fmt):
+def deploy(hosts, settings_path, wheel, conf_dir, key, python, pip_args, wheelhouse, reload_mode,
+           health_timeout, dry_run, fmt):
     """Deploy WHEEL to each host in turn; stops at the first host whose health check fails
     (that host is rolled back to its previous release).
 

@@ -86,7 +86,7 @@ def serve(host, port, workers, sandbox, worker, debug):
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGTERM when the parent exits, crash or kill -9 included."""
+    """In the child, before exec: the kernel sends SIGTERM when the parent exits, even by crash or kill -9."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 

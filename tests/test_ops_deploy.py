@@ -24,7 +24,6 @@ from xintu.ops.loopback import loopback_settings
 from xintu.ops.procs import free_port, sshd
 
 
-
 def rewrap(wheel: Path, version: str, out: Path, patches: dict[str, tuple[str, str]] | None = None) -> Path:
     """A copy of ``wheel`` as another version (and with source edits), its RECORD recomputed."""
     old = wheel.name.split("-")[1]

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.classify_images import PACKAGE_PHOTOS, id_card, package_photo, phone_screenshot
+from tests.classify_images import (
+    PACKAGE_PHOTOS,
+    id_card,
+    package_photo,
+    phone_screenshot,
+)
 from xintu.ops.procs import free_port
 
 
@@ -65,7 +70,7 @@ def test_sites_render_on_a_fresh_instance(installed):
     assert (out / "h5" / "index.html").is_file() and (out / "admin" / "index.html").is_file()
     assert (out / "official" / "index.html").is_file()
     assert result.returncode == 0
-    import sqlite3   # the fresh instance created its schema itself
+    import sqlite3  # the fresh instance created its schema itself
     with sqlite3.connect(installed["cwd"] / "instance" / "xintu.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'releases'").fetchone()[0] == 1
 
@@ -113,7 +118,8 @@ def test_serve_pages_sandbox_from_a_second_shell_and_a_clean_stop(installed):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([installed["xintu"], "serve", "--port", str(port)], cwd=installed["cwd"],
-                              env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -137,8 +143,9 @@ def test_serve_pages_sandbox_from_a_second_shell_and_a_clean_stop(installed):
         scanned = json.loads(xintu(installed, "sandbox", "scan", issued["scene"], "--openid", "o_wheel_user",
                                    "--format", "json").stdout)
         assert scanned["event"] == "subscribe" and "登录成功" in scanned["reply"]
+        device = {"Authorization": f"Bearer {issued['device_token']}"}
         binding = requests.get(base + "/api/v1/auth/wechat/binding", params={"scene": issued["scene"]},
-                               headers={"Authorization": f"Bearer {issued['device_token']}"}, timeout=10).json()
+                               headers=device, timeout=10).json()
         assert binding["status"] == "bound" and binding["token"]
         me = requests.get(base + "/api/v1/me", headers={"Authorization": f"Bearer {binding['token']}"},
                           timeout=10).json()

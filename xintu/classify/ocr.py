@@ -2,8 +2,9 @@
 
 Only the models that the ``rapidocr`` wheel ships (PP-OCRv6 small detection and recognition) and its
 pre/post-processing are used, with our own onnxruntime sessions (no spinning, few threads); nothing is
-downloaded. ``rapidocr`` 3.x depends on the headless OpenCV, as we do. Detection runs on the ≤ 960 px working image as is (rapidocr would upscale the
-short side to 736 px, several times slower on a phone screenshot). Recognition time grows with the line
+downloaded. ``rapidocr`` 3.x depends on the headless OpenCV, as we do. Detection runs on the ≤ 960 px
+working image as is (rapidocr would upscale the short side to 736 px, several times slower on a phone
+screenshot). Recognition time grows with the line
 count, so only the boxes a rule needs are read: the widest lines (card numbers, MRZ, titles) and the
 status-bar band at the top of a screen.
 """

@@ -19,7 +19,8 @@ import re
 from contextlib import contextmanager
 
 from peewee import CharField, DateTimeField, IntegerField, Model
-from playhouse.migrate import SchemaMigrator, migrate as run_operations
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as run_operations
 
 from xintu.db import is_mysql
 from xintu.errors import ConfigError

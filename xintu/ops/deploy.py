@@ -151,8 +151,8 @@ class Deployer:
         release = f"{plan.root}/releases/{time.strftime('%Y%m%dT%H%M%S')}-{plan.version}"
         paths = plan.settings["paths"]
         shared = f"{plan.root}/shared"
-        self.run(f"mkdir -p {_q(plan.root)}/releases {_q(shared)}/instance {_q(shared)}/deps {_q(paths['logs'])} "
-                 f"{_q(paths['run'])} && mkdir {_q(release)} {_q(release)}/conf")  # a release is never reused
+        self.run(f"mkdir -p {_q(plan.root)}/releases {_q(shared)}/instance {_q(shared)}/deps "
+                 f"{_q(paths['logs'])} {_q(paths['run'])} && mkdir {_q(release)} {_q(release)}/conf")  # a release is never reused
         self.conn.put(str(plan.wheel), f"{release}/{plan.wheel.name}")
         self.conn.put(io.BytesIO(_tar(plan.conf_dir)), f"{release}/conf.tar.gz")
         self.run(f"tar -xzf {_q(release)}/conf.tar.gz -C {_q(release)}/conf && rm {_q(release)}/conf.tar.gz")
@@ -200,8 +200,8 @@ class Deployer:
             args += ["--no-index", "--find-links", self._sync_wheelhouse()]
         reqs = "\n".join(plan.requirements) + "\n"
         self.conn.put(io.BytesIO(reqs.encode()), f"{plan.root}/shared/deps/{plan.deps_key}.txt")
-        self.run(f"rm -rf {_q(target)}.tmp && {_q(plan.python)} -m pip install -q --disable-pip-version-check "
-                 f"--target {_q(target)}.tmp {' '.join(_q(a) for a in args)} -r {_q(target)}.txt "
+        self.run(f"rm -rf {_q(target)}.tmp && {_q(plan.python)} -m pip install -q "
+                 f"--disable-pip-version-check --target {_q(target)}.tmp {' '.join(_q(a) for a in args)} -r {_q(target)}.txt "
                  f"&& mv -T {_q(target)}.tmp {_q(target)}")   # complete or absent, never half there
         self.log(f"dependencies {plan.deps_key} installed")
         return target
@@ -284,8 +284,8 @@ class Deployer:
             steps.append(f"install dependency set {plan.deps_key} ({len(plan.requirements)} requirements)")
         steps += ["create the release venv, install the wheel, pip check", "xintu db migrate",
                   f"switch current (now {state['current'] or 'none'})",
-                  "reload gunicorn (" + ("systemctl reload-or-restart xintu-gunicorn" if plan.reload == "systemd"
-                                         else "HUP by pid file, or start it") + ")",
+                  "reload gunicorn (" + ("systemctl reload-or-restart xintu-gunicorn"
+                                         if plan.reload == "systemd" else "HUP by pid file, or start it") + ")",
                   f"health check {plan.health_url} for version {plan.version} (running now: "
                   f"{state['running'] or 'nothing answers'}); roll back on failure",
                   f"prune releases beyond the newest {plan.keep}"]
@@ -302,8 +302,8 @@ class Deployer:
         if state["unchanged"]:   # same wheel, same configs, same dependencies: only prove it answers
             ok, detail = self.healthy(self.plan.version)
             if not ok:
-                raise DeployError(f"health check of {self.plan.version} failed ({detail}); nothing was changed",
-                                  code="health_check_failed")
+                raise DeployError(f"health check of {self.plan.version} failed ({detail}); "
+                                  "nothing was changed", code="health_check_failed")
             self.log("unchanged: the current release already has this wheel and these configs")
             return {"release": state["current"], "previous": state["current"], "version": self.plan.version,
                     "reload": "none", "health": detail, "seconds": round(time.perf_counter() - started, 1)}
