@@ -1,0 +1,474 @@
+"""Faults on the real loopback stack: nginx (TLS) → gunicorn (2 sync workers) → MariaDB primary + replica,
+lighttpd in front of the WeChat Pay notify path, the WeChat Pay and DashScope fakes reached by the real
+SDKs. Everything is on 127.0.0.1; every wait is bounded; the module starts a MariaDB pair of its own, so
+stopping or locking its servers never disturbs the session's ``mariadb``.
+
+Scenarios (issue 13): a gunicorn worker killed with SIGKILL during 200 concurrent credit spends and pay
+notifications; the primary stopped for ~5 s under load; the replica stopped and lagging (SQL thread
+stopped, FLUSH TABLES WITH READ LOCK); Qwen-VL timing out, failing and answering garbage under load.
+Each prints one ``FAULTS …`` line with its figures (answers by status, drift, recovery times).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.mariadb_pair import start_pair
+from xintu.ops.stack import LoopbackStack
+from xintu.sandbox import wechat
+from xintu.sandbox.dashscope_vl import FakeDashScope
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+
+SECRET = "faults-shared-secret-" + secrets.token_hex(8)
+RETRYABLE = {409, 429, 502, 503}
+RESET = "connection reset"
+CHECK_INTERVAL = 1.0
+
+
+# --- the stack ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fault_db(tmp_path_factory):
+    """A primary + replica of this module's own: the tests below stop and lock them."""
+    with start_pair(tmp_path_factory.mktemp("fault-db")) as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def fault_stack(fault_db, tmp_path_factory, classify_model_dir):
+    database = fault_db.create_database()
+    base = tmp_path_factory.mktemp("fault-stack")
+    stack = LoopbackStack(base, {}, secret=SECRET)
+    llm = FakeDashScope().start()
+    pay = wechat.start(stack.lighttpd_url)
+    config = {
+        "DATABASE_URL": fault_db.app_url(database), "REPLICA_URL": fault_db.ro_url(database),
+        "CLASSIFY_MODEL_DIR": classify_model_dir, "DASHSCOPE_API_KEY": "sk-faults-" + secrets.token_hex(8),
+        "DASHSCOPE_BASE_URL": llm.base_url, "CLASSIFY_LLM_TIMEOUT": 0.5, "CLASSIFY_LLM_RETRIES": 0,
+        # a verdict on the replica lives 1 s per worker; lag beyond 2 s means "use the primary"
+        "REPLICA_CHECK_INTERVAL": CHECK_INTERVAL, "REPLICA_MAX_LAG": 2,
+        # the per-token limiter is not under test here: the load comes from few tokens
+        "CLIENT_REQUESTS_PER_MINUTE": 0,
+        "WECHATPAY_NOTIFY_URL": stack.lighttpd_url + "/wechat/pay/notify",
+        **{k: v for k, v in pay.config.items() if k.startswith(("WECHAT_", "WECHATPAY_"))},
+    }
+    stack.app_env.update({"XINTU_" + k: str(v) for k, v in config.items() if v is not None})
+    try:
+        with stack:
+            stack.database, stack.config, stack.llm, stack.pay = database, config, llm, pay.pay
+            yield stack
+    finally:
+        pay.stop()
+        llm.stop()
+
+
+@pytest.fixture
+def checker(fault_stack, tmp_path):
+    """The app in this process on the stack's database, primary only: to set up data and check it."""
+    from xintu import db
+    from xintu.app import create_app
+
+    config = {k: v for k, v in fault_stack.config.items() if k != "REPLICA_URL"}
+    app = create_app({**config, "ENV": "testing", "SANDBOX": False, "INSTANCE_PATH": str(tmp_path / "i"),
+                      "SECRET_KEY": "faults-" + "k" * 40})
+    yield app
+    db.close_all()
+    if hasattr(db.primary.obj, "close_all"):
+        db.primary.obj.close_all()
+
+
+class _InApp:
+    def __init__(self, app):
+        self.ctx = app.app_context()
+
+    def __enter__(self):
+        self.ctx.push()
+
+    def __exit__(self, *exc):
+        from xintu import db
+        db.close_all()
+        self.ctx.pop()
+
+
+def bound_users(app, n: int, credits: int) -> list[tuple[int, dict]]:
+    """``n`` WeChat users holding ``credits`` (through a ledger row) with a bound client token each."""
+    from xintu import db
+    from xintu.auth import issue_token
+    from xintu.member.credits import CreditService
+    from xintu.models import User
+
+    users = []
+    with _InApp(app), db.atomic():
+        for _ in range(n):
+            user = User.create(openid="oF" + secrets.token_hex(10))
+            if credits:
+                CreditService.adjust(user.id, credits, operator="faults", note="fault suite credits")
+            token, _ = issue_token(client_id="fault-" + secrets.token_hex(6), kind="bound", user=user)
+            users.append((user.id, {"Authorization": f"Bearer {token}"}))
+    return users
+
+
+def photo(seed: int, size=(64, 48)) -> bytes:
+    rng = random.Random(seed)
+    img = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    img.putdata([(rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(size[0] * size[1])])
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def call(method: str, url: str, **kw) -> tuple[object, dict | None]:
+    """(status or RESET, JSON body or None): a connection dropped under the client is an answer too."""
+    try:
+        resp = requests.request(method, url, timeout=30, **kw)
+    except requests.ConnectionError:
+        return RESET, None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    return resp.status_code, body
+
+
+def retryable(kind: str, status, body) -> bool:
+    """An answer a client may retry (or a success): what every request under a fault must get."""
+    if status == RESET or 200 <= status < 300 or status in RETRYABLE:
+        return True
+    # lighttpd 1.4 answers a request whose backend died mid-way with its own 500 page (not
+    # configurable); WeChat Pay re-sends on any non-2xx. The app's own 500 is JSON: never allowed.
+    return kind == "notify" and status == 500 and body is None
+
+
+def spend(stack, headers, n: int):
+    return call("POST", stack.nginx_url + "/api/v1/image-edit", verify=stack.cert, headers=headers,
+                data={"prompt": f"故障测试 {n}"}, files={"images": ("p.jpg", photo(n), "image/jpeg")})
+
+
+def notify(stack, headers, body):
+    """A WeChat Pay notification through the web tier, as WeChat Pay reaches it."""
+    return call("POST", stack.lighttpd_url + "/wechat/pay/notify", data=body.encode("utf-8"),
+                headers={**headers, "Host": stack.host("official")})
+
+
+def readyz(stack) -> tuple[int, dict]:
+    resp = requests.get(stack.nginx_url + "/readyz", verify=stack.cert, timeout=10)
+    return resp.status_code, resp.json()
+
+
+def credits_audit(stack) -> subprocess.CompletedProcess:
+    """`xintu credits audit` against the stack's database, as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "xintu_cli.main", "credits", "audit"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **stack.app_env})
+
+
+def ledger_rows(app, reason: str, refs) -> Counter:
+    from xintu.models import CreditLedger
+
+    refs = list(refs)
+    with _InApp(app):
+        found = Counter()
+        for start in range(0, len(refs), 200):
+            found.update(e.ref for e in CreditLedger.select(CreditLedger.ref).where(
+                CreditLedger.reason == reason, CreditLedger.ref.in_(refs[start:start + 200])))
+    return found
+
+
+def check_money(stack, app, user_ids, accepted_tasks) -> dict:
+    """Zero drift, one ledger row per accepted spend, and no charge without its task (or task without one)."""
+    from xintu.models import CreditLedger, EditTask
+
+    audit = credits_audit(stack)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    rows = ledger_rows(app, "edit_spend", accepted_tasks)
+    assert all(rows[t] == 1 for t in accepted_tasks), {t: rows[t] for t in accepted_tasks if rows[t] != 1}
+    with _InApp(app):
+        charged = {e.ref: -e.delta for e in CreditLedger.select().where(
+            CreditLedger.reason == "edit_spend", CreditLedger.user.in_(user_ids))}
+        tasks = {t.task_id: t.credits_reserved for t in EditTask.select().where(EditTask.user.in_(user_ids))}
+    assert charged == tasks   # a charge commits with its task or not at all
+    return {"drift_users": 0, "spends_charged": len(charged), "accepted": len(accepted_tasks)}
+
+
+def report(name: str, **figures) -> None:
+    print(f"\nFAULTS {name}: " + json.dumps(figures, ensure_ascii=False, sort_keys=True, default=str))
+
+
+# --- 1. a worker killed with SIGKILL mid-load ----------------------------------------------------
+
+def test_sigkill_of_a_worker_during_spends_and_pay_notifies_loses_no_credit(fault_stack, checker, fault_db):
+    from xintu.member.orders import OrderService
+    from xintu.models import Order, User
+
+    stack, pay = fault_stack, fault_stack.pay
+    users = bound_users(checker, 25, credits=8)
+    notes = []   # (out_trade_no, headers, body)
+    with _InApp(checker):
+        for user_id, _ in users:
+            order = OrderService(checker.config).create(User.get_by_id(user_id), "credits", "10")
+            prepay = order["pay"]["params"]["package"].removeprefix("prepay_id=")
+            pay.pay(prepay)
+            notes.append((order["out_trade_no"], *pay.build_notification(prepay)))
+    jobs = [("spend", headers, n) for n, (_, headers) in enumerate(users * 8)]
+    jobs += [("notify", headers, body) for _, headers, body in notes for _ in range(2)]   # WeChat re-sends
+    random.Random(13).shuffle(jobs)
+    assert len([j for j in jobs if j[0] == "spend"]) == 200
+
+    gunicorn = stack.server("gunicorn")
+    workers_before = gunicorn.children()
+    assert len(workers_before) == 2
+    answered, go = Counter(), threading.Event()
+    lock = threading.Lock()
+
+    def run(job):
+        kind, headers, arg = job
+        go.wait(10)
+        if kind == "spend":
+            status, body = spend(stack, headers, arg)
+        else:
+            status, body = notify(stack, headers, arg)
+        with lock:
+            answered[kind] += 1
+        return kind, status, body
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(run, job) for job in jobs]
+        go.set()
+        deadline = time.monotonic() + 30
+        while sum(answered.values()) < 40 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        victim = workers_before[0]
+        os.kill(victim, signal.SIGKILL)
+        killed_at = sum(answered.values())
+        results = [f.result(timeout=120) for f in futures]
+
+    by_kind = {kind: Counter(status for k, status, _ in results if k == kind) for kind in ("spend", "notify")}
+    assert all(retryable(*r) for r in results), by_kind
+    accepted = [body["task_id"] for kind, status, body in results if kind == "spend" and status == 202]
+    assert len(accepted) >= 150, by_kind   # one worker's in-flight request is lost, not the load
+
+    deadline = time.monotonic() + 20     # gunicorn's master replaces the worker
+    while time.monotonic() < deadline and (len(gunicorn.children()) != 2 or victim in gunicorn.children()):
+        time.sleep(0.1)
+    assert len(gunicorn.children()) == 2 and victim not in gunicorn.children()
+
+    # WeChat Pay re-sends until it sees a 2xx: every order ends paid, credited exactly once.
+    redelivered = Counter()
+    for _, headers, body in notes:
+        for _ in range(20):
+            status, _ = notify(stack, headers, body)
+            redelivered[status] += 1
+            if status != RESET and 200 <= status < 300:
+                break
+            time.sleep(0.25)
+    with _InApp(checker):
+        paid = {o.out_trade_no for o in Order.select().where(Order.status == "paid")}
+    assert paid == {no for no, _, _ in notes}
+    purchases = ledger_rows(checker, "purchase", paid)
+    assert all(purchases[no] == 1 for no in paid), purchases
+    money = check_money(stack, checker, [u for u, _ in users], accepted)
+    report("sigkill", answers=by_kind, redelivered=dict(redelivered), killed_after_answers=killed_at,
+           orders_paid=len(paid), **money)
+
+
+# --- 2. the primary stopped for ~5 s under load ----------------------------------------------------
+
+def test_primary_down_answers_503_json_then_recovers_without_restarting_the_app(fault_stack, fault_db,
+                                                                                 checker):
+    stack = fault_stack
+    users = bound_users(checker, 4, credits=1000)
+    log, stop = [], threading.Event()   # (monotonic time, kind, status, error code)
+    counter = iter(range(10**6))
+
+    def load(kind, headers):
+        while not stop.is_set():
+            if kind == "spend":
+                status, body = spend(stack, headers, 1000 + next(counter))
+            else:
+                status, body = call("GET", stack.nginx_url + "/api/v1/me", verify=stack.cert, headers=headers)
+            code = (body or {}).get("error", {}).get("code") if isinstance(body, dict) else None
+            log.append((time.monotonic(), kind, status, code, body))
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=load, args=(kind, headers), daemon=True)
+               for kind, (_, headers) in zip(["spend", "spend", "me", "me"], users)]
+    [t.start() for t in threads]
+    try:
+        time.sleep(1.0)
+        down_at = time.monotonic()
+        fault_db.primary.stop()
+        stopped_at = time.monotonic()
+        time.sleep(1.0)
+        ready_down = readyz(stack)
+        time.sleep(max(0.0, down_at + 5.0 - time.monotonic()))
+        fault_db.primary.start()
+        up_at = time.monotonic()
+        # recovered = every answer after that moment is a success, for each kind, for one second
+        deadline, recovered_at = up_at + 30, None
+        while time.monotonic() < deadline and recovered_at is None:
+            time.sleep(0.2)
+            for t0 in sorted({t for t, *_ in log if t >= up_at}):
+                after = [e for e in log if e[0] >= t0]
+                if after[-1][0] - t0 >= 1.0 and {k for _, k, *_ in after} == {"spend", "me"} \
+                        and all(200 <= e[2] < 300 for e in after):
+                    recovered_at = t0
+                    break
+    finally:
+        stop.set()
+        [t.join(30) for t in threads]
+        if fault_db.primary.proc is None:
+            fault_db.primary.start()
+
+    before = [e for e in log if e[0] < down_at]
+    outage = [e for e in log if stopped_at <= e[0] < up_at]
+    statuses = {kind: Counter(e[2] for e in log if e[1] == kind) for kind in ("spend", "me")}
+    assert before and all(200 <= e[2] < 300 for e in before), Counter(e[2] for e in before)
+    # while the primary is gone: our JSON 503, for both kinds of request, and nothing else but successes
+    assert {(e[2], e[3]) for e in log if e[2] == RESET or not 200 <= e[2] < 300} \
+        == {(503, "database_unavailable")}, statuses
+    assert {e[1] for e in outage if e[2] == 503} == {"spend", "me"}, statuses
+    assert ready_down[0] == 503 and ready_down[1]["primary"]["ok"] is False
+    assert recovered_at is not None, f"no recovery within 30 s: {statuses}"
+    recovery = round(recovered_at - up_at, 2)
+    assert recovery <= 10
+    assert readyz(stack)[0] == 200
+    accepted = [e[4]["task_id"] for e in log if e[1] == "spend" and e[2] == 202]
+    money = check_money(stack, checker, [u for u, _ in users], accepted)
+    report("primary_down", answers=statuses, outage_seconds=round(up_at - down_at, 2),
+           recovery_seconds=recovery, **money)
+
+
+# --- 3. the replica stopped, and lagging -------------------------------------------------------------
+
+def _fallbacks(stack) -> float:
+    """xintu_replica_fallback_total summed over the gunicorn workers."""
+    text = requests.get(stack.gunicorn_url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("xintu_replica_fallback_total"))
+
+
+def _replica_verdicts(stack, n: int = 4) -> list[dict]:
+    return [readyz(stack)[1]["replica"] for _ in range(n)]
+
+
+def _wait(predicate, timeout: float, step: float = 0.1):
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            return None
+        time.sleep(step)
+    return round(time.monotonic() - started, 2)
+
+
+def test_replica_down_or_lagging_sends_stale_reads_to_the_primary_then_back(fault_stack, fault_db, checker):
+    from xintu import db
+    from xintu.admin import auth as admin
+    from xintu.models import Release, User
+
+    stack = fault_stack
+    with _InApp(checker):
+        admin.create_admin("faults-" + secrets.token_hex(3), "faults-password-123", role="viewer")
+        name = admin.Admin.select().order_by(admin.Admin.id.desc()).first().username
+        token, _ = admin.login(name, "faults-password-123", "127.0.0.1")
+    admin_headers = {"Authorization": f"Bearer {token}"}
+    versions = iter(["1.0.0", "1.1.0", "1.2.0", "1.3.0"])
+
+    def publish():
+        """A release and a user that exist on the primary; the replica has them only once it applies them."""
+        version = next(versions)
+        with _InApp(checker), db.atomic():
+            Release.create(platform="windows", version=version, filename=f"xintu-{version}.exe",
+                           sha256="0" * 64, size=1)
+            User.create(openid="oR" + secrets.token_hex(10))
+        with _InApp(checker):
+            return version, User.select().count()
+
+    def reads(version, users, n=6):
+        """Stale reads as clients and the dashboard make them: all answered, all current."""
+        seen = Counter()
+        for _ in range(n):
+            latest = call("GET", stack.nginx_url + "/api/v1/releases/latest", params={"platform": "windows"},
+                          verify=stack.cert)
+            overview = call("GET", stack.nginx_url + "/api/v1/admin/overview", verify=stack.cert,
+                            headers=admin_headers)
+            seen[latest[0]] += 1
+            seen[overview[0]] += 1
+            assert latest[0] == 200 and latest[1]["version"] == version, latest
+            assert overview[0] == 200 and overview[1]["today"]["new_users"] == users, overview[0]
+        return seen
+
+    admin_conn = {}
+
+    def stop_sql_thread():
+        with closing(fault_db.admin(fault_db.replica)) as conn, conn.cursor() as cur:
+            cur.execute("STOP SLAVE SQL_THREAD")
+
+    def start_sql_thread():
+        with closing(fault_db.admin(fault_db.replica)) as conn, conn.cursor() as cur:
+            cur.execute("START SLAVE SQL_THREAD")
+
+    def read_lock():
+        admin_conn["lock"] = fault_db.admin(fault_db.replica)
+        with admin_conn["lock"].cursor() as cur:
+            cur.execute("FLUSH TABLES WITH READ LOCK")
+
+    def crash_replica():
+        fault_db.replica.proc.kill()
+        fault_db.replica.proc.wait(10)
+
+    def unlock():
+        with closing(admin_conn.pop("lock")) as conn, conn.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+
+    faults = [   # name, break, heal, how /readyz words it
+        ("sql_thread_stopped", stop_sql_thread, start_sql_thread, "replication stopped"),
+        ("replica_down", crash_replica, fault_db.replica.start, "unreachable"),
+        ("read_lock_lag", read_lock, unlock, "lag"),
+    ]
+    version, users = publish()
+    fault_db.wait_replica()
+    assert _wait(lambda: all(r["used_for_stale_reads"] for r in _replica_verdicts(stack)), 10) is not None
+    time.sleep(CHECK_INTERVAL + 0.1)   # each worker's cached verdict
+    figures = {"baseline": reads(version, users)}
+    for name, break_it, heal, wording in faults:
+        time.sleep(CHECK_INTERVAL + 0.1)
+        reads(version, users, n=3)   # both workers now hold a fresh "healthy" verdict for CHECK_INTERVAL
+        break_it()
+        try:
+            version, users = publish()
+            if name == "replica_down":   # at once, while the workers' cached verdict still says healthy:
+                # the replica fails under stale_call, which must run the read again on the primary
+                figures[name + "_at_once"] = reads(version, users, n=3)
+            detected = _wait(lambda: all(wording in (r["reason"] or "") and not r["used_for_stale_reads"]
+                                         for r in _replica_verdicts(stack)), 15)
+            assert detected is not None, _replica_verdicts(stack, 1)
+            time.sleep(CHECK_INTERVAL + 0.1)
+            before = _fallbacks(stack)
+            figures[name] = reads(version, users)
+            assert _fallbacks(stack) > before   # counted as fallbacks, answered by the primary
+            assert readyz(stack)[0] == 200      # the primary is fine: still ready
+        finally:
+            heal()
+        recovered = _wait(lambda: all(r["used_for_stale_reads"] for r in _replica_verdicts(stack)), 30)
+        assert recovered is not None, _replica_verdicts(stack, 1)
+        figures[name + "_detected_s"], figures[name + "_recovered_s"] = detected, recovered
+        time.sleep(CHECK_INTERVAL + 0.1)
+        before = _fallbacks(stack)
+        reads(version, users)                     # the replica caught up: current again, from the replica
+        assert _fallbacks(stack) == before
+    report("replica", **figures)
