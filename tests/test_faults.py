@@ -126,8 +126,8 @@ def bound_users(app, n: int, credits: int) -> list[tuple[int, dict]]:
 
 def photo(seed: int, size=(64, 48)) -> bytes:
     rng = random.Random(seed)
-    img = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
-    img.putdata([(rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(size[0] * size[1])])
+    img = Image.new("RGB", size)
+    img.putdata([tuple(rng.randrange(256) for _ in "rgb") for _ in range(size[0] * size[1])])
     out = io.BytesIO()
     img.save(out, "JPEG", quality=90)
     return out.getvalue()
@@ -146,9 +146,13 @@ def call(method: str, url: str, **kw) -> tuple[object, dict | None]:
     return resp.status_code, body
 
 
+def ok(status) -> bool:
+    return status != RESET and 200 <= status < 300
+
+
 def retryable(kind: str, status, body) -> bool:
     """An answer a client may retry (or a success): what every request under a fault must get."""
-    if status == RESET or 200 <= status < 300 or status in RETRYABLE:
+    if status == RESET or ok(status) or status in RETRYABLE:
         return True
     # lighttpd 1.4 answers a request whose backend died mid-way with its own 500 page (not
     # configurable); WeChat Pay re-sends on any non-2xx. The app's own 500 is JSON: never allowed.
@@ -205,6 +209,44 @@ def check_money(stack, app, user_ids, accepted_tasks) -> dict:
     return {"drift_users": 0, "spends_charged": len(charged), "accepted": len(accepted_tasks)}
 
 
+def paid_orders(app, pay, user_ids) -> list[tuple[str, dict, str]]:
+    """A credit-package order per user, created by OrderService (the real SDK against the fake) and paid
+    at the fake: (out_trade_no, headers, body) of its TRANSACTION.SUCCESS notification."""
+    from xintu.member.orders import OrderService
+    from xintu.models import User
+
+    notes = []
+    with _InApp(app):
+        for user_id in user_ids:
+            order = OrderService(app.config).create(User.get_by_id(user_id), "credits", "10")
+            prepay = order["pay"]["params"]["package"].removeprefix("prepay_id=")
+            pay.pay(prepay)
+            notes.append((order["out_trade_no"], *pay.build_notification(prepay)))
+    return notes
+
+
+def settle_orders(stack, app, notes) -> dict:
+    """WeChat Pay re-sends until it sees a 2xx: after that, every order is paid and credited once."""
+    from xintu.models import Order
+
+    redelivered = Counter()
+    for _, headers, body in notes:
+        for _ in range(20):
+            status, _ = notify(stack, headers, body)
+            redelivered[status] += 1
+            if ok(status):
+                break
+            time.sleep(0.25)
+    numbers = [no for no, _, _ in notes]
+    with _InApp(app):
+        paid = {o.out_trade_no for o in Order.select().where(Order.out_trade_no.in_(numbers),
+                                                             Order.status == "paid")}
+    assert paid == set(numbers)
+    purchases = ledger_rows(app, "purchase", numbers)
+    assert all(purchases[no] == 1 for no in numbers), purchases
+    return dict(redelivered)
+
+
 def report(name: str, **figures) -> None:
     print(f"\nFAULTS {name}: " + json.dumps(figures, ensure_ascii=False, sort_keys=True, default=str))
 
@@ -212,19 +254,10 @@ def report(name: str, **figures) -> None:
 # --- 1. a worker killed with SIGKILL mid-load ----------------------------------------------------
 
 def test_sigkill_of_a_worker_during_spends_and_pay_notifies_loses_no_credit(fault_stack, checker, fault_db):
-    from xintu.member.orders import OrderService
-    from xintu.models import Order, User
-
     stack, pay = fault_stack, fault_stack.pay
     t0 = time.monotonic()
     users = bound_users(checker, 25, credits=8)
-    notes = []   # (out_trade_no, headers, body)
-    with _InApp(checker):
-        for user_id, _ in users:
-            order = OrderService(checker.config).create(User.get_by_id(user_id), "credits", "10")
-            prepay = order["pay"]["params"]["package"].removeprefix("prepay_id=")
-            pay.pay(prepay)
-            notes.append((order["out_trade_no"], *pay.build_notification(prepay)))
+    notes = paid_orders(checker, pay, [u for u, _ in users])
     jobs = [("spend", headers, n) for n, (_, headers) in enumerate(users * 8)]
     jobs += [("notify", headers, body) for _, headers, body in notes for _ in range(2)]   # WeChat re-sends
     random.Random(13).shuffle(jobs)
@@ -271,39 +304,33 @@ def test_sigkill_of_a_worker_during_spends_and_pay_notifies_loses_no_credit(faul
         return len(workers) == 2 and not set(workers) & set(workers_before)
     assert _wait(replaced, 20) is not None, gunicorn.children()
 
-    # WeChat Pay re-sends until it sees a 2xx: every order ends paid, credited exactly once.
-    redelivered = Counter()
-    for _, headers, body in notes:
-        for _ in range(20):
-            status, _ = notify(stack, headers, body)
-            redelivered[status] += 1
-            if status != RESET and 200 <= status < 300:
-                break
-            time.sleep(0.25)
-    with _InApp(checker):
-        paid = {o.out_trade_no for o in Order.select().where(Order.status == "paid")}
-    assert paid == {no for no, _, _ in notes}
-    purchases = ledger_rows(checker, "purchase", paid)
-    assert all(purchases[no] == 1 for no in paid), purchases
+    redelivered = settle_orders(stack, checker, notes)
     money = check_money(stack, checker, [u for u, _ in users], accepted)
-    report("sigkill", setup_s=round(t1 - t0, 2), load_s=round(t2 - t1, 2), checks_s=round(time.monotonic() - t2, 2),
-           answers=by_kind, redelivered=dict(redelivered), killed_after_answers=killed_at,
-           orders_paid=len(paid), **money)
+    report("sigkill", setup_s=round(t1 - t0, 2), load_s=round(t2 - t1, 2),
+           checks_s=round(time.monotonic() - t2, 2), answers=by_kind, redelivered=redelivered, killed_after_answers=killed_at,
+           orders_paid=len(notes), **money)
 
 
 # --- 2. the primary stopped for ~5 s under load ----------------------------------------------------
+
+KINDS = {"spend", "me", "notify"}
+
 
 def test_primary_down_answers_503_json_then_recovers_without_restarting_the_app(fault_stack, fault_db,
                                                                                  checker):
     stack = fault_stack
     users = bound_users(checker, 4, credits=1000)
-    log, stop = [], threading.Event()   # (monotonic time, kind, status, error code)
+    notes = paid_orders(checker, stack.pay, [u for u, _ in users for _ in range(2)])
+    log, stop = [], threading.Event()   # (monotonic time, kind, status, error code, body)
     counter = iter(range(10**6))
 
     def load(kind, headers):
         while not stop.is_set():
+            n = next(counter)
             if kind == "spend":
-                status, body = spend(stack, headers, 1000 + next(counter))
+                status, body = spend(stack, headers, 1000 + n)
+            elif kind == "notify":   # every order's notification in turn, over and over (duplicates)
+                status, body = notify(stack, *notes[n % len(notes)][1:])
             else:
                 status, body = call("GET", stack.nginx_url + "/api/v1/me", verify=stack.cert, headers=headers)
             code = (body or {}).get("error", {}).get("code") if isinstance(body, dict) else None
@@ -311,7 +338,7 @@ def test_primary_down_answers_503_json_then_recovers_without_restarting_the_app(
             time.sleep(0.02)
 
     threads = [threading.Thread(target=load, args=(kind, headers), daemon=True)
-               for kind, (_, headers) in zip(["spend", "spend", "me", "me"], users)]
+               for kind, (_, headers) in zip(["spend", "spend", "me", "notify"], users)]
     [t.start() for t in threads]
     try:
         time.sleep(1.0)
@@ -329,8 +356,8 @@ def test_primary_down_answers_503_json_then_recovers_without_restarting_the_app(
             time.sleep(0.2)
             for t0 in sorted({t for t, *_ in log if t >= up_at}):
                 after = [e for e in log if e[0] >= t0]
-                if after[-1][0] - t0 >= 1.0 and {k for _, k, *_ in after} == {"spend", "me"} \
-                        and all(200 <= e[2] < 300 for e in after):
+                if after[-1][0] - t0 >= 1.0 and {k for _, k, *_ in after} == KINDS \
+                        and all(ok(e[2]) for e in after):
                     recovered_at = t0
                     break
     finally:
@@ -341,21 +368,21 @@ def test_primary_down_answers_503_json_then_recovers_without_restarting_the_app(
 
     before = [e for e in log if e[0] < down_at]
     outage = [e for e in log if stopped_at <= e[0] < up_at]
-    statuses = {kind: Counter(e[2] for e in log if e[1] == kind) for kind in ("spend", "me")}
-    assert before and all(200 <= e[2] < 300 for e in before), Counter(e[2] for e in before)
+    statuses = {kind: Counter(e[2] for e in log if e[1] == kind) for kind in KINDS}
+    assert before and all(ok(e[2]) for e in before), Counter(e[2] for e in before)
     # while the primary is gone: our JSON 503, for both kinds of request, and nothing else but successes
-    assert {(e[2], e[3]) for e in log if e[2] == RESET or not 200 <= e[2] < 300} \
-        == {(503, "database_unavailable")}, statuses
-    assert {e[1] for e in outage if e[2] == 503} == {"spend", "me"}, statuses
+    assert {(e[2], e[3]) for e in log if not ok(e[2])} == {(503, "database_unavailable")}, statuses
+    assert {e[1] for e in outage if e[2] == 503} == KINDS, statuses
     assert ready_down[0] == 503 and ready_down[1]["primary"]["ok"] is False
     assert recovered_at is not None, f"no recovery within 30 s: {statuses}"
     recovery = round(recovered_at - up_at, 2)
     assert recovery <= 10
     assert readyz(stack)[0] == 200
     accepted = [e[4]["task_id"] for e in log if e[1] == "spend" and e[2] == 202]
+    redelivered = settle_orders(stack, checker, notes)
     money = check_money(stack, checker, [u for u, _ in users], accepted)
     report("primary_down", answers=statuses, outage_seconds=round(up_at - down_at, 2),
-           recovery_seconds=recovery, **money)
+           recovery_seconds=recovery, redelivered=redelivered, orders_paid=len(notes), **money)
 
 
 # --- 3. the replica stopped, and lagging -------------------------------------------------------------
