@@ -61,9 +61,7 @@ def start_pair(base: Path):
         except Exception as exc:  # surfaced below, in the caller's thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=start, args=(s,)) for s in (primary, replica)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    _both(start, primary, replica)
     try:
         if errors:
             raise errors[0]
@@ -78,5 +76,10 @@ def start_pair(base: Path):
         pair.wait_replica()
         yield pair
     finally:
-        for server in (replica, primary):
-            server.destroy()
+        _both(MariaDBServer.destroy, replica, primary)
+
+
+def _both(action, *servers) -> None:
+    threads = [threading.Thread(target=action, args=(s,)) for s in servers]
+    [t.start() for t in threads]
+    [t.join() for t in threads]

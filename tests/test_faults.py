@@ -177,8 +177,8 @@ def readyz(stack) -> tuple[int, dict]:
 
 def credits_audit(stack) -> subprocess.CompletedProcess:
     """`xintu credits audit` against the stack's database, as an operator runs it."""
-    return subprocess.run([sys.executable, "-m", "xintu_cli.main", "credits", "audit"], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **stack.app_env})
+    return subprocess.run([sys.executable, "-m", "xintu_cli.main", "credits", "audit", "--format", "json"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **stack.app_env})
 
 
 def ledger_rows(app, reason: str, refs) -> Counter:
@@ -198,7 +198,8 @@ def check_money(stack, app, user_ids, accepted_tasks) -> dict:
     from xintu.models import CreditLedger, EditTask
 
     audit = credits_audit(stack)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    drift = json.loads(audit.stdout or "null")
+    assert audit.returncode == 0 and drift == [], audit.stdout + audit.stderr
     rows = ledger_rows(app, "edit_spend", accepted_tasks)
     assert all(rows[t] == 1 for t in accepted_tasks), {t: rows[t] for t in accepted_tasks if rows[t] != 1}
     with _InApp(app):
@@ -206,7 +207,7 @@ def check_money(stack, app, user_ids, accepted_tasks) -> dict:
             CreditLedger.reason == "edit_spend", CreditLedger.user.in_(user_ids))}
         tasks = {t.task_id: t.credits_reserved for t in EditTask.select().where(EditTask.user.in_(user_ids))}
     assert charged == tasks   # a charge commits with its task or not at all
-    return {"drift_users": 0, "spends_charged": len(charged), "accepted": len(accepted_tasks)}
+    return {"drift_users": len(drift), "spends_charged": len(charged), "accepted": len(accepted_tasks)}
 
 
 def paid_orders(app, pay, user_ids) -> list[tuple[str, dict, str]]:
