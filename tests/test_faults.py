@@ -412,6 +412,7 @@ def test_replica_down_or_lagging_sends_stale_reads_to_the_primary_then_back(faul
     from xintu import db
     from xintu.admin import auth as admin
     from xintu.models import Release, User
+    from xintu.timeutil import day_bounds_utc, local_today
 
     stack = fault_stack
     with _InApp(checker):
@@ -428,8 +429,9 @@ def test_replica_down_or_lagging_sends_stale_reads_to_the_primary_then_back(faul
             Release.create(platform="windows", version=version, filename=f"xintu-{version}.exe",
                            sha256="0" * 64, size=1)
             User.create(openid="oR" + secrets.token_hex(10))
+        start, end = day_bounds_utc(local_today())   # the dashboard's "today" (Asia/Shanghai)
         with _InApp(checker):
-            return version, User.select().count()
+            return version, User.select().where(User.created_at >= start, User.created_at < end).count()
 
     def reads(version, users, n=6):
         """Stale reads as clients and the dashboard make them: all answered, all current."""
