@@ -47,7 +47,8 @@ def test_concurrent_new_tasks_do_not_deadlock_on_their_uploads(mysql_edit_app):
         with mysql_edit_app.test_client() as client:
             barrier.wait()
             for n in range(6):
-                statuses.append(post_edit(client, headers, [photo((n * 40, 0, 0))], prompt=f"p{n}").status_code)
+                answer = post_edit(client, headers, [photo((n * 40, 0, 0))], prompt=f"p{n}")
+                statuses.append(answer.status_code)
 
     threads = [threading.Thread(target=create, args=(headers,)) for _, headers in users]
     [t.start() for t in threads]

@@ -248,13 +248,23 @@ def settle_orders(stack, app, notes) -> dict:
     return dict(redelivered)
 
 
+def _wait(predicate, timeout: float, step: float = 0.1):
+    """Seconds until ``predicate()`` held (polled every ``step``), or None after ``timeout``."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            return None
+        time.sleep(step)
+    return round(time.monotonic() - started, 2)
+
+
 def report(name: str, **figures) -> None:
     print(f"\nFAULTS {name}: " + json.dumps(figures, ensure_ascii=False, sort_keys=True, default=str))
 
 
 # --- 1. a worker killed with SIGKILL mid-load ----------------------------------------------------
 
-def test_sigkill_of_a_worker_during_spends_and_pay_notifies_loses_no_credit(fault_stack, checker, fault_db):
+def test_sigkill_of_the_workers_during_spends_and_pay_notifies_loses_no_credit(fault_stack, checker):
     stack, pay = fault_stack, fault_stack.pay
     t0 = time.monotonic()
     users = bound_users(checker, 25, credits=8)
@@ -298,7 +308,7 @@ def test_sigkill_of_a_worker_during_spends_and_pay_notifies_loses_no_credit(faul
     by_kind = {kind: Counter(status for k, status, _ in results if k == kind) for kind in ("spend", "notify")}
     assert all(retryable(*r) for r in results), by_kind
     accepted = [body["task_id"] for kind, status, body in results if kind == "spend" and status == 202]
-    assert len(accepted) >= 150, by_kind   # one worker's in-flight request is lost, not the load
+    assert len(accepted) >= 150, by_kind   # the killed workers' requests in flight are lost, not the load
 
     def replaced():   # gunicorn's master has started two new workers in place of the killed ones
         workers = gunicorn.children()
@@ -308,8 +318,8 @@ def test_sigkill_of_a_worker_during_spends_and_pay_notifies_loses_no_credit(faul
     redelivered = settle_orders(stack, checker, notes)
     money = check_money(stack, checker, [u for u, _ in users], accepted)
     report("sigkill", setup_s=round(t1 - t0, 2), load_s=round(t2 - t1, 2),
-           checks_s=round(time.monotonic() - t2, 2), answers=by_kind, redelivered=redelivered, killed_after_answers=killed_at,
-           orders_paid=len(notes), **money)
+           checks_s=round(time.monotonic() - t2, 2), answers=by_kind, redelivered=redelivered,
+           killed_after_answers=killed_at, orders_paid=len(notes), **money)
 
 
 # --- 2. the primary stopped for ~5 s under load ----------------------------------------------------
@@ -397,15 +407,6 @@ def _fallbacks(stack) -> float:
 
 def _replica_verdicts(stack, n: int = 4) -> list[dict]:
     return [readyz(stack)[1]["replica"] for _ in range(n)]
-
-
-def _wait(predicate, timeout: float, step: float = 0.1):
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            return None
-        time.sleep(step)
-    return round(time.monotonic() - started, 2)
 
 
 def test_replica_down_or_lagging_sends_stale_reads_to_the_primary_then_back(fault_stack, fault_db, checker):
