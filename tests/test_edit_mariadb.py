@@ -37,6 +37,27 @@ def test_short_credits_on_mariadb_are_402_without_a_trace(mysql_edit_app, dashsc
         assert EditTask.select().count() == 0
 
 
+def test_concurrent_new_tasks_do_not_deadlock_on_their_uploads(mysql_edit_app):
+    # Each new task stores its uploads at the end of edit_images' task index; a DELETE-then-INSERT there
+    # gap-locked that end, and two requests at once deadlocked (503 database_unavailable).
+    users = [make_user(mysql_edit_app, credits=6) for _ in range(8)]
+    barrier, statuses = threading.Barrier(len(users)), []
+
+    def create(headers):
+        with mysql_edit_app.test_client() as client:
+            barrier.wait()
+            for n in range(6):
+                answer = post_edit(client, headers, [photo((n * 40, 0, 0))], prompt=f"p{n}")
+                statuses.append(answer.status_code)
+
+    threads = [threading.Thread(target=create, args=(headers,)) for _, headers in users]
+    [t.start() for t in threads]
+    [t.join(60) for t in threads]
+    assert statuses == [202] * 48
+    for user, _ in users:
+        assert balance(mysql_edit_app, user) == 0
+
+
 def test_concurrent_workers_and_polls_never_charge_twice(mysql_edit_app, dashscope_edit_fake):
     mysql_edit_app.config["EDIT_MODEL"] = "wan2.5-i2i-preview"  # submit + poll: many steps to race on
     dashscope_edit_fake.latency = 0.4

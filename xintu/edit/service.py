@@ -135,10 +135,15 @@ def store_image(task_pk: int, position: int, mime: str, data: bytes, kind: str =
     """Keep one image of a task (an upload, or a result downloaded from upstream) in edit_images.
 
     One statement per piece (see EditImage): each stays far below max_allowed_packet. Pieces
-    already there for the same slot are replaced, so a retried step never hits the unique key."""
+    already there for the same slot are replaced, so a retried step never hits the unique key.
+    They are deleted by primary key, and only when there are some: a DELETE by slot that matches
+    nothing gap-locks the end of the task index on MariaDB, and two new tasks storing their uploads
+    at once then deadlock on each other's gap (seen as 503s under concurrent edit requests)."""
     with db.atomic():
-        EditImage.delete().where(EditImage.task == task_pk, EditImage.kind == kind,
-                                 EditImage.position == position).execute()
+        old = [p.id for p in EditImage.select(EditImage.id).where(
+            EditImage.task == task_pk, EditImage.kind == kind, EditImage.position == position)]
+        if old:
+            EditImage.delete().where(EditImage.id.in_(old)).execute()
         for chunk, start in enumerate(range(0, len(data), UPLOAD_CHUNK)):
             EditImage.create(task=task_pk, kind=kind, position=position, chunk=chunk, mime=mime,
                              data=data[start:start + UPLOAD_CHUNK])

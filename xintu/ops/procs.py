@@ -166,6 +166,14 @@ class ServerProcess:
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
+    def children(self) -> list[int]:
+        """PIDs of the processes this one started (gunicorn's workers, nginx's), from Linux's /proc."""
+        pid = self.proc.pid
+        try:
+            return sorted(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+        except FileNotFoundError:   # exited
+            return []
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return

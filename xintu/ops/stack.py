@@ -53,6 +53,10 @@ class LoopbackStack:
     def cert(self) -> str:
         return self.settings["paths"]["tls_cert"]
 
+    def server(self, name: str) -> procs.ServerProcess:
+        """A running server of the stack by name: ``gunicorn``, ``nginx`` or ``lighttpd``."""
+        return next(s for s in self.servers if s.name == name)
+
     def host(self, vhost: str) -> str:
         return self.settings["web"]["vhosts"][vhost]["host"]
 

@@ -96,13 +96,18 @@ class SandboxServer:
                 req = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True),
                               {k: v for k, v in self.headers.items()}, body, self.path)
                 resp = server.dispatch(req)
-                self.send_response(resp.status)
-                for key, value in resp.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(resp.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(resp.body)
+                try:
+                    self.send_response(resp.status)
+                    for key, value in resp.headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(resp.body)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(resp.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # the client gave up first (its time-out is shorter than the fake's latency): as a real
+                    # server, drop the answer without a traceback
+                    self.close_connection = True
 
         for method in self.methods:
             setattr(Handler, "do_" + method, Handler._dispatch)
