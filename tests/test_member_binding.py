@@ -1,4 +1,5 @@
 """Flows 1–3 on real MariaDB: QR code → signed follow/scan event → client session token, exactly once."""
+import secrets
 import time
 
 import pytest
@@ -128,3 +129,81 @@ def test_client_supplied_openid_headers_are_ignored(mysql_member_stack):
         assert resp.status_code == 401 and resp.json()["error"]["code"] == "h5_login_required"
     resp = requests.get(stack.url + "/api/v1/h5/me", cookies={"xintu_h5": "forged.cookie.value"}, timeout=10)
     assert resp.status_code == 401
+
+
+def _signed(token, timestamp=None, nonce=None):
+    from xintu.sandbox.wechat_mp import wechat_signature
+
+    timestamp, nonce = str(timestamp or int(time.time())), nonce or secrets.token_hex(5)
+    return {"signature": wechat_signature(token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
+
+
+def test_safe_mode_refuses_a_correctly_signed_plaintext_event(mysql_member_stack):
+    stack = mysql_member_stack
+    assert stack.app.config["WECHAT_AES_KEY"]               # the sandbox runs in safe mode
+    xml = stack.sandbox.mp.event_xml("oPLAIN", "subscribe")
+    resp = requests.post(stack.url + "/wechat/callback", params=_signed(stack.sandbox.mp.token),
+                         data=xml.encode(), timeout=10)
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "wechat_plaintext_refused"
+    with stack.in_app():
+        assert not User.select().where(User.openid == "oPLAIN").exists()
+    # WeChat's compatible mode, only when the operator says so
+    stack.app.config["WECHAT_ALLOW_PLAINTEXT"] = True
+    resp = requests.post(stack.url + "/wechat/callback", params=_signed(stack.sandbox.mp.token),
+                         data=xml.encode(), timeout=10)
+    assert resp.status_code == 200 and "已赠送" in resp.text
+
+
+def test_an_event_encrypted_with_wechatpy_itself_is_accepted(mysql_member_stack):
+    import xmltodict
+    from wechatpy.crypto import WeChatCrypto
+
+    stack = mysql_member_stack
+    mp = stack.sandbox.mp
+    crypto = WeChatCrypto(mp.token, stack.app.config["WECHAT_AES_KEY"], stack.app.config["WECHAT_APP_ID"])
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
+    envelope = crypto.encrypt_message(mp.event_xml("oCRYPTO", "subscribe"), nonce, timestamp)
+    params = {**_signed(mp.token, timestamp, nonce), "encrypt_type": "aes",
+              "msg_signature": xmltodict.parse(envelope)["xml"]["MsgSignature"]}
+    resp = requests.post(stack.url + "/wechat/callback", params=params, data=envelope.encode(), timeout=10)
+    assert resp.status_code == 200, resp.text
+    reply = xmltodict.parse(resp.text)["xml"]
+    assert "已赠送" in crypto.decrypt_message(resp.text, reply["MsgSignature"], reply["TimeStamp"], reply["Nonce"])
+    with stack.in_app():
+        assert User.get(User.openid == "oCRYPTO").credits_balance == 10
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_url_signature_is_accepted_once(mysql_member_stack, encrypted):
+    stack = mysql_member_stack
+    mp = stack.sandbox.mp
+    if not encrypted:
+        stack.app.config["WECHAT_AES_KEY"] = None
+    params = _signed(mp.token)
+    first = requests.post(stack.url + "/wechat/callback", params=params, timeout=10,
+                          data=mp.event_xml("oFIRST", "subscribe").encode()) if not encrypted else None
+    if encrypted:
+        from wechatpy.crypto import WeChatCrypto
+        import xmltodict
+
+        crypto = WeChatCrypto(mp.token, mp.encoding_aes_key, stack.app.config["WECHAT_APP_ID"])
+        envelope = crypto.encrypt_message(mp.event_xml("oFIRST", "subscribe"), params["nonce"],
+                                          params["timestamp"])
+        aes = {**params, "encrypt_type": "aes", "msg_signature": xmltodict.parse(envelope)["xml"]["MsgSignature"]}
+        first = requests.post(stack.url + "/wechat/callback", params=aes, data=envelope.encode(), timeout=10)
+        params = aes
+    assert first.status_code == 200
+    # the same (signature, timestamp, nonce) carrying another body: refused, no second user
+    body = (mp.event_xml("oSECOND", "subscribe") if not encrypted else
+            crypto.encrypt_message(mp.event_xml("oSECOND", "subscribe"), params["nonce"], params["timestamp"]))
+    if encrypted:
+        params = {**params, "msg_signature": xmltodict.parse(body)["xml"]["MsgSignature"]}
+    again = requests.post(stack.url + "/wechat/callback", params=params, data=body.encode(), timeout=10)
+    assert again.status_code == 403 and again.json()["error"]["code"] == "wechat_signature_reused"
+    echo = requests.get(stack.url + "/wechat/callback", params={**_signed(mp.token), "echostr": "e1"}, timeout=10)
+    assert echo.status_code == 200 and echo.text == "e1"
+    echo_again = requests.get(echo.url, timeout=10)
+    assert echo_again.status_code == 403
+    with stack.in_app():
+        assert User.select().where(User.openid == "oFIRST").exists()
+        assert not User.select().where(User.openid == "oSECOND").exists()

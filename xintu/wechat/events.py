@@ -1,14 +1,23 @@
 """The official-account event callback (DESIGN §4 flow 2).
 
-Every event is authenticated (signature over token/timestamp/nonce; in safe mode the msg_signature over
-the ciphertext too), must be fresh, and is processed at most once: WeChat re-sends an event it got no
-answer for within 5 s, so the (openid, CreateTime, Event) key is recorded in ``wechat_events`` inside the
-same transaction as the event's effects.
+Every event is authenticated, must be fresh, and is processed at most once: WeChat re-sends an event it
+got no answer for within 5 s, so the (openid, CreateTime, Event) key is recorded in ``wechat_events``
+inside the same transaction as the event's effects.
+
+The URL ``signature`` covers token, timestamp and nonce only, never the body.  So:
+
+- with ``WECHAT_AES_KEY`` set (safe mode, required in production) only ``encrypt_type=aes`` bodies are
+  accepted, whose ``msg_signature`` covers the ciphertext; a plaintext body is refused whatever the query
+  string says.  ``WECHAT_ALLOW_PLAINTEXT`` admits WeChat's compatible mode (both kinds) on purpose.
+- every (timestamp, nonce, signature) is accepted once (``wechat_nonces``), in both modes, so a captured
+  URL cannot carry a second body within the freshness window.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from datetime import timedelta
 from xml.parsers.expat import ExpatError
 
 from peewee import IntegrityError
@@ -23,7 +32,8 @@ from xintu.errors import BadRequest, Forbidden
 from xintu.member.binding import BindingService
 from xintu.member.credits import SIGNUP_BONUS, CreditService
 from xintu.member.users import ensure_user, mark_active
-from xintu.models import User, WechatEvent
+from xintu.models import User, WechatEvent, WechatNonce
+from xintu.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 MAX_SKEW = 300
@@ -31,6 +41,7 @@ MAX_SKEW = 300
 
 def verify_echo(config, args) -> str:
     _check(config, args)
+    _accept_once(args)
     return args.get("echostr", "")
 
 
@@ -45,13 +56,40 @@ def _check(config, args):
         raise Forbidden("事件时间戳过期", code="wechat_stale_event")
 
 
+def _accept_once(args) -> None:
+    """Record this (timestamp, nonce, signature); a second use is refused (after the checks above)."""
+    raw = f"{args.get('timestamp', '')}:{args.get('nonce', '')}:{args.get('signature', '')}"
+    key = hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()
+    # Older rows can no longer pass the freshness check: keep the table to the live window.
+    WechatNonce.delete().where(WechatNonce.created_at < utcnow() - timedelta(seconds=2 * MAX_SKEW)).execute()
+    try:
+        with db.atomic():
+            WechatNonce.create(key=key)
+    except IntegrityError:
+        raise Forbidden("签名已使用过", code="wechat_signature_reused") from None
+
+
+def _encrypted(config, args) -> bool:
+    """Whether this message must be (and is) decrypted; refuses plaintext in safe mode."""
+    aes = args.get("encrypt_type") == "aes"
+    if not config.get("WECHAT_AES_KEY"):
+        if aes:
+            raise BadRequest("未配置消息加解密密钥", code="wechat_encryption_not_configured")
+        return False
+    if not aes and not config.get("WECHAT_ALLOW_PLAINTEXT"):
+        raise Forbidden("安全模式下只接受加密消息", code="wechat_plaintext_refused")
+    return aes
+
+
 def handle_callback(config, args, body: bytes) -> str:
     """Verify, de-duplicate and process one pushed message; returns the XML (or 'success') to answer."""
     _check(config, args)
+    encrypted = _encrypted(config, args)
+    _accept_once(args)
     crypto = None
     xml = body.decode("utf-8", "replace")
     try:
-        if args.get("encrypt_type") == "aes":
+        if encrypted:
             crypto = WeChatCrypto(config["WECHAT_TOKEN"], config["WECHAT_AES_KEY"], config["WECHAT_APP_ID"])
             xml = crypto.decrypt_message(xml, args.get("msg_signature", ""), args["timestamp"], args["nonce"])
         msg = parse_message(xml)
