@@ -207,3 +207,28 @@ def test_a_url_signature_is_accepted_once(mysql_member_stack, encrypted):
     with stack.in_app():
         assert User.select().where(User.openid == "oFIRST").exists()
         assert not User.select().where(User.openid == "oSECOND").exists()
+
+
+def test_qr_codes_are_limited_per_device_per_network_and_globally(mysql_member_stack):
+    stack = mysql_member_stack
+    stack.app.config.update(QR_PER_CLIENT=2, QR_PER_ADDRESS_HOUR=3, QR_GLOBAL_HOUR=5)
+
+    def qr(token, address):   # the test server is a loopback peer, i.e. a trusted proxy
+        return requests.post(stack.url + "/api/v1/auth/wechat/qrcode", timeout=10,
+                             headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": address})
+
+    def created():
+        return sum(1 for _, path in stack.sandbox.mp.requests if path.endswith("/qrcode/create"))
+
+    before = created()
+    a, b, c, d = (stack.register_device() for _ in range(4))
+    codes = [qr(a, "2001:db8:5:6::1").status_code for _ in range(2)]
+    third = qr(a, "2001:db8:5:6::1")
+    assert codes == [201, 201] and third.json()["error"]["code"] == "qrcode_rate_limited"
+    assert qr(b, "2001:db8:5:6:ffff::2").status_code == 201            # same /64: its third code
+    rotated = qr(b, "2001:db8:5:6:abcd::9")
+    assert rotated.status_code == 429 and rotated.json()["error"]["code"] == "qrcode_address_rate_limited"
+    assert [qr(c, "198.51.100.1").status_code for _ in range(2)] == [201, 201]
+    busy = qr(d, "198.51.100.2")
+    assert busy.status_code == 429 and busy.json()["error"]["code"] == "qrcode_global_rate_limited"
+    assert created() - before == 5                                     # refused ones cost WeChat nothing

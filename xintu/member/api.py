@@ -52,7 +52,7 @@ def _cors(response):
 @bp.auth_required(client_auth)
 @bp.doc(summary="Create a follow QR code that binds this client to the WeChat user who scans it")
 def create_qrcode():
-    return BindingService(current_app.config).create(g.client), 201
+    return BindingService(current_app.config).create(g.client, request.remote_addr), 201
 
 
 @bp.get("/api/v1/auth/wechat/binding")
