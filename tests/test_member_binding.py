@@ -168,7 +168,8 @@ def test_an_event_encrypted_with_wechatpy_itself_is_accepted(mysql_member_stack)
     resp = requests.post(stack.url + "/wechat/callback", params=params, data=envelope.encode(), timeout=10)
     assert resp.status_code == 200, resp.text
     reply = xmltodict.parse(resp.text)["xml"]
-    assert "已赠送" in crypto.decrypt_message(resp.text, reply["MsgSignature"], reply["TimeStamp"], reply["Nonce"])
+    text = crypto.decrypt_message(resp.text, reply["MsgSignature"], reply["TimeStamp"], reply["Nonce"])
+    assert "已赠送" in text
     with stack.in_app():
         assert User.get(User.openid == "oCRYPTO").credits_balance == 10
 
@@ -189,18 +190,21 @@ def test_a_url_signature_is_accepted_once(mysql_member_stack, encrypted):
         crypto = WeChatCrypto(mp.token, mp.encoding_aes_key, stack.app.config["WECHAT_APP_ID"])
         envelope = crypto.encrypt_message(mp.event_xml("oFIRST", "subscribe"), params["nonce"],
                                           params["timestamp"])
-        aes = {**params, "encrypt_type": "aes", "msg_signature": xmltodict.parse(envelope)["xml"]["MsgSignature"]}
+        signed = xmltodict.parse(envelope)["xml"]["MsgSignature"]
+        aes = {**params, "encrypt_type": "aes", "msg_signature": signed}
         first = requests.post(stack.url + "/wechat/callback", params=aes, data=envelope.encode(), timeout=10)
         params = aes
     assert first.status_code == 200
     # the same (signature, timestamp, nonce) carrying another body: refused, no second user
-    body = (mp.event_xml("oSECOND", "subscribe") if not encrypted else
-            crypto.encrypt_message(mp.event_xml("oSECOND", "subscribe"), params["nonce"], params["timestamp"]))
+    body = mp.event_xml("oSECOND", "subscribe")
+    if encrypted:
+        body = crypto.encrypt_message(body, params["nonce"], params["timestamp"])
     if encrypted:
         params = {**params, "msg_signature": xmltodict.parse(body)["xml"]["MsgSignature"]}
     again = requests.post(stack.url + "/wechat/callback", params=params, data=body.encode(), timeout=10)
     assert again.status_code == 403 and again.json()["error"]["code"] == "wechat_signature_reused"
-    echo = requests.get(stack.url + "/wechat/callback", params={**_signed(mp.token), "echostr": "e1"}, timeout=10)
+    echo = requests.get(stack.url + "/wechat/callback", params={**_signed(mp.token), "echostr": "e1"},
+                        timeout=10)
     assert echo.status_code == 200 and echo.text == "e1"
     echo_again = requests.get(echo.url, timeout=10)
     assert echo_again.status_code == 403

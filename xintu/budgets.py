@@ -80,7 +80,8 @@ def take_all(budgets: list[tuple[str, int, str]], n: int = 1) -> str | None:
 def used(key: str, window: str = DAY, now: datetime | None = None) -> int:
     from xintu.models import UsageCounter
 
-    row = UsageCounter.get_or_none(UsageCounter.key == key[:128], UsageCounter.window == window_of(window, now))
+    row = UsageCounter.get_or_none(UsageCounter.key == key[:128],
+                                   UsageCounter.window == window_of(window, now))
     return row.count if row else 0
 
 

@@ -20,7 +20,8 @@ def healthz():
 
 @bp.get("/readyz")
 @bp.doc(summary="Ready or not (primary reachable); the details (replica, lag, errors) only to the "
-                "internal monitoring addresses", responses={200: "ready", 503: "primary database unreachable"})
+                "internal monitoring addresses",
+        responses={200: "ready", 503: "primary database unreachable"})
 def readyz():
     if not ops_caller(current_app.config):
         # The public (anything through a proxy): no database error text, no replication state.

@@ -30,7 +30,8 @@ class ResultOut(Schema):
     description = String(metadata={"description": "short Chinese description (≤ 30 characters)"})
     method = String(metadata={"description": "cache|llm|local|llm_fallback"})
     details = Dict(metadata={"description": "/classify/local: the cues behind the answer; `llm_skipped` "
-                                            "(budget_device|budget_user|budget_global) when a budget was spent"})
+                                            "(budget_device|budget_user|budget_global) when a budget "
+                                            "was spent"})
 
 
 class BatchOut(Schema):
