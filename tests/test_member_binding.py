@@ -195,6 +195,7 @@ def test_a_url_signature_is_accepted_once(mysql_member_stack, encrypted):
         first = requests.post(stack.url + "/wechat/callback", params=aes, data=envelope.encode(), timeout=10)
         params = aes
     assert first.status_code == 200
+    first_params = dict(params)
     # the same (signature, timestamp, nonce) carrying another body: refused, no second user
     body = mp.event_xml("oSECOND", "subscribe")
     if encrypted:
@@ -203,6 +204,10 @@ def test_a_url_signature_is_accepted_once(mysql_member_stack, encrypted):
         params = {**params, "msg_signature": xmltodict.parse(body)["xml"]["MsgSignature"]}
     again = requests.post(stack.url + "/wechat/callback", params=params, data=body.encode(), timeout=10)
     assert again.status_code == 403 and again.json()["error"]["code"] == "wechat_signature_reused"
+    # the identical request once more is WeChat re-sending: answered, not processed a second time
+    resent = requests.post(stack.url + "/wechat/callback", params=first_params, data=first.request.body,
+                           timeout=10)
+    assert resent.status_code == 200 and resent.text == "success"
     echo = requests.get(stack.url + "/wechat/callback", params={**_signed(mp.token), "echostr": "e1"},
                         timeout=10)
     assert echo.status_code == 200 and echo.text == "e1"

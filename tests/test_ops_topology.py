@@ -175,7 +175,8 @@ def test_signed_wechat_event_via_lighttpd_creates_a_user_that_reaches_the_replic
                         data=event.encode(), headers={"Host": nginx_stack.host("official")}, timeout=10,
                         verify=nginx_stack.cert)
     assert bad.status_code == 403
-    replayed = requests.post(f"{nginx_stack.lighttpd_url}{CALLBACK}", params=query, data=event.encode(),
+    other = event.replace(openid, "o" + secrets.token_hex(13))      # the same URL signature, another body
+    replayed = requests.post(f"{nginx_stack.lighttpd_url}{CALLBACK}", params=query, data=other.encode(),
                              headers={"Host": nginx_stack.host("official")}, timeout=10,
                              verify=nginx_stack.cert)
     assert replayed.status_code == 403 and replayed.json()["error"]["code"] == "wechat_signature_reused"

@@ -149,7 +149,7 @@ class RegisterOut(Schema):
 @bp.input(RegisterIn, arg_name="body")
 @bp.output(RegisterOut, status_code=201)
 @bp.doc(summary="Register an app install and get its device token",
-        responses={201: "registered", 429: "too many registrations from this address"})
+        responses={201: "registered", 429: "too many registrations from this address or IPv6 /64"})
 def register(body):
     token, session = register_client(body["client_id"], body["platform"], request.remote_addr)
     return {"token": token, "client_id": session.client_id, "kind": session.kind,

@@ -342,6 +342,7 @@ class WechatNonce(BaseModel):
 
     id = BigAutoField()
     key = CharField(64, unique=True)            # sha256 of "timestamp:nonce:signature"
+    body_hash = CharField(64, null=True)        # sha256 of the body: the same request again is a re-send
     created_at = DateTimeField(default=utcnow, index=True)
 
     class Meta:

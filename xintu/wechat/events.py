@@ -10,11 +10,14 @@ The URL ``signature`` covers token, timestamp and nonce only, never the body.  S
   accepted, whose ``msg_signature`` covers the ciphertext; a plaintext body is refused whatever the query
   string says.  ``WECHAT_ALLOW_PLAINTEXT`` admits WeChat's compatible mode (both kinds) on purpose.
 - every (timestamp, nonce, signature) is accepted once (``wechat_nonces``), in both modes, so a captured
-  URL cannot carry a second body within the freshness window.
+  URL cannot carry a second body within the freshness window.  The identical request again (WeChat
+  re-sends when our answer was late) is answered ``success`` without being processed; if processing
+  failed on our side the signature is released so that re-send is processed.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import time
 from datetime import timedelta
@@ -28,7 +31,7 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 from xintu import db
-from xintu.errors import BadRequest, Forbidden
+from xintu.errors import BadRequest, Forbidden, XintuError
 from xintu.member.binding import BindingService
 from xintu.member.credits import SIGNUP_BONUS, CreditService
 from xintu.member.users import ensure_user, mark_active
@@ -56,17 +59,35 @@ def _check(config, args):
         raise Forbidden("事件时间戳过期", code="wechat_stale_event")
 
 
-def _accept_once(args) -> None:
-    """Record this (timestamp, nonce, signature); a second use is refused (after the checks above)."""
+def _signature_key(args) -> str:
     raw = f"{args.get('timestamp', '')}:{args.get('nonce', '')}:{args.get('signature', '')}"
-    key = hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()
+    return hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()
+
+
+def _accept_once(args, body: bytes = b"") -> bool:
+    """Record this (timestamp, nonce, signature) with the body it carried.  True: first use.  False: the
+    very same request again (WeChat re-sending what it got no timely answer for): not processed again.
+    Any other body under a used signature is refused."""
+    key, digest = _signature_key(args), hashlib.sha256(body).hexdigest()
     # Older rows can no longer pass the freshness check: keep the table to the live window.
     WechatNonce.delete().where(WechatNonce.created_at < utcnow() - timedelta(seconds=2 * MAX_SKEW)).execute()
     try:
         with db.atomic():
-            WechatNonce.create(key=key)
+            WechatNonce.create(key=key, body_hash=digest)
+        return True
     except IntegrityError:
+        seen = WechatNonce.get_or_none(WechatNonce.key == key)
+        if body and seen is not None and hmac.compare_digest(seen.body_hash or "", digest):
+            return False
         raise Forbidden("签名已使用过", code="wechat_signature_reused") from None
+
+
+def _forget(args) -> None:
+    """Processing failed on our side (database down): let WeChat's retry of this request through."""
+    try:
+        WechatNonce.delete().where(WechatNonce.key == _signature_key(args)).execute()
+    except Exception:  # noqa: BLE001  the original error is the one to report
+        log.warning("could not release a WeChat callback signature after a failure")
 
 
 def _encrypted(config, args) -> bool:
@@ -85,7 +106,19 @@ def handle_callback(config, args, body: bytes) -> str:
     """Verify, de-duplicate and process one pushed message; returns the XML (or 'success') to answer."""
     _check(config, args)
     encrypted = _encrypted(config, args)
-    _accept_once(args)
+    if not _accept_once(args, body):
+        log.info("WeChat re-sent a callback already accepted; answered without processing")
+        return "success"
+    try:
+        return _process(config, args, body, encrypted)
+    except XintuError:
+        raise          # the request itself is bad: its signature stays used
+    except Exception:
+        _forget(args)
+        raise
+
+
+def _process(config, args, body: bytes, encrypted: bool) -> str:
     crypto = None
     xml = body.decode("utf-8", "replace")
     try:
