@@ -200,3 +200,13 @@ def test_public_readyz_hides_the_database_error(tmp_path):
     assert public.status_code == 503 and public.get_json() == {"status": "not_ready"}
     internal = down.test_client().get("/readyz")
     assert internal.status_code == 503 and internal.get_json()["primary"]["ok"] is False
+
+
+@pytest.mark.parametrize("key", ["TRUSTED_PROXY_ADDRS", "METRICS_ALLOWED_ADDRS"])
+def test_an_unreadable_proxy_or_monitoring_address_fails_at_start(tmp_path, key):
+    from xintu.app import create_app
+    from xintu.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        create_app({"INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "test-" + "k" * 40,
+                    key: ["127.0.0.1", "10.0.0.0/33"]})

@@ -14,7 +14,7 @@ from peewee import InterfaceError, OperationalError
 from xintu import __version__, db
 from xintu.config import load_config
 from xintu.errors import HTTP_CODES, XintuError
-from xintu.proxies import TrustedProxyFix
+from xintu.proxies import TrustedProxyFix, parse_networks
 
 log = logging.getLogger("xintu")
 
@@ -91,6 +91,7 @@ def create_app(config: dict | None = None) -> APIFlask:
     app.config.update(settings)
     app.json.ensure_ascii = False
     # Forwarded headers only from our own proxies (TRUSTED_PROXY_ADDRS), never from any peer.
+    parse_networks(settings["METRICS_ALLOWED_ADDRS"], "METRICS_ALLOWED_ADDRS")   # a typo fails at start
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings["TRUSTED_PROXY_ADDRS"], settings["TRUSTED_PROXIES"])
     configure_logging(settings["LOG_LEVEL"])
     db.init_db(settings)
