@@ -165,6 +165,13 @@ def rollup(day, since, until, keep_days, fmt):
         pruned = prune(keep_days)
         rows += [{"day": d, "action": "rolled_up before prune"} for d in pruned["rolled_up"]]
         rows.append({"day": None, "action": f"pruned {pruned['deleted']} request_log rows"})
+        # abuse-budget counters of past windows are history only: same retention
+        from datetime import timedelta
+
+        from xintu import budgets
+
+        spent = budgets.purge(timedelta(days=max(keep_days, 2)))
+        rows.append({"day": None, "action": f"pruned {spent} usage_counters rows"})
     emit(rows, fmt, ["day", "action"])
 
 

@@ -147,3 +147,66 @@ def test_authenticated_requests_are_rate_limited_per_client_token(app, client):
     assert client.get("/_ping", headers={"Authorization": f"Bearer {second}"}).status_code == 200
     now[0] += 60  # next minute: allowed again
     assert client.get("/_ping", headers={"Authorization": f"Bearer {first}"}).status_code == 200
+
+
+def test_registration_is_limited_per_ipv6_64_not_only_per_address(app, client):
+    app.config.update(CLIENT_REGISTRATIONS_PER_HOUR=2, CLIENT_REGISTRATIONS_PER_NET_HOUR=3)
+    codes = [client.post("/api/v1/clients", json={"client_id": f"install-v6-{i:02d}"},
+                         environ_base={"REMOTE_ADDR": f"2001:db8:1:2::{i + 1:x}"}).get_json()
+             for i in range(5)]
+    assert [("token" in c) for c in codes] == [True, True, True, False, False]
+    assert codes[3]["error"]["code"] == "registration_net_rate_limited"
+    other_line = client.post("/api/v1/clients", json={"client_id": "install-v6-other"},
+                             environ_base={"REMOTE_ADDR": "2001:db8:1:3::1"})
+    assert other_line.status_code == 201
+
+
+def test_forwarded_headers_count_only_from_trusted_proxies(app, client):
+    from xintu.models import ClientSession
+
+    def register(peer, forwarded):
+        resp = client.post("/api/v1/clients", json={"client_id": "install-" + peer.replace(".", "-")},
+                           headers={"X-Forwarded-For": forwarded}, environ_base={"REMOTE_ADDR": peer})
+        assert resp.status_code == 201
+        with app.app_context():
+            return ClientSession.get(ClientSession.client_id == resp.get_json()["client_id"]).created_ip
+
+    assert register("127.0.0.1", "198.51.100.7") == "198.51.100.7"     # nginx on loopback
+    assert register("203.0.113.9", "198.51.100.8") == "203.0.113.9"    # a host reaching gunicorn directly
+    from xintu.app import create_app
+    other = create_app({"INSTANCE_PATH": app.config["INSTANCE_PATH"], "SECRET_KEY": app.config["SECRET_KEY"],
+                        "TRUSTED_PROXY_ADDRS": ["10.0.0.0/24"]})
+    seen = other.test_client().get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"},
+                                   environ_base={"REMOTE_ADDR": "10.0.0.3"})
+    assert seen.status_code == 404          # forwarded through a proxy: never the monitoring address
+
+
+def test_metrics_and_readyz_details_go_by_tcp_peer_only(client):
+    assert client.get("/metrics").status_code == 200                   # Prometheus on loopback
+    for peer, headers in [("203.0.113.9", {"X-Forwarded-For": "127.0.0.1"}),
+                          ("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"})]:
+        assert client.get("/metrics", headers=headers, environ_base={"REMOTE_ADDR": peer}).status_code == 404
+        public = client.get("/readyz", headers=headers, environ_base={"REMOTE_ADDR": peer})
+        assert public.status_code == 200 and public.get_json() == {"status": "ready"}
+    assert "replica" in client.get("/readyz").get_json()
+
+
+def test_public_readyz_hides_the_database_error(tmp_path):
+    from xintu.app import create_app
+
+    down = create_app({"INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "test-" + "k" * 40,
+                       "DATABASE_URL": "mysql://xintu:secret@127.0.0.1:9/xintu"})
+    public = down.test_client().get("/readyz", environ_base={"REMOTE_ADDR": "198.51.100.1"})
+    assert public.status_code == 503 and public.get_json() == {"status": "not_ready"}
+    internal = down.test_client().get("/readyz")
+    assert internal.status_code == 503 and internal.get_json()["primary"]["ok"] is False
+
+
+@pytest.mark.parametrize("key", ["TRUSTED_PROXY_ADDRS", "METRICS_ALLOWED_ADDRS"])
+def test_an_unreadable_proxy_or_monitoring_address_fails_at_start(tmp_path, key):
+    from xintu.app import create_app
+    from xintu.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        create_app({"INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "test-" + "k" * 40,
+                    key: ["127.0.0.1", "10.0.0.0/33"]})

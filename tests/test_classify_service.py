@@ -269,3 +269,36 @@ def test_local_answers_are_cached_only_when_configured(tmp_path, classify_model_
     from xintu import db
     buffer.flush()
     db.close_all()
+
+
+def test_llm_budgets_per_device_and_global_fall_back_to_the_local_model(classify_app, dashscope_vl):
+    from prometheus_client import REGISTRY
+
+    from xintu import budgets
+
+    def spent(scope):
+        return REGISTRY.get_sample_value("xintu_classify_llm_budget_total", {"scope": scope}) or 0
+
+    dashscope_vl.state.answer = FOOD_ANSWER
+    classify_app.config.update(LLM_BUDGET_PER_DEVICE_DAY=2, LLM_BUDGET_GLOBAL_DAY=3)
+    client = classify_app.test_client()
+    first, second = register(client), register(client)
+    photos = [package_photo(r) for r in ("skimage:coffee.png", "skimage:chelsea.png", "skimage:astronaut.png",
+                                         "skimage:rocket.jpg")]
+    before = spent("device"), spent("global")
+    methods = [_post(client, first, p).get_json() for p in photos[:3]]
+    assert [m["method"] for m in methods] == ["llm", "llm", "local"]
+    assert methods[2]["details"]["llm_skipped"] == "budget_device"
+    # another device still has its own budget, until the service-wide one is spent
+    assert _post(client, second, photos[2]).get_json()["method"] == "llm"
+    batch = client.post("/api/v1/classify/batch", headers=second,
+                        data={"images": [(io.BytesIO(photos[3]), "p.jpg")]}).get_json()["results"][0]
+    assert batch["method"] == "local" and batch["details"]["llm_skipped"] == "budget_global"
+    assert dashscope_vl.state.calls == 3
+    assert (spent("device"), spent("global")) == (before[0] + 1, before[1] + 1)
+    with classify_app.app_context():
+        assert budgets.used("llm:all") == 3            # the refused calls gave their device unit back
+        buffer.flush()
+        from xintu.models import RequestLog
+        logged = [r.method for r in RequestLog.select().order_by(RequestLog.id)]
+    assert logged == ["llm", "llm", "llm_budget", "llm", "llm_budget"]

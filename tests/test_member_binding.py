@@ -1,4 +1,5 @@
 """Flows 1–3 on real MariaDB: QR code → signed follow/scan event → client session token, exactly once."""
+import secrets
 import time
 
 import pytest
@@ -128,3 +129,115 @@ def test_client_supplied_openid_headers_are_ignored(mysql_member_stack):
         assert resp.status_code == 401 and resp.json()["error"]["code"] == "h5_login_required"
     resp = requests.get(stack.url + "/api/v1/h5/me", cookies={"xintu_h5": "forged.cookie.value"}, timeout=10)
     assert resp.status_code == 401
+
+
+def _signed(token, timestamp=None, nonce=None):
+    from xintu.sandbox.wechat_mp import wechat_signature
+
+    timestamp, nonce = str(timestamp or int(time.time())), nonce or secrets.token_hex(5)
+    return {"signature": wechat_signature(token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
+
+
+def test_safe_mode_refuses_a_correctly_signed_plaintext_event(mysql_member_stack):
+    stack = mysql_member_stack
+    assert stack.app.config["WECHAT_AES_KEY"]               # the sandbox runs in safe mode
+    xml = stack.sandbox.mp.event_xml("oPLAIN", "subscribe")
+    resp = requests.post(stack.url + "/wechat/callback", params=_signed(stack.sandbox.mp.token),
+                         data=xml.encode(), timeout=10)
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "wechat_plaintext_refused"
+    with stack.in_app():
+        assert not User.select().where(User.openid == "oPLAIN").exists()
+    # WeChat's compatible mode, only when the operator says so
+    stack.app.config["WECHAT_ALLOW_PLAINTEXT"] = True
+    resp = requests.post(stack.url + "/wechat/callback", params=_signed(stack.sandbox.mp.token),
+                         data=xml.encode(), timeout=10)
+    assert resp.status_code == 200 and "已赠送" in resp.text
+
+
+def test_an_event_encrypted_with_wechatpy_itself_is_accepted(mysql_member_stack):
+    import xmltodict
+    from wechatpy.crypto import WeChatCrypto
+
+    stack = mysql_member_stack
+    mp = stack.sandbox.mp
+    crypto = WeChatCrypto(mp.token, stack.app.config["WECHAT_AES_KEY"], stack.app.config["WECHAT_APP_ID"])
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
+    envelope = crypto.encrypt_message(mp.event_xml("oCRYPTO", "subscribe"), nonce, timestamp)
+    params = {**_signed(mp.token, timestamp, nonce), "encrypt_type": "aes",
+              "msg_signature": xmltodict.parse(envelope)["xml"]["MsgSignature"]}
+    resp = requests.post(stack.url + "/wechat/callback", params=params, data=envelope.encode(), timeout=10)
+    assert resp.status_code == 200, resp.text
+    reply = xmltodict.parse(resp.text)["xml"]
+    text = crypto.decrypt_message(resp.text, reply["MsgSignature"], reply["TimeStamp"], reply["Nonce"])
+    assert "已赠送" in text
+    with stack.in_app():
+        assert User.get(User.openid == "oCRYPTO").credits_balance == 10
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_url_signature_is_accepted_once(mysql_member_stack, encrypted):
+    stack = mysql_member_stack
+    mp = stack.sandbox.mp
+    if not encrypted:
+        stack.app.config["WECHAT_AES_KEY"] = None
+    params = _signed(mp.token)
+    first = requests.post(stack.url + "/wechat/callback", params=params, timeout=10,
+                          data=mp.event_xml("oFIRST", "subscribe").encode()) if not encrypted else None
+    if encrypted:
+        from wechatpy.crypto import WeChatCrypto
+        import xmltodict
+
+        crypto = WeChatCrypto(mp.token, mp.encoding_aes_key, stack.app.config["WECHAT_APP_ID"])
+        envelope = crypto.encrypt_message(mp.event_xml("oFIRST", "subscribe"), params["nonce"],
+                                          params["timestamp"])
+        signed = xmltodict.parse(envelope)["xml"]["MsgSignature"]
+        aes = {**params, "encrypt_type": "aes", "msg_signature": signed}
+        first = requests.post(stack.url + "/wechat/callback", params=aes, data=envelope.encode(), timeout=10)
+        params = aes
+    assert first.status_code == 200
+    first_params = dict(params)
+    # the same (signature, timestamp, nonce) carrying another body: refused, no second user
+    body = mp.event_xml("oSECOND", "subscribe")
+    if encrypted:
+        body = crypto.encrypt_message(body, params["nonce"], params["timestamp"])
+    if encrypted:
+        params = {**params, "msg_signature": xmltodict.parse(body)["xml"]["MsgSignature"]}
+    again = requests.post(stack.url + "/wechat/callback", params=params, data=body.encode(), timeout=10)
+    assert again.status_code == 403 and again.json()["error"]["code"] == "wechat_signature_reused"
+    # the identical request once more is WeChat re-sending: answered, not processed a second time
+    resent = requests.post(stack.url + "/wechat/callback", params=first_params, data=first.request.body,
+                           timeout=10)
+    assert resent.status_code == 200 and resent.text == "success"
+    echo = requests.get(stack.url + "/wechat/callback", params={**_signed(mp.token), "echostr": "e1"},
+                        timeout=10)
+    assert echo.status_code == 200 and echo.text == "e1"
+    echo_again = requests.get(echo.url, timeout=10)
+    assert echo_again.status_code == 403
+    with stack.in_app():
+        assert User.select().where(User.openid == "oFIRST").exists()
+        assert not User.select().where(User.openid == "oSECOND").exists()
+
+
+def test_qr_codes_are_limited_per_device_per_network_and_globally(mysql_member_stack):
+    stack = mysql_member_stack
+    stack.app.config.update(QR_PER_CLIENT=2, QR_PER_ADDRESS_HOUR=3, QR_GLOBAL_HOUR=5)
+
+    def qr(token, address):   # the test server is a loopback peer, i.e. a trusted proxy
+        return requests.post(stack.url + "/api/v1/auth/wechat/qrcode", timeout=10,
+                             headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": address})
+
+    def created():
+        return sum(1 for _, path in stack.sandbox.mp.requests if path.endswith("/qrcode/create"))
+
+    before = created()
+    a, b, c, d = (stack.register_device() for _ in range(4))
+    codes = [qr(a, "2001:db8:5:6::1").status_code for _ in range(2)]
+    third = qr(a, "2001:db8:5:6::1")
+    assert codes == [201, 201] and third.json()["error"]["code"] == "qrcode_rate_limited"
+    assert qr(b, "2001:db8:5:6:ffff::2").status_code == 201            # same /64: its third code
+    rotated = qr(b, "2001:db8:5:6:abcd::9")
+    assert rotated.status_code == 429 and rotated.json()["error"]["code"] == "qrcode_address_rate_limited"
+    assert [qr(c, "198.51.100.1").status_code for _ in range(2)] == [201, 201]
+    busy = qr(d, "198.51.100.2")
+    assert busy.status_code == 429 and busy.json()["error"]["code"] == "qrcode_global_rate_limited"
+    assert created() - before == 5                                     # refused ones cost WeChat nothing

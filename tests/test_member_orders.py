@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import requests
 
 from xintu.models import CreditLedger, Order, User
 from xintu.sandbox.keys import rsa_keypair
@@ -180,3 +181,47 @@ def test_outside_the_sandbox_the_page_gets_a_signed_jsapi_package(mysql_member_s
     message = "".join(params[k] + "\n" for k in ("appId", "timeStamp", "nonceStr", "package"))
     assert rsa_verify(stack.sandbox.pay.merchant_public_key, message, params["paySign"])
     assert params["appId"] == stack.app.config["WECHAT_APP_ID"] and params["signType"] == "RSA"
+
+
+def test_notify_with_a_serial_we_do_not_hold_is_refused_without_calling_wechat_pay(mysql_member_stack):
+    stack = mysql_member_stack
+    http = stack.h5_login("oSERIAL")
+    order = stack.buy(http, "credits", "10")
+    prepay = stack.prepay_id(order)
+    stack.sandbox.pay.pay(prepay)
+    headers, body = stack.sandbox.pay.build_notification(prepay)
+    before = list(stack.sandbox.pay.requests)
+    for serial in ("5157F09EFDC096DE15EBE81A47057A7232F1B8E1", "", "not-hex"):
+        resp = requests.post(order_notify_url(stack, prepay), data=body.encode(), timeout=10,
+                             headers={**headers, "Wechatpay-Serial": serial})
+        assert resp.status_code == 401, resp.text
+        assert resp.json()["error"]["code"] == "pay_notify_unknown_serial"
+    # the SDK would have downloaded /v3/certificates on this thread: nothing reached the fake
+    assert stack.sandbox.pay.requests == before
+    assert ("GET", "/v3/certificates") not in stack.sandbox.pay.requests
+    assert _ledger(stack, "oSERIAL") == []
+    # the genuine notification still goes through
+    assert stack.sandbox.pay.deliver(prepay, headers, body) == 204
+    assert _ledger(stack, "oSERIAL") == [("purchase", 10)]
+
+
+def test_the_sdk_verifies_only_the_canonical_headers(mysql_member_stack):
+    stack = mysql_member_stack
+    http = stack.h5_login("oSMUGGLE")
+    order = stack.buy(http, "credits", "10")
+    prepay = stack.prepay_id(order)
+    stack.sandbox.pay.pay(prepay)
+    # A notification captured long ago (validly signed, stale) re-sent under Http-Wechatpay-* names (the
+    # SDK's Django spelling), with a fresh canonical timestamp for our own checks and no canonical signature.
+    old, body = stack.sandbox.pay.build_notification(prepay, timestamp=int(time.time()) - 3600)
+    smuggled = {"Http-" + k: v for k, v in old.items() if k.startswith("Wechatpay-")}
+    smuggled.update({k: v for k, v in old.items() if k != "Wechatpay-Signature"},
+                    **{"Wechatpay-Timestamp": str(int(time.time()))})
+    resp = requests.post(order_notify_url(stack, prepay), data=body.encode(), headers=smuggled, timeout=10)
+    assert resp.status_code == 401 and resp.json()["error"]["code"] == "pay_notify_bad_signature"
+    assert _ledger(stack, "oSMUGGLE") == []
+
+
+def order_notify_url(stack, prepay):
+    pay = stack.sandbox.pay
+    return pay.orders[pay.by_prepay[prepay]]["notify_url"]

@@ -58,7 +58,11 @@ def test_defaults_are_derived_from_the_llm_timeout():
     (lambda raw: raw["web"]["vhosts"]["admin"].update(host="www.xintu.example.com"), "share a host name"),
     (lambda raw: raw["app"].update(body_limit_mb=10), "app.body_limit_mb"),
     (lambda raw: raw["paths"].update(logs="var/log"), "paths.logs: must be an absolute path"),
-    (lambda raw: raw["web"].update(proxy_paths=["/ok", "no-slash"]), "web.proxy_paths"),
+    (lambda raw: raw["web"].update(wechat_paths={"callback": "no-slash"}), "web.wechat_paths.callback"),
+    (lambda raw: raw["web"].update(wechat_paths={"calback": "/x"}),
+     "web.wechat_paths.calback: Unknown field"),
+    (lambda raw: raw["web"].update(proxy_paths=["/wechat/callback"]), "web.proxy_paths: Unknown field"),
+    (lambda raw: raw["web"].update(https_port=80), "web.https_port: must differ"),
     (lambda raw: raw.pop("db"), "db: Missing data"),
 ])
 def test_invalid_settings_are_refused_with_the_field_named(mutate, message):
@@ -85,7 +89,7 @@ def test_web_tier_proxies_exactly_the_wechat_paths_and_holds_no_db_credentials()
     text = render.render_lighttpd(settings, GOLDEN_SECRET)
     proxied = re.findall(r'\$HTTP\["url"\] =~ "\^\((.*)\)\$"', text)
     assert proxied == [r"/wechat/callback|/wechat/oauth|/wechat/pay/notify"]
-    assert text.count("proxy.server") == 1
+    assert text.count("proxy.server") == 1 and "map-urlpath" not in text     # defaults: routes as they are
     assert f'setenv.set-request-header = ( "X-Xintu-Internal" => "{GOLDEN_SECRET}" )' in text
     for needle in ("mysql", "3306", settings["db"]["primary"]["host"], "password"):
         assert needle not in text.lower()
@@ -175,8 +179,40 @@ def test_extra_proxy_paths_go_through_the_web_tier_without_being_closed_on_the_a
     nginx = render.render_nginx(settings)
     assert "location = /wechat/pay/notify { return 404; }" in nginx and "/healthz" not in nginx
     raw["web"]["extra_proxy_paths"] = ["/wechat/oauth"]
-    with pytest.raises(ConfigError, match="web.proxy_paths: must list distinct paths"):
+    with pytest.raises(ConfigError, match="web.wechat_paths: the WeChat paths and extra_proxy_paths"):
         validate_settings(raw)
+
+
+def test_kept_wechat_paths_are_mapped_onto_the_app_routes_and_the_api_host_closes_the_routes():
+    raw = example_raw()
+    raw["web"]["wechat_paths"] = {"callback": "/api/v1/auth/wechat/verify",
+                                  "pay_notify": "/api/v1/payment/notify"}
+    settings = validate_settings(raw)
+    text = render.render_lighttpd(settings, GOLDEN_SECRET)
+    assert r'"^(/api/v1/auth/wechat/verify|/wechat/oauth|/api/v1/payment/notify)$"' in text
+    assert '"/api/v1/auth/wechat/verify" => "/wechat/callback",' in text
+    assert '"/api/v1/payment/notify" => "/wechat/pay/notify",' in text
+    nginx = render.render_nginx(settings)
+    assert "location = /wechat/callback { return 404; }" in nginx
+    gunicorn = render.render_gunicorn(settings)
+    assert '"XINTU_WECHATPAY_NOTIFY_URL=https://www.xintu.example.com/api/v1/payment/notify"' in gunicorn
+    assert '"XINTU_WECHAT_OAUTH_REDIRECT_URL=https://www.xintu.example.com/wechat/oauth"' in gunicorn
+
+
+def test_web_tier_tls_policy_matches_nginx_and_plain_http_redirects():
+    settings = load_settings(EXAMPLE)
+    text, nginx = render.render_lighttpd(settings, GOLDEN_SECRET), render.render_nginx(settings)
+    assert f'"CipherString" => "{render.TLS_CIPHERS}"' in text
+    assert f"ssl_ciphers {render.TLS_CIPHERS};" in nginx
+    assert '"MinProtocol" => "TLSv1.2"' in text and "ssl_protocols TLSv1.2 TLSv1.3;" in nginx
+    assert '$SERVER["socket"] == "0.0.0.0:443"' in text and 'ssl.engine = "enable"' in text
+    assert 'url.redirect = ( "" => "https://${url.authority}${url.path}${qsa}" )' in text
+    assert '$HTTP["url"] != ' not in text      # the callback is redirected too unless a setting says so
+    raw = example_raw()
+    raw["web"]["wechat_callback_on_http"] = True
+    kept = render.render_lighttpd(validate_settings(raw), GOLDEN_SECRET)
+    assert '$HTTP["url"] != "/wechat/callback" {' in kept
+    assert "%U" in text and "%r" not in text
 
 
 def test_job_commands_get_the_paths_of_each_deployment_separately(tmp_path):

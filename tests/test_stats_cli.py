@@ -79,10 +79,21 @@ def test_rollup_cli_is_idempotent_and_prunes(xintu, stats_data, mysql_app):
     with mysql_app.app_context():
         count = DailyStat.select().count()
     assert xintu("stats", "rollup", "--date", stats_data.day.isoformat()).exit_code == 0
+    from datetime import timedelta
+
+    from xintu import budgets
+    from xintu.models import UsageCounter
+    from xintu.timeutil import utcnow
+    with mysql_app.app_context():
+        UsageCounter.create(key="llm:device:1", window="2026-01-01", count=3,
+                            created_at=utcnow() - timedelta(days=30))
+        assert budgets.take("llm:all", 5)
     pruned = xintu("stats", "rollup", "--keep-days", "1", "--format", "json")
     assert pruned.exit_code == 0, pruned.output
     assert {"day": None, "action": "pruned 10 request_log rows"} in json.loads(pruned.output)
+    assert {"day": None, "action": "pruned 1 usage_counters rows"} in json.loads(pruned.output)
     with mysql_app.app_context():
+        assert [c.key for c in UsageCounter.select()] == ["llm:all"]     # today's budget stays
         assert RequestLog.select().count() == 1
         assert DailyStat.select().count() > count   # the day before got rolled up too, plus prune marks
     again = json.loads(xintu("stats", "summary", *_day_args(stats_data), "--format", "json").output)

@@ -10,11 +10,11 @@ import uuid
 from apiflask import APIFlask
 from flask import g, request
 from peewee import InterfaceError, OperationalError
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from xintu import __version__, db
 from xintu.config import load_config
 from xintu.errors import HTTP_CODES, XintuError
+from xintu.proxies import TrustedProxyFix, parse_networks
 
 log = logging.getLogger("xintu")
 
@@ -90,8 +90,9 @@ def create_app(config: dict | None = None) -> APIFlask:
     )
     app.config.update(settings)
     app.json.ensure_ascii = False
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings["TRUSTED_PROXIES"],
-                            x_proto=settings["TRUSTED_PROXIES"])
+    # Forwarded headers only from our own proxies (TRUSTED_PROXY_ADDRS), never from any peer.
+    parse_networks(settings["METRICS_ALLOWED_ADDRS"], "METRICS_ALLOWED_ADDRS")   # a typo fails at start
+    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings["TRUSTED_PROXY_ADDRS"], settings["TRUSTED_PROXIES"])
     configure_logging(settings["LOG_LEVEL"])
     db.init_db(settings)
     _register_request_hooks(app)

@@ -24,6 +24,7 @@ from apiflask.fields import String
 from apiflask.validators import Length, OneOf, Regexp
 from flask import current_app, g, request
 
+from xintu.budgets import network_of
 from xintu.errors import RateLimited
 from xintu.timeutil import iso, utcnow
 
@@ -50,19 +51,26 @@ def issue_token(*, client_id: str, kind: str = "device", user=None, platform: st
 
     token = new_token()
     session = ClientSession.create(token_hash=hash_token(token), kind=kind, client_id=client_id,
-                                   user=user, platform=platform, created_ip=ip)
+                                   user=user, platform=platform, created_ip=ip, created_net=network_of(ip))
     return token, session
 
 
 def register_client(client_id: str, platform: str | None, ip: str | None) -> tuple[str, object]:
+    """Registrations per hour are limited per address and per network (an IPv6 /64: one subscriber line
+    holds 2^64 addresses, so rotating through them must not buy more tokens); 0 = no limit."""
     from xintu.models import ClientSession
 
-    limit = current_app.config["CLIENT_REGISTRATIONS_PER_HOUR"]
+    config = current_app.config
     since = utcnow() - timedelta(hours=1)
-    recent = (ClientSession.select()
-              .where(ClientSession.created_ip == ip, ClientSession.created_at > since).count())
-    if recent >= limit:
-        raise RateLimited("注册过于频繁，请稍后再试", code="registration_rate_limited")
+    net = network_of(ip)
+    checks = [(ClientSession.created_ip == ip, config["CLIENT_REGISTRATIONS_PER_HOUR"],
+               "registration_rate_limited")]
+    if net and net != ip:
+        checks.append((ClientSession.created_net == net, config["CLIENT_REGISTRATIONS_PER_NET_HOUR"],
+                       "registration_net_rate_limited"))
+    for where, limit, code in checks:
+        if limit and ClientSession.select().where(where, ClientSession.created_at > since).count() >= limit:
+            raise RateLimited("注册过于频繁，请稍后再试", code=code)
     return issue_token(client_id=client_id, kind="device", platform=platform, ip=ip)
 
 
@@ -141,7 +149,7 @@ class RegisterOut(Schema):
 @bp.input(RegisterIn, arg_name="body")
 @bp.output(RegisterOut, status_code=201)
 @bp.doc(summary="Register an app install and get its device token",
-        responses={201: "registered", 429: "too many registrations from this address"})
+        responses={201: "registered", 429: "too many registrations from this address or IPv6 /64"})
 def register(body):
     token, session = register_client(body["client_id"], body["platform"], request.remote_addr)
     return {"token": token, "client_id": session.client_id, "kind": session.kind,

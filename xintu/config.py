@@ -41,7 +41,8 @@ DEFAULTS: dict = {
     "WECHAT_APP_ID": None,
     "WECHAT_APP_SECRET": None,
     "WECHAT_TOKEN": None,
-    "WECHAT_AES_KEY": None,
+    "WECHAT_AES_KEY": None,           # EncodingAESKey: safe mode, only encrypted events (production needs it)
+    "WECHAT_ALLOW_PLAINTEXT": False,  # with an AES key: also accept plaintext events (compatible mode)
     "WECHAT_API_BASE_URL": None,      # None → https://api.weixin.qq.com/
     "WECHAT_OAUTH_BASE_URL": None,    # None → https://open.weixin.qq.com/connect/
     # OAuth landing and pay notify as WeChat reaches them: web-tier URLs in production (Lighttpd proxies
@@ -97,8 +98,22 @@ DEFAULTS: dict = {
     "REQUIRE_INTERNAL_HEADER": False,  # production forces it on
     # Request limits.
     "MAX_CONTENT_LENGTH": 60 * 1024 * 1024,
-    "CLIENT_REGISTRATIONS_PER_HOUR": 30,
+    "CLIENT_REGISTRATIONS_PER_HOUR": 30,      # per address
+    "CLIENT_REGISTRATIONS_PER_NET_HOUR": 60,  # per IPv6 /64 (an IPv4 address is its own network)
     "CLIENT_REQUESTS_PER_MINUTE": 600,  # per client token and worker process; 0 = no limit
+    # Abuse budgets, shared by all workers through the DB (xintu.budgets); 0 = no limit.
+    # Qwen-VL calls per Asia/Shanghai day: over any of them the local model answers (method "local").
+    "LLM_BUDGET_PER_DEVICE_DAY": 300,
+    "LLM_BUDGET_PER_USER_DAY": 1000,
+    "LLM_BUDGET_GLOBAL_DAY": 50000,
+    # Follow-QR codes (each costs the official account's QR quota): per device per 10 minutes, per
+    # address (/64 for IPv6) per hour, and for the whole service per hour.
+    "QR_PER_CLIENT": 20,
+    "QR_PER_ADDRESS_HOUR": 60,
+    "QR_GLOBAL_HOUR": 3000,
+    # Proxies: X-Forwarded-For/-Proto are honoured only when the TCP peer is one of these (addresses or
+    # CIDR networks), and then for TRUSTED_PROXIES hops.  Anyone else is taken at its TCP address.
+    "TRUSTED_PROXY_ADDRS": ["127.0.0.1", "::1"],
     "TRUSTED_PROXIES": 1,             # X-Forwarded-For hops to trust (nginx in front)
     # 管理后台 (admin dashboard): login throttling, session lifetime, SPA origins allowed by CORS.
     "ADMIN_MAX_FAILURES": 5,
@@ -110,7 +125,9 @@ DEFAULTS: dict = {
     # APP installers: stored here (None → <instance>/releases); downloads redirect to the CDN if set.
     "RELEASES_DIR": None,
     "RELEASES_PUBLIC_URL": None,
-    # /metrics is answered only to these addresses (Prometheus on the internal network).
+    # /metrics and the detailed /readyz are answered only to these TCP peers (Prometheus, the load
+    # balancer's probe on the internal network), never on X-Forwarded-For; requests that came through a
+    # proxy get the public /readyz (ready / not ready only).
     "METRICS_ALLOWED_ADDRS": ["127.0.0.1", "::1"],
     # Mail for `xintu report daily --mail-to`.
     "SMTP_HOST": None,
@@ -127,6 +144,7 @@ PRODUCTION_REQUIRED = (
     "WECHAT_APP_ID",
     "WECHAT_APP_SECRET",
     "WECHAT_TOKEN",
+    "WECHAT_AES_KEY",
     "WECHATPAY_MCHID",
     "WECHATPAY_PRIVATE_KEY",
     "WECHATPAY_CERT_SERIAL_NO",

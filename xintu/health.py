@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from apiflask import APIBlueprint
+from flask import current_app
 from peewee import InterfaceError, OperationalError
 
 from xintu import __version__, db
+from xintu.proxies import ops_caller
 
 bp = APIBlueprint("health", __name__, tag="ops")
 
@@ -17,9 +19,17 @@ def healthz():
 
 
 @bp.get("/readyz")
-@bp.doc(summary="Primary reachable; replica reachable and its lag",
+@bp.doc(summary="Ready or not (primary reachable); the details (replica, lag, errors) only to the "
+                "internal monitoring addresses",
         responses={200: "ready", 503: "primary database unreachable"})
 def readyz():
+    if not ops_caller(current_app.config):
+        # The public (anything through a proxy): no database error text, no replication state.
+        try:
+            db.ping(db.primary)
+        except (OperationalError, InterfaceError):
+            return {"status": "not_ready"}, 503
+        return {"status": "ready"}
     body = {"status": "ready", "primary": {"ok": True}}
     try:
         db.ping(db.primary)

@@ -79,13 +79,14 @@ class ClientSession(BaseModel):
     user = ForeignKeyField(User, null=True, backref="client_sessions", on_delete="CASCADE")
     platform = CharField(16, null=True)
     created_ip = CharField(45, null=True)
+    created_net = CharField(45, null=True)    # the address for IPv4, its /64 for IPv6 (registration limit)
     created_at = DateTimeField(default=utcnow, index=True)
     last_seen_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
 
     class Meta:
         table_name = "client_sessions"
-        indexes = ((("created_ip", "created_at"), False),)
+        indexes = ((("created_ip", "created_at"), False), (("created_net", "created_at"), False))
 
 
 class QrBinding(BaseModel):
@@ -333,6 +334,35 @@ class Setting(BaseModel):
         table_name = "settings"
 
 
+class WechatNonce(BaseModel):
+    """(timestamp, nonce, signature) of WeChat callbacks already accepted: each is accepted once.
+
+    Only signatures within the freshness window can be accepted at all, so rows older than twice the
+    window are deleted as new ones arrive."""
+
+    id = BigAutoField()
+    key = CharField(64, unique=True)            # sha256 of "timestamp:nonce:signature"
+    body_hash = CharField(64, null=True)        # sha256 of the body: the same request again is a re-send
+    created_at = DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "wechat_nonces"
+
+
+class UsageCounter(BaseModel):
+    """Abuse budgets shared by every worker (xintu.budgets): one row per key and time window."""
+
+    id = BigAutoField()
+    key = CharField(128)                         # e.g. "llm:device:42", "qr:net:2001:db8::/64"
+    window = CharField(16)                       # "2026-12-01" (day, Asia/Shanghai) or "2026-12-01T08" (hour)
+    count = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "usage_counters"
+        indexes = ((("key", "window"), True),)
+
+
 ALL_MODELS = (User, CreditLedger, ClientSession, QrBinding, WechatEvent, Order, ClassifyCache,
               RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken, Admin,
-              AdminSession, AdminLoginAttempt, Setting)
+              AdminSession, AdminLoginAttempt, Setting, WechatNonce, UsageCounter)

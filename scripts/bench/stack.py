@@ -4,8 +4,8 @@ the time from two empty MariaDB datadirs to a verified replicated write.
     python scripts/bench/stack.py [--duration 8] [--rounds 3] [--connections 32] [--threads 2]
 
 Everything runs on loopback from the configs `xintu conf render` produces (gunicorn: 2 sync workers;
-nginx with TLS, as in production; lighttpd with /healthz added to its proxied paths for this purpose
-only). wrk runs for a bounded duration per target. The machine is shared and noisy: compare the
+nginx and lighttpd with TLS, as in production; lighttpd with /healthz added to its proxied paths for this
+purpose only). wrk runs for a bounded duration per target. The machine is shared and noisy: compare the
 ratios within one run, not absolute numbers across runs.
 """
 
@@ -88,7 +88,7 @@ def main() -> None:
             targets = [
                 ("gunicorn direct (baseline)", f"{stack.gunicorn_url}/healthz", None),
                 ("via nginx (TLS, keepalive upstream)", f"{stack.nginx_url}/healthz", "api.xintu.test"),
-                ("via lighttpd (proxied path)", f"{stack.lighttpd_url}/healthz", stack.host("official")),
+                ("via lighttpd (TLS, proxied path)", f"{stack.lighttpd_url}/healthz", stack.host("official")),
             ]
             warmup = argparse.Namespace(**{**vars(args), "duration": 2})
             for _, url, host in targets:   # first connections, TLS session cache, worker page faults

@@ -29,7 +29,9 @@ class ResultOut(Schema):
     confidence = Float()
     description = String(metadata={"description": "short Chinese description (≤ 30 characters)"})
     method = String(metadata={"description": "cache|llm|local|llm_fallback"})
-    details = Dict(metadata={"description": "/classify/local only: the cues behind the answer"})
+    details = Dict(metadata={"description": "/classify/local: the cues behind the answer; `llm_skipped` "
+                                            "(budget_device|budget_user|budget_global) when a budget "
+                                            "was spent"})
 
 
 class BatchOut(Schema):
@@ -110,13 +112,18 @@ def _client() -> str:
     return g.client.client_id
 
 
+def _owner() -> tuple:
+    """Whose LLM budgets a call spends: our session id and its user, never anything the client claims."""
+    return g.client.id, g.client.user_id
+
+
 @bp.post("")
 @bp.auth_required(client_auth)
 @bp.output(ResultOut)
 @bp.doc(summary="Classify one image (cache → LLM → local model)", description=_BODY_DOC,
         responses={400: "bad or missing image", 413: "image too large", 415: "not a supported image"})
 def classify():
-    return get_service().classify(_one_image(), endpoint="classify", client=_client())
+    return get_service().classify(_one_image(), endpoint="classify", client=_client(), owner=_owner())
 
 
 @bp.post("/local")
@@ -138,7 +145,7 @@ def classify_local():
 def classify_batch():
     start = time.perf_counter()
     items = _many_images()
-    results = get_service().classify_many(items, endpoint="classify/batch", client=_client())
+    results = get_service().classify_many(items, endpoint="classify/batch", client=_client(), owner=_owner())
     return {"count": len(results), "elapsed_ms": round((time.perf_counter() - start) * 1000),
             "results": results}
 

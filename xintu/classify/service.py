@@ -5,6 +5,11 @@
 ``inference.mode`` (auto | llm | local, DB-backed, `xintu config set`) picks the path for API requests:
 auto uses the LLM when a key is configured, llm insists on it (its absence shows up as llm_fallback in the
 stats), local never calls out.
+
+Every Qwen-VL call is paid by us, so it spends daily budgets first (xintu.budgets, shared by all workers):
+per device token, per WeChat user and for the whole service (``LLM_BUDGET_*``).  Over any of them the
+local model answers: ``method: "local"`` with ``details.llm_skipped = "budget_<device|user|global>"``,
+counted in ``xintu_classify_llm_budget_total`` and as method ``llm_budget`` in the request log (stats).
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ MAX_BATCH = 20
 CLASSIFIED = Counter("xintu_classify_total", "Images classified, by method", ["method"])
 LLM_FAILURES = Counter("xintu_classify_llm_failures_total", "Qwen-VL calls that gave no usable answer",
                        ["reason"])
+LLM_BUDGET = Counter("xintu_classify_llm_budget", "Images answered locally because an LLM budget was spent",
+                     ["scope"])
 LATENCY = Histogram("xintu_classify_seconds", "Time to classify one image, by method", ["method"],
                     buckets=(0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 
@@ -80,8 +87,10 @@ class ClassifierService:
 
     # -- one image -----------------------------------------------------------------------------
     def classify(self, data: bytes, *, method: str | None = None, endpoint: str | None = None,
-                 client: str | None = None, details: bool = False, batch_size: int | None = None) -> dict:
-        """Classify ``data``; ``method`` overrides the operator mode (the CLI's --method, /classify/local)."""
+                 client: str | None = None, details: bool = False, batch_size: int | None = None,
+                 owner: tuple | None = None) -> dict:
+        """Classify ``data``; ``method`` overrides the operator mode (the CLI's --method, /classify/local).
+        ``owner`` = (client session id, user id or None) whose LLM budgets an upstream call spends."""
         start = time.perf_counter()
         path = method or self.mode()
         try:
@@ -91,18 +100,41 @@ class ClassifierService:
             versions = [] if details else self._versions(path)
             result = self.cache.get(sha, versions) if versions else None
             if result is None:
-                result, _ = self.flights.do((sha, path, details), lambda: self._compute(data, sha, path, details))
+                result, _ = self.flights.do((sha, path, details),
+                                            lambda: self._compute(data, sha, path, details, owner))
                 result = dict(result)
             result["sha256"] = sha
         except XintuError as exc:
             self._record(endpoint, client, None, None, start, ok=False, status=exc.status, batch_size=batch_size)
             raise
-        self._record(endpoint, client, result["method"], result["category"], start, batch_size=batch_size)
+        logged = "llm_budget" if (result.get("details") or {}).get("llm_skipped") else result["method"]
+        self._record(endpoint, client, logged, result["category"], start, batch_size=batch_size)
         return result
 
-    def _compute(self, data: bytes, sha: str, path: str, details: bool) -> dict:
+    def _llm_budget(self, owner) -> str | None:
+        """Spend one unit of every LLM budget of ``owner``; the scope that said no, else None."""
+        from xintu import budgets
+
+        session_id, user_id = owner or (None, None)
+        wanted = [(f"llm:device:{session_id}", int(self.config["LLM_BUDGET_PER_DEVICE_DAY"]), budgets.DAY)]
+        if user_id:
+            wanted.append((f"llm:user:{user_id}", int(self.config["LLM_BUDGET_PER_USER_DAY"]), budgets.DAY))
+        wanted.append(("llm:all", int(self.config["LLM_BUDGET_GLOBAL_DAY"]), budgets.DAY))
+        if session_id is None:
+            wanted = wanted[-1:]   # the operator's CLI: only the service-wide budget
+        refused = budgets.take_all(wanted)
+        return None if refused is None else refused.split(":")[1].replace("all", "global")
+
+    def _compute(self, data: bytes, sha: str, path: str, details: bool, owner=None) -> dict:
         img = image_intake.decode(data)
         if path != "local" and self.llm is not None:
+            scope = self._llm_budget(owner)
+            if scope:
+                LLM_BUDGET.labels(scope).inc()
+                result = self._run_local(img, details)
+                result["method"] = "local"
+                result["details"] = {**result.get("details", {}), "llm_skipped": f"budget_{scope}"}
+                return result
             try:
                 answer = self.llm.classify(_llm_bytes(img), "image/jpeg")
             except LlmFailure as exc:
@@ -138,7 +170,8 @@ class ClassifierService:
 
     # -- many images ---------------------------------------------------------------------------
     def classify_many(self, items: list[tuple[str, bytes]], *, method: str | None = None,
-                      endpoint: str | None = None, client: str | None = None) -> list[dict]:
+                      endpoint: str | None = None, client: str | None = None,
+                      owner: tuple | None = None) -> list[dict]:
         """Per-item results in input order; a bad item gets an ``error`` and does not fail the others.
         Items run concurrently (bounded), so a batch takes about as long as its slowest item."""
         path = method or self.mode()  # read once, on the request thread
@@ -147,7 +180,7 @@ class ClassifierService:
             name, data = item
             try:
                 return {"filename": name, **self.classify(data, method=path, endpoint=endpoint, client=client,
-                                                          batch_size=len(items))}
+                                                          batch_size=len(items), owner=owner)}
             except XintuError as exc:
                 return {"filename": name, "error": {"code": exc.code, "message": exc.message}}
             except Exception:  # one broken item must not take the other 19 answers down with it

@@ -49,9 +49,10 @@ def _cors(response):
 # -- PC/mobile clients (device or bound token) ----------------------------------------------------
 @bp.post("/api/v1/auth/wechat/qrcode")
 @bp.auth_required(client_auth)
-@bp.doc(summary="Create a follow QR code that binds this client to the WeChat user who scans it")
+@bp.doc(summary="Create a follow QR code that binds this client to the WeChat user who scans it",
+        responses={201: "created", 429: "QR budget of this device, address (IPv6 /64) or the service spent"})
 def create_qrcode():
-    return BindingService(current_app.config).create(g.client), 201
+    return BindingService(current_app.config).create(g.client, request.remote_addr), 201
 
 
 @bp.get("/api/v1/auth/wechat/binding")

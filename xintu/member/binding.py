@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
+from xintu import budgets
 from xintu.auth import hash_token, issue_token
 from xintu.errors import NotFound, RateLimited, UpstreamError
 from xintu.member.users import profile
@@ -17,7 +18,6 @@ from xintu.models import QrBinding, User
 from xintu.timeutil import iso, utcnow
 
 QR_TTL = timedelta(minutes=10)
-QR_PER_CLIENT = 20   # QR codes one client may ask for per QR_TTL (each costs a WeChat API call)
 
 
 def qr_svg_data_uri(url: str) -> str:
@@ -29,11 +29,22 @@ class BindingService:
     def __init__(self, config):
         self.config = config
 
-    def create(self, client) -> dict:
+    def create(self, client, ip: str | None = None) -> dict:
+        """Each QR code costs a WeChat API call and the official account's QR quota: limited per device
+        (QR_PER_CLIENT per QR_TTL), per address or IPv6 /64 and for the whole service (per hour)."""
         now = utcnow()
-        if QrBinding.select().where(QrBinding.client == client.id,
-                                    QrBinding.created_at > now - QR_TTL).count() >= QR_PER_CLIENT:
+        per_client = self.config["QR_PER_CLIENT"]
+        if per_client and QrBinding.select().where(QrBinding.client == client.id,
+                                                   QrBinding.created_at > now - QR_TTL).count() >= per_client:
             raise RateLimited("二维码请求过于频繁", code="qrcode_rate_limited")
+        net = budgets.network_of(ip)   # None from the operator's CLI: only the global budget applies
+        refused = budgets.take_all(
+            ([(f"qr:net:{net}", self.config["QR_PER_ADDRESS_HOUR"], budgets.HOUR)] if net else [])
+            + [("qr:all", self.config["QR_GLOBAL_HOUR"], budgets.HOUR)])
+        if refused == "qr:all":
+            raise RateLimited("二维码服务繁忙，请稍后再试", code="qrcode_global_rate_limited")
+        if refused:
+            raise RateLimited("此网络的二维码请求过于频繁", code="qrcode_address_rate_limited")
         scene = secrets.token_urlsafe(24)
         from wechatpy.exceptions import WeChatClientException
 

@@ -2,6 +2,12 @@
 
 The SDK verifies signatures and decrypts, but it never checks the notification's age and returns None
 (not an exception) for a bad signature: both are handled here so callers get one ``XintuError``.
+
+Two SDK behaviours must never be reachable by whoever can POST a notification: a ``Wechatpay-Serial``
+other than the public key id makes it clear its certificate list and download ``/v3/certificates`` on
+the request thread, and ``Http-Wechatpay-*`` / lower-case headers make it verify those instead of the
+canonical ones.  So the serial must be one we hold before the SDK is called, and it is handed exactly
+the five canonical headers.
 """
 from __future__ import annotations
 
@@ -60,16 +66,32 @@ def jsapi_params(wp, appid: str, prepay_id: str) -> dict:
             "paySign": wp.sign([appid, ts, nonce, package])}
 
 
+NOTIFY_HEADERS = ("Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial",
+                  "Wechatpay-Signature-Type")
+
+
+def held_serials(wp, config) -> set[str]:
+    """Serials whose key we already hold: the WeChat Pay public key id and any loaded certificates."""
+    serials = {config["WECHATPAY_PUBLIC_KEY_ID"]}
+    serials.update(format(cert.serial_number, "X") for cert in getattr(wp._core, "_certificates", ()))
+    return serials
+
+
 def verify_notification(headers, body: bytes | str, config) -> dict:
     """The decrypted transaction of a genuine, fresh TRANSACTION.SUCCESS notification, else raise."""
-    ts = headers.get("Wechatpay-Timestamp", "")
+    canonical = {name: headers.get(name, "") for name in NOTIFY_HEADERS}
+    ts = canonical["Wechatpay-Timestamp"]
     if not ts.isdigit() or abs(time.time() - int(ts)) > MAX_SKEW:
         raise Unauthorized("通知时间戳无效或过期", code="pay_notify_stale")
-    if headers.get("Wechatpay-Signature-Type") != "WECHATPAY2-SHA256-RSA2048":
+    if canonical["Wechatpay-Signature-Type"] != "WECHATPAY2-SHA256-RSA2048":
         raise Unauthorized("不支持的签名类型", code="pay_notify_bad_signature")
     wp = pay_client(config)
+    if canonical["Wechatpay-Serial"].upper() not in {s.upper() for s in held_serials(wp, config)}:
+        raise Unauthorized("未知的平台公钥或证书序列号", code="pay_notify_unknown_serial")
+    if not (canonical["Wechatpay-Signature"] and canonical["Wechatpay-Nonce"]):
+        raise Unauthorized("通知签名或密文无效", code="pay_notify_bad_signature")
     try:
-        data = wp.callback(headers, body)
+        data = wp.callback(canonical, body)
     except Exception:  # noqa: BLE001  malformed JSON / algorithm the SDK refuses
         data = None
     if not data:

@@ -18,28 +18,30 @@ from xintu.ops.settings import load_settings
 LOOPBACK_HOSTS = {"official": "www.xintu.test", "admin": "admin.xintu.test", "aifuture": "www.aifuture.test"}
 
 
-def self_signed_cert(folder: Path, hostname: str) -> tuple[Path, Path]:
-    """A throwaway certificate for ``hostname`` and 127.0.0.1 (generated, never committed)."""
+def self_signed_cert(folder: Path, hostname: str, *more: str) -> tuple[Path, Path]:
+    """A throwaway certificate for ``hostname``, ``more`` names and 127.0.0.1 (generated, never committed)."""
     folder.mkdir(parents=True, exist_ok=True)
     cert, key = folder / "cert.pem", folder / "key.pem"
+    names = ",".join(f"DNS:{name}" for name in (hostname, *more))
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
          "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={hostname}",
-         "-addext", f"subjectAltName=DNS:{hostname},IP:127.0.0.1"],
+         "-addext", f"subjectAltName={names},IP:127.0.0.1"],
         check=True, capture_output=True)
     return cert, key
 
 
 def loopback_settings(base: Path, *, tls: bool = True, extra_proxy_paths: list[str] | None = None,
                       gunicorn_workers: int = 2, worker_class: str = "sync",
-                      gunicorn: dict | None = None) -> dict:
+                      gunicorn: dict | None = None, wechat_paths: dict | None = None,
+                      wechat_callback_on_http: bool = False) -> dict:
     """Validated settings for a loopback deployment under ``base``; folders and certificate created."""
     base = Path(base).resolve()
     paths = {name: base / name for name in ("root", "logs", "run", "sites")}
     for folder in paths.values():
         folder.mkdir(parents=True, exist_ok=True)
     (paths["root"] / "shared/nginx-tmp").mkdir(parents=True, exist_ok=True)
-    cert, key = self_signed_cert(base / "tls", "api.xintu.test")
+    cert, key = self_signed_cert(base / "tls", "api.xintu.test", *LOOPBACK_HOSTS.values())
     app_port = free_port()
     raw = {
         "name": "xintu",
@@ -51,8 +53,9 @@ def loopback_settings(base: Path, *, tls: bool = True, extra_proxy_paths: list[s
                 "nginx_user": "root" if os.geteuid() == 0 else None, "nginx_workers": "1"},
         "gunicorn": {"host": "127.0.0.1", "port": app_port, "workers": gunicorn_workers,
                      "worker_class": worker_class, **(gunicorn or {})},
-        "web": {"listen": "127.0.0.1", "port": free_port(), "upstream_host": "127.0.0.1",
-                "upstream_port": app_port,
+        "web": {"listen": "127.0.0.1", "port": free_port(), "https_port": free_port(), "tls": tls,
+                "wechat_callback_on_http": wechat_callback_on_http, "upstream_host": "127.0.0.1",
+                "upstream_port": app_port, "wechat_paths": wechat_paths or {},
                 "vhosts": {key: {"host": host, "site": key} for key, host in LOOPBACK_HOSTS.items()}},
         "db": {"durable": False, "buffer_pool_mb": 64,
                "primary": _db_node(base / "db-primary", 1), "replica": _db_node(base / "db-replica", 2)},

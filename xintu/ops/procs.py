@@ -203,9 +203,10 @@ def nginx(conf: Path, ports: list[int], log: Path) -> ServerProcess:
                          ports, log, stop_signal=signal.SIGQUIT)
 
 
-def lighttpd(conf: Path, port: int, log: Path) -> ServerProcess:
+def lighttpd(conf: Path, ports: int | list[int], log: Path) -> ServerProcess:
     # INT is lighttpd's graceful shutdown.
-    return ServerProcess("lighttpd", ["lighttpd", "-D", "-f", str(Path(conf).resolve())], [port], log,
+    ports = [ports] if isinstance(ports, int) else list(ports)
+    return ServerProcess("lighttpd", ["lighttpd", "-D", "-f", str(Path(conf).resolve())], ports, log,
                          stop_signal=signal.SIGINT)
 
 

@@ -19,6 +19,12 @@ from xintu import package_data
 
 CONF_DIR = Path(os.environ.get("XINTU_CONF_DIR") or package_data.CONF_DIR)
 
+# One TLS policy for nginx and lighttpd: Mozilla "intermediate" — TLS 1.2 with AEAD ECDHE suites only,
+# plus TLS 1.3 (whose suites OpenSSL picks).
+TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+TLS_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+               "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+
 # `xintu sites render` names assets <stem>.<10 hex>.<ext>; the web tier caches exactly those for good.
 HASHED_ASSET_REGEX = r"\.[0-9a-f]{10}\.[A-Za-z0-9]+$"
 
@@ -38,6 +44,7 @@ def _env() -> jinja2.Environment:
 def _render(template: str, settings: dict, **extra) -> str:
     context = dict(settings)
     context["env_file"] = f"{settings['paths']['root']}/shared/xintu.env"
+    context.update(tls_protocols=TLS_PROTOCOLS, tls_ciphers=TLS_CIPHERS, wechat_urls=wechat_urls(settings))
     context.update(extra)
     return _env().get_template(template).render(**context)
 
@@ -51,7 +58,9 @@ def render_nginx_main(settings: dict) -> str:
 
 def render_nginx(settings: dict) -> str:
     """The app tier site (server blocks), included by the main config."""
-    return _render("nginx/xintu-api.conf.j2", settings)
+    from xintu.ops.settings import WECHAT_ROUTES
+
+    return _render("nginx/xintu-api.conf.j2", settings, wechat_routes=list(WECHAT_ROUTES.values()))
 
 
 def render_gunicorn(settings: dict) -> str:
@@ -64,11 +73,27 @@ def _lighttpd_quote(value: str) -> str:
     return value
 
 
-def render_lighttpd(settings: dict, secret: str) -> str:
+def wechat_urls(settings: dict) -> dict[str, str]:
+    """The public URLs of the WeChat endpoints (web tier vhost + kept paths), as WeChat must call them."""
     web = settings["web"]
-    proxy_regex = "|".join(re.escape(path) for path in web["proxy_paths"] + web["extra_proxy_paths"])
+    host = web["vhosts"][web["wechat_vhost"]]["host"]
+    scheme, port = ("https", web["https_port"]) if web["tls"] else ("http", web["port"])
+    authority = host if port == (443 if web["tls"] else 80) else f"{host}:{port}"
+    return {name: f"{scheme}://{authority}{path}" for name, path in web["wechat_paths"].items()}
+
+
+def render_lighttpd(settings: dict, secret: str) -> str:
+    from xintu.ops.settings import WECHAT_ROUTES
+
+    web = settings["web"]
+    public = web["wechat_paths"]
+    proxy_regex = "|".join(re.escape(path) for path in list(public.values()) + web["extra_proxy_paths"])
+    # public path → app route, for the ones that differ (longest first: mod_proxy maps by prefix)
+    path_map = sorted(((public[name], route) for name, route in WECHAT_ROUTES.items()
+                       if public[name] != route), key=lambda pair: -len(pair[0]))
     return _render("lighttpd/lighttpd.conf.j2", settings, secret=_lighttpd_quote(secret),
-                   proxy_regex=proxy_regex, hashed_asset_regex=HASHED_ASSET_REGEX)
+                   proxy_regex=proxy_regex, path_map=path_map, hashed_asset_regex=HASHED_ASSET_REGEX,
+                   redirect_port="" if web["https_port"] == 443 else f":{web['https_port']}")
 
 
 def render_mariadb(settings: dict, role: str) -> str:

@@ -86,24 +86,45 @@ class VhostSchema(_Strict):
     title = fields.String(load_default="")
 
 
+def UrlPath(**kw):
+    return fields.String(validate=validate.Regexp(r"^/[A-Za-z0-9/_.-]*$", error="must be a URL path"), **kw)
+
+
+# The app's own routes for the three WeChat-initiated endpoints (xintu.wechat.api).
+WECHAT_ROUTES = {"callback": "/wechat/callback", "oauth": "/wechat/oauth", "pay_notify": "/wechat/pay/notify"}
+
+
+class WechatPathsSchema(_Strict):
+    # The public paths the WeChat platform calls on the web tier (kept from an older system if need be);
+    # lighttpd maps each onto the app's route, and the OAuth / pay notify URLs the app sends follow.
+    callback = UrlPath(load_default=WECHAT_ROUTES["callback"])
+    oauth = UrlPath(load_default=WECHAT_ROUTES["oauth"])
+    pay_notify = UrlPath(load_default=WECHAT_ROUTES["pay_notify"])
+
+
 class WebSchema(_Strict):
     listen = Host(load_default="0.0.0.0")
-    port = Port(load_default=80)
+    port = Port(load_default=80)                        # plain HTTP: redirects to https when tls is on
+    https_port = Port(load_default=443)
+    tls = fields.Boolean(load_default=True)
+    tls_cert = AbsPath(load_default=None)               # None → paths.tls_cert (must cover every vhost)
+    tls_key = AbsPath(load_default=None)
+    # WeChat's official-account callback may be configured as http://…:80; only then keep it off the
+    # redirect (the URL signature and safe-mode encryption protect it, not TLS).
+    wechat_callback_on_http = fields.Boolean(load_default=False)
     upstream_host = Host(load_default="127.0.0.1")
     upstream_port = Port(load_default=8000)
     internal_header = fields.String(load_default="X-Xintu-Internal",
                                     validate=validate.Regexp(r"^[A-Za-z0-9-]+$"))
-    # The three WeChat-initiated endpoints: event callback, OAuth landing, pay notify.
-    proxy_paths = fields.List(fields.String(validate=validate.Regexp(r"^/[A-Za-z0-9/_.-]*$")),
-                              load_default=lambda: ["/wechat/callback", "/wechat/oauth",
-                                                    "/wechat/pay/notify"])
-    # More paths for the web tier to proxy (e.g. /healthz, to monitor the web → app path); unlike
-    # proxy_paths these stay open on the API host too.
-    extra_proxy_paths = fields.List(fields.String(validate=validate.Regexp(r"^/[A-Za-z0-9/_.-]*$")),
-                                    load_default=list)
+    wechat_paths = fields.Nested(WechatPathsSchema, load_default=lambda: WechatPathsSchema().load({}))
+    # More paths for the web tier to proxy as they are (e.g. /healthz, to monitor the web → app path);
+    # unlike the WeChat paths these stay open on the API host too.
+    extra_proxy_paths = fields.List(UrlPath(), load_default=list)
     wechat_vhost = fields.String(load_default="official")
+    admin_vhost = fields.String(load_default="admin")   # gets frame-ancestors 'none' (no framing)
     html_max_age = fields.Integer(load_default=300, validate=validate.Range(0))
     asset_max_age = fields.Integer(load_default=31536000, validate=validate.Range(0))
+    hsts_max_age = fields.Integer(load_default=63072000, validate=validate.Range(0))
     vhosts = fields.Dict(keys=fields.String(), values=fields.Nested(VhostSchema), required=True)
 
 
@@ -170,9 +191,11 @@ class SettingsSchema(_Strict):
         hosts = [v["host"] for v in web["vhosts"].values()]
         if len(set(hosts)) != len(hosts):
             errors["web.vhosts"] = ["two vhosts share a host name"]
-        proxied = web["proxy_paths"] + web["extra_proxy_paths"]
-        if len(set(proxied)) != len(proxied) or not web["proxy_paths"]:
-            errors["web.proxy_paths"] = ["must list distinct paths"]
+        proxied = list(web["wechat_paths"].values()) + web["extra_proxy_paths"]
+        if len(set(proxied)) != len(proxied):
+            errors["web.wechat_paths"] = ["the WeChat paths and extra_proxy_paths must be distinct"]
+        if web["tls"] and web["port"] == web["https_port"]:
+            errors["web.https_port"] = ["must differ from web.port"]
         if errors:
             raise ValidationError(errors)
 
@@ -197,6 +220,9 @@ def validate_settings(raw: dict, source: str = "settings") -> dict:
                           code="invalid_settings") from None
     guni = data["gunicorn"]
     guni["timeout"] = guni["timeout"] or data["app"]["llm_timeout"] + 30
+    web = data["web"]
+    web["tls_cert"] = web["tls_cert"] or data["paths"]["tls_cert"]
+    web["tls_key"] = web["tls_key"] or data["paths"]["tls_key"]
     for node in (data["db"]["primary"], data["db"]["replica"]):
         node["bind"] = node["bind"] or node["host"]
     for job in data["jobs"].values():

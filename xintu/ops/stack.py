@@ -19,10 +19,13 @@ from xintu.ops.loopback import loopback_settings
 class LoopbackStack:
     def __init__(self, base: Path, app_env: dict, *, secret: str, extra_proxy_paths: list[str] | None = None,
                  app: str = "xintu:create_app()", workers: int = 2, releases: list[dict] | None = None,
-                 gunicorn: dict | None = None):
+                 gunicorn: dict | None = None, wechat_paths: dict | None = None,
+                 wechat_callback_on_http: bool = False):
         self.base = Path(base)
         self.settings = loopback_settings(self.base / "deploy", extra_proxy_paths=extra_proxy_paths,
-                                          gunicorn_workers=workers, gunicorn=gunicorn)
+                                          gunicorn_workers=workers, gunicorn=gunicorn,
+                                          wechat_paths=wechat_paths,
+                                          wechat_callback_on_http=wechat_callback_on_http)
         self.secret, self.app = secret, app
         self.conf = self.base / "conf"
         self.releases = releases or []
@@ -47,6 +50,11 @@ class LoopbackStack:
 
     @property
     def lighttpd_url(self) -> str:
+        """The web tier over TLS (certificate: ``cert``, valid for every vhost and 127.0.0.1)."""
+        return f"https://127.0.0.1:{self.settings['web']['https_port']}"
+
+    @property
+    def lighttpd_http_url(self) -> str:
         return f"http://127.0.0.1:{self.settings['web']['port']}"
 
     @property
@@ -84,7 +92,8 @@ class LoopbackStack:
                            self.settings["gunicorn"]["port"], logs / "gunicorn.out", env=self.app_env),
             procs.nginx(self.conf / "nginx/nginx.conf", [app["https_port"], app["http_port"]],
                         logs / "nginx.out"),
-            procs.lighttpd(self.conf / "lighttpd/lighttpd.conf", web["port"], logs / "lighttpd.out"),
+            procs.lighttpd(self.conf / "lighttpd/lighttpd.conf", [web["port"], web["https_port"]],
+                           logs / "lighttpd.out"),
         ]
         try:
             for server in plan:

@@ -68,6 +68,7 @@ class SandboxServer:
 
     def __init__(self, host="127.0.0.1", port=0):
         self.routes: list[tuple[str, re.Pattern, callable]] = []
+        self.requests: list[tuple[str, str]] = []   # (method, path) of every request received, in order
         self._host, self._port = host, port
         self._httpd = None
         self._thread = None
@@ -131,6 +132,7 @@ class SandboxServer:
         self.stop()
 
     def dispatch(self, req: Request) -> Response:
+        self.requests.append((req.method, req.path))
         for method, pattern, handler in self.routes:
             match = pattern.match(req.path)
             if match and method == req.method:

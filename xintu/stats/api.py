@@ -21,6 +21,7 @@ from prometheus_client import (
 
 from xintu import metrics
 from xintu.errors import NotFound
+from xintu.proxies import ops_caller
 
 bp = APIBlueprint("metrics", __name__, tag="ops")
 
@@ -55,8 +56,7 @@ def _registry():
 @bp.doc(hide=True)
 def scrape():
     # Scraped by Prometheus on the internal network; not for the public (nginx does not route it
-    # either, this is the second lock).
-    allowed = current_app.config.get("METRICS_ALLOWED_ADDRS") or ["127.0.0.1", "::1"]
-    if request.remote_addr not in allowed:
+    # either, this is the second lock). The TCP peer decides, never X-Forwarded-For.
+    if not ops_caller(current_app.config):
         raise NotFound()
     return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

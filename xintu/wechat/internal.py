@@ -14,13 +14,9 @@ import hmac
 from flask import current_app, request
 
 from xintu.errors import NotFound
+from xintu.proxies import peer_address
 
 HEADER = "X-Xintu-Internal"
-
-
-def peer_address() -> str | None:
-    original = request.environ.get("werkzeug.proxy_fix.orig") or {}
-    return original.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR")
 
 
 def internal_only(view):

@@ -25,9 +25,16 @@ control_socket_disable = True
 pidfile = "/run/xintu/gunicorn.pid"
 accesslog = "/var/log/xintu/gunicorn-access.log"
 errorlog = "/var/log/xintu/gunicorn-error.log"
-access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}i)s'
+# The path without its query string: WeChat callback URLs carry openid, signature and nonce.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}i)s'
 forwarded_allow_ips = "127.0.0.1,::1"
-raw_env = ["PROMETHEUS_MULTIPROC_DIR=/run/xintu/prometheus"]
+# The URLs WeChat calls follow the web tier's settings (web.wechat_paths): the OAuth redirect and the pay
+# notify URL the app sends to WeChat Pay.
+raw_env = [
+    "PROMETHEUS_MULTIPROC_DIR=/run/xintu/prometheus",
+    "XINTU_WECHAT_OAUTH_REDIRECT_URL=https://www.xintu.example.com/wechat/oauth",
+    "XINTU_WECHATPAY_NOTIFY_URL=https://www.xintu.example.com/wechat/pay/notify",
+]
 
 # The hooks below are written out rather than imported from xintu.metrics: the master must never import
 # xintu, or after a HUP reload new workers would inherit the old package (and report the old version).
