@@ -12,7 +12,7 @@ from flask import g, request
 from peewee import InterfaceError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from xintu import __version__, db
+from xintu import __version__, db, settings_store
 from xintu.config import load_config
 from xintu.errors import HTTP_CODES, XintuError
 
@@ -94,6 +94,7 @@ def create_app(config: dict | None = None) -> APIFlask:
                             x_proto=settings["TRUSTED_PROXIES"])
     configure_logging(settings["LOG_LEVEL"])
     db.init_db(settings)
+    settings_store.clear_cache()  # switches (and breaker states) cached from another database are stale
     _register_request_hooks(app)
     _register_errors(app)
     for name in BLUEPRINTS:
