@@ -19,6 +19,7 @@ from wechatpy.oauth import WeChatOAuth
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
+from xintu.member.pay import gateway_wechatpay_class
 from xintu.sandbox.base import Response, SandboxServer
 from xintu.sandbox.keys import apiv3_key, encoding_aes_key, rsa_keypair, serial_no
 from xintu.sandbox.wechat_mp import WeChatSandbox
@@ -60,11 +61,12 @@ def paysb(merchant):
 
 
 def pay_client(sandbox, merchant, private_key=None):
-    wp = WeChatPay(wechatpay_type=WeChatPayType.JSAPI, mchid=MCHID, private_key=private_key or merchant["private"],
-                   cert_serial_no=merchant["serial"], appid=APPID, apiv3_key=merchant["apiv3"],
-                   notify_url="http://127.0.0.1:9/unused", public_key=sandbox.platform_public_key,
-                   public_key_id=sandbox.public_key_id)
-    wp._core._gate_way = sandbox.base_url
+    wp = gateway_wechatpay_class()(
+        gateway=sandbox.base_url, wechatpay_type=WeChatPayType.JSAPI, mchid=MCHID,
+        private_key=private_key or merchant["private"], cert_serial_no=merchant["serial"], appid=APPID,
+        apiv3_key=merchant["apiv3"], notify_url="http://127.0.0.1:9/unused",
+        public_key=sandbox.platform_public_key, public_key_id=sandbox.public_key_id)
+    assert isinstance(wp, WeChatPay) and wp.gateway == sandbox.base_url
     return wp
 
 
