@@ -88,11 +88,13 @@ def test_wrong_secret_and_unknown_token_are_refused(mp):
         StableTokenClient(APPID, "wrong", api_base_url=mp.api_base_url).fetch_access_token()
     assert exc.value.errcode == 40125
     client = StableTokenClient(APPID, SECRET, api_base_url=mp.api_base_url)
-    client.auto_retry = False
-    client.session.set(client.access_token_key, "forged")
-    with pytest.raises(WeChatClientException) as exc:
-        client.qrcode.create({"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "x"}}})
+    with pytest.raises(WeChatClientException) as exc:  # a token chosen by the caller is not replaced
+        client.post("qrcode/create", params={"access_token": "forged"},
+                    data={"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "x"}}})
     assert exc.value.errcode == 40001
+    client.session.set(client.access_token_key, "forged")  # a stored one is: normal mode, one retry
+    assert client.qrcode.create({"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "x"}}})
+    assert mp.force_times == []
 
 
 def test_oauth_code_round_trip_is_single_use(mp):

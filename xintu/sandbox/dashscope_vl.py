@@ -28,7 +28,8 @@ MODELS_PATH = "/compatible-mode/v1/models"
 ERRORS = {
     "error500": (500, "InternalError", "An internal error has occured, please try again later."),
     "error429": (429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later."),
-    "quota": (429, "Throttling.AllocationQuota", "Allocated quota exceeded, please increase your quota limit."),
+    "quota": (429, "Throttling.AllocationQuota",
+              "Allocated quota exceeded, please increase your quota limit."),
     "bad_key": (401, "InvalidApiKey", "Invalid API-key provided."),
     "arrearage": (403, "Arrearage", "Access denied, please make sure your account is in good standing."),
     "model_not_found": (404, "ModelNotFound", "Model not exist."),
@@ -47,8 +48,8 @@ def models_listing(req: Request, api_key: str | None = None) -> Response:
     """GET /compatible-mode/v1/models in the OpenAI-compatible shape (its errors too)."""
     auth = req.header("Authorization", "")
     if not auth.startswith("Bearer ") or len(auth) < 15 or (api_key and auth != f"Bearer {api_key}"):
-        return _json(401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
-                                     "code": "invalid_api_key"}})
+        return _json(401, {"error": {"message": "Incorrect API key provided.",
+                                     "type": "invalid_request_error", "code": "invalid_api_key"}})
     return _json(200, {"object": "list", "data": [{"id": name, "object": "model", "created": 1760000000,
                                                    "owned_by": "system"} for name in offered_models()]})
 
