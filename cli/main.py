@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "credits": ("xintu_cli.credits:credits", "Show, adjust and audit user credits."),
     "db": ("xintu_cli.db:db", "Migrations and primary → replica replication."),
     "deploy": ("xintu_cli.deploy:deploy", "Deploy a release to app hosts over SSH."),
+    "doctor": ("xintu_cli.doctor:doctor", "Check every upstream and production setting (exit 1 on a fail)."),
     "edit": ("xintu_cli.edit:edit", "Image edit tasks (DashScope)."),
     "location": ("xintu_cli.location:location", "GPS → place names (Chinese)."),
     "orders": ("xintu_cli.orders:orders", "WeChat Pay orders."),

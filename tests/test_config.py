@@ -94,7 +94,8 @@ def test_models_newer_than_the_list_can_be_declared(tmp_path):
     config = load_config(instance=str(tmp_path), environ={"XINTU_CLASSIFY_LLM_MODEL": "qwen4-vl-plus",
                                                           "XINTU_DASHSCOPE_EXTRA_MODELS": "qwen4-vl-plus"})
     assert config["CLASSIFY_LLM_MODEL"] == "qwen4-vl-plus"
-    dated = load_config(instance=str(tmp_path), environ={"XINTU_CLASSIFY_LLM_MODEL": "qwen3-vl-flash-2025-10-15"})
+    dated = load_config(instance=str(tmp_path),
+                        environ={"XINTU_CLASSIFY_LLM_MODEL": "qwen3-vl-flash-2025-10-15"})
     assert dated["CLASSIFY_LLM_MODEL"] == "qwen3-vl-flash-2025-10-15"
 
 

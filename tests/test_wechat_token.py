@@ -21,7 +21,8 @@ def mp():
 
 def _stable(mp, force=False):
     return requests.post(mp.api_base_url + "stable_token", timeout=5, json={
-        "grant_type": "client_credential", "appid": mp.appid, "secret": mp.secret, "force_refresh": force}).json()
+        "grant_type": "client_credential", "appid": mp.appid, "secret": mp.secret,
+        "force_refresh": force}).json()
 
 
 def _qr(client):

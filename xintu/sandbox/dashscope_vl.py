@@ -97,10 +97,11 @@ class FakeDashScope(SandboxServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         super().__init__(host, port)
         self.state = FakeState()
+        self.api_key: str | None = None   # None: any key that looks real (sk-…); else only this one
         self.route("GET", "/_fake/stats", self._stats)
         self.route("POST", "/_fake/config", self._config)
         self.route("POST", PATH, self._generation)
-        self.route("GET", MODELS_PATH, models_listing)
+        self.route("GET", MODELS_PATH, lambda req: models_listing(req, self.api_key))
 
     @property
     def base_url(self) -> str:
@@ -124,7 +125,8 @@ class FakeDashScope(SandboxServer):
         st = self.state
         rid = str(uuid.uuid4())
         auth = req.header("Authorization", "")
-        if not auth.startswith("Bearer ") or len(auth) < len("Bearer ") + 8:  # real keys are long: sk-…
+        if not auth.startswith("Bearer ") or len(auth) < len("Bearer ") + 8 or (  # real keys are long: sk-…
+                self.api_key and auth != f"Bearer {self.api_key}"):
             return _json(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided.",
                                "request_id": rid})
         with st.lock:
@@ -180,8 +182,8 @@ def start_embedded(config: dict) -> dict:
     model_dir = config.get("CLASSIFY_MODEL_DIR") or os.path.join(config["INSTANCE_PATH"], "models")
     fake = FakeDashScope().start()
     fake.state.answer_fn = lambda image: _local_answer(model_dir, image)
-    return {"DASHSCOPE_BASE_URL": fake.base_url, "DASHSCOPE_API_KEY": config.get("DASHSCOPE_API_KEY")
-            or "sk-sandbox-key"}
+    fake.api_key = config.get("DASHSCOPE_API_KEY") or "sk-sandbox-key"
+    return {"DASHSCOPE_BASE_URL": fake.base_url, "DASHSCOPE_API_KEY": fake.api_key}
 
 
 def _local_answer(model_dir: str, image: bytes) -> dict:
