@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sites": ("xintu_cli.sites:sites", "Render the static sites into CDN-ready folders."),
     "stats": ("xintu_cli.stats:stats", "Usage numbers."),
     "users": ("xintu_cli.users:users", "WeChat users."),
+    "wechat": ("xintu_cli.wechat:wechat", "WeChat official account: custom menu."),
     "worker": ("xintu_cli.edit:worker", "Run background task workers."),
 }
 
