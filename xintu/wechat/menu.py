@@ -75,7 +75,8 @@ def _check_button(button, where: str, name_bytes: int, allow_sub: bool) -> dict:
         if "type" in button:
             _bad(f"{where}: a button with sub buttons has no type of its own")
         if not isinstance(subs, list) or not 1 <= len(subs) <= MAX_SUB_BUTTONS:
-            _bad(f"{where}: 1 to {MAX_SUB_BUTTONS} sub buttons, not {len(subs) if isinstance(subs, list) else 0}")
+            count = len(subs) if isinstance(subs, list) else 0
+            _bad(f"{where}: 1 to {MAX_SUB_BUTTONS} sub buttons, not {count}")
         return {"name": name, "sub_button": [_check_button(s, f"{where} sub button {i + 1}", SUB_NAME_BYTES,
                                                            False) for i, s in enumerate(subs)]}
     kind = button.get("type")
