@@ -56,7 +56,8 @@ def test_sync_applies_and_a_second_run_changes_nothing(member_stack, tmp_path):
     ('[[button]]\nname = "m"\n[[button.sub_button]]\nname = "' + "长" * 21
      + '"\ntype = "click"\nkey = "k"\n', "name is 63 bytes, WeChat allows 60"),
     ('[[button]]\nname = "a"\ntype = "view"\n', "button 1 (a): type view needs url"),
-    ('[[button]]\nname = "a"\ntype = "view"\nurl = "javascript:alert(1)"\n', "url must be an http(s) address"),
+    ('[[button]]\nname = "a"\ntype = "view"\nurl = "javascript:alert(1)"\n',
+     "url must be an http(s) address"),
     ('[[button]]\nname = "a"\ntype = "jump"\n', "type must be one of click, view"),
     ('[[button]]\nname = "a"\ntype = "click"\nkey = "k"\ncolour = "red"\n', "unknown field 'colour'"),
     ('[[button]]\nname = "a"\ntype = "click"\nkey = "k"\nurl = "https://x.cn"\n',
