@@ -50,7 +50,7 @@ def _production_env(**extra):
     env = {f"XINTU_{key}": f"value-{key.lower()}" for key in PRODUCTION_REQUIRED}
     env.update(XINTU_ENV="production", XINTU_SECRET_KEY="s" * 16 + "0123456789abcdef0123",
                XINTU_DATABASE_URL="mysql://app:pw@db1:3306/xintu", XINTU_WECHATPAY_APIV3_KEY="k" * 32,
-               XINTU_PUBLIC_BASE_URL="https://api.example.cn",
+               XINTU_PUBLIC_BASE_URL="https://api.example.cn", XINTU_WECHAT_TOKEN="callbackToken1",
                XINTU_WECHATPAY_NOTIFY_URL="https://wx.example.cn/wechat/pay/notify",
                XINTU_WECHAT_OAUTH_REDIRECT_URL="https://wx.example.cn/wechat/oauth")
     env.update(extra)
@@ -70,6 +70,8 @@ def test_production_rejects_weak_secret_key_and_sqlite(tmp_path):
     ({"XINTU_WECHATPAY_NOTIFY_URL": "http://wx.example.cn/n"}, "WECHATPAY_NOTIFY_URL must be an https://"),
     ({"XINTU_WECHATPAY_APIV3_KEY": "short"}, "WECHATPAY_APIV3_KEY must be exactly 32 bytes"),
     ({"XINTU_INTERNAL_SHARED_SECRET": "abc"}, "INTERNAL_SHARED_SECRET must be at least 24"),
+    ({"XINTU_WECHAT_TOKEN": "with spaces"}, "WECHAT_TOKEN must be 3–32 letters or digits"),
+    ({"XINTU_WECHAT_AES_KEY": "x" * 42 + "!"}, "WECHAT_AES_KEY is not a valid EncodingAESKey"),
 ])
 def test_production_refuses_wrong_addresses_and_short_secrets(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):

@@ -11,7 +11,10 @@ embedded default needs no setup and still keeps sessions across restarts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import secrets
 import tomllib
 from pathlib import Path
@@ -251,10 +254,10 @@ def production_problems(config: dict) -> list[tuple[str, str, str]]:
     v3 = str(config.get("WECHATPAY_APIV3_KEY") or "")
     if v3 and len(v3.encode()) != 32:
         out.append(("secrets.wechatpay_apiv3_key", "fail", "WECHATPAY_APIV3_KEY must be exactly 32 bytes"))
-    aes = config.get("WECHAT_AES_KEY")
-    if aes and len(str(aes)) != 43:
-        out.append(("secrets.wechat_aes_key", "fail",
-                    "WECHAT_AES_KEY (EncodingAESKey) must be 43 characters"))
+    for name, problem in (("wechat.callback_token", wechat_token_problem(config.get("WECHAT_TOKEN"))),
+                          ("wechat.aes", aes_key_problem(config.get("WECHAT_AES_KEY")))):
+        if problem:
+            out.append((name, "fail", problem))
     if str(config.get("DATABASE_URL") or "").startswith("sqlite"):
         out.append(("settings.database_url", "fail", "production DATABASE_URL must point to MariaDB/MySQL, "
                     "not SQLite"))
@@ -268,6 +271,24 @@ def production_problems(config: dict) -> list[tuple[str, str, str]]:
         elif "127.0.0.1" in url or "localhost" in url:
             out.append((f"addresses.{key.lower()}", "fail", f"{key} points to this machine ({url})"))
     return out
+
+
+def wechat_token_problem(token) -> str | None:
+    """WeChat accepts a callback Token of 3–32 letters or digits only."""
+    if token and not re.fullmatch(r"[A-Za-z0-9]{3,32}", str(token)):
+        return "WECHAT_TOKEN must be 3–32 letters or digits (WeChat accepts no other Token)"
+    return None
+
+
+def aes_key_problem(key) -> str | None:
+    """The EncodingAESKey: 43 characters of base64 that decode to 32 bytes."""
+    if not key:
+        return None
+    try:
+        ok = len(str(key)) == 43 and len(base64.b64decode(str(key) + "=", validate=True)) == 32
+    except (binascii.Error, ValueError):
+        ok = False
+    return None if ok else "WECHAT_AES_KEY is not a valid EncodingAESKey (43 characters of base64)"
 
 
 def check_production(config: dict) -> None:

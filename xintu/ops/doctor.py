@@ -10,13 +10,11 @@ hands back the live token, and the pay query reads an order (or a made-up one, a
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import secrets
 from dataclasses import asdict, dataclass
 
-from xintu.config import production_problems
+from xintu.config import aes_key_problem, production_problems, wechat_token_problem
 
 LEVELS = ("ok", "warn", "fail")
 DEFAULT_DASHSCOPE_API = "https://dashscope.aliyuncs.com/api/v1"
@@ -62,14 +60,16 @@ def _production(config) -> bool:
 
 # -- settings ------------------------------------------------------------------------------------
 def _settings(config) -> list[Check]:
-    """The config-only production checks; outside production they are warnings of what would refuse."""
+    """The config-only production checks; outside production the policy ones (addresses, secrets,
+    settings) are warnings of what would refuse, while a broken WeChat token or AES key fails anywhere."""
     prod = _production(config)
     out = []
     for name, level, message in production_problems(config):
         if not prod and name == "settings.required":
             continue  # development runs without most of them on purpose
-        out.append(Check(name, level if prod else "warn", message,
-                         "" if prod else "production would refuse to start with this"))
+        policy = not prod and not name.startswith("wechat.")
+        out.append(Check(name, "warn" if policy else level, message,
+                         "production would refuse to start with this" if policy else ""))
     if not any(c.name.startswith("addresses.") for c in out):
         out.append(Check("addresses", "ok", f"PUBLIC_BASE_URL {config.get('PUBLIC_BASE_URL')}"))
     if not any(c.name.startswith("secrets.") for c in out):
@@ -166,28 +166,21 @@ def _wechat(config) -> list[Check]:
 
 
 def _callback(config) -> list[Check]:
+    """Format problems of the token and the AES key are production_problems (in _settings); here the
+    remaining verdicts: not set, plain-text mode, or fine."""
     token, aes = config.get("WECHAT_TOKEN"), config.get("WECHAT_AES_KEY")
     out = []
     if not token:
         out.append(Check("wechat.callback_token", "fail" if _production(config) else "warn",
                          "WECHAT_TOKEN is not set: callbacks cannot be verified",
                          "the Token of 公众平台 → 基本配置 → 服务器配置"))
-    elif not re.fullmatch(r"[A-Za-z0-9]{3,32}", str(token)):
-        out.append(Check("wechat.callback_token", "fail", "WECHAT_TOKEN must be 3–32 letters or digits",
-                         "WeChat accepts no other Token"))
-    else:
+    elif not wechat_token_problem(token):
         out.append(Check("wechat.callback_token", "ok", "callback token configured"))
     if not aes:
         out.append(Check("wechat.aes", "warn", "no WECHAT_AES_KEY: plain-text mode, events unencrypted",
                          "choose 安全模式 and set the EncodingAESKey"))
-    else:
-        try:
-            ok = len(str(aes)) == 43 and len(base64.b64decode(str(aes) + "=", validate=True)) == 32
-        except (binascii.Error, ValueError):
-            ok = False
-        out.append(Check("wechat.aes", "ok" if ok else "fail",
-                         "safe mode (AES key decodes to 32 bytes)" if ok else "WECHAT_AES_KEY is not a valid "
-                         "EncodingAESKey", "" if ok else "43 characters of base64 from 公众平台 → 基本配置"))
+    elif not aes_key_problem(aes):
+        out.append(Check("wechat.aes", "ok", "safe mode (AES key decodes to 32 bytes)"))
     return out
 
 
