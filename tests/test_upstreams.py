@@ -121,7 +121,7 @@ def test_arrears_stop_the_edit_worker_keep_images_queued_and_refuse_new_tasks(ed
         row = EditTask.get(EditTask.task_id == task["task_id"])
         assert [i["status"] for i in row.images] == ["queued", "queued"]
         assert [i["attempts"] for i in row.images] == [0, 0]  # nothing counted against the images
-        assert worker.run_once() and dashscope_edit_fake.submissions == 0  # no call while open
+        assert not worker.run_once() and dashscope_edit_fake.submissions == 0  # idle while open
     refused = post_edit(client, headers, [photo("blue")])
     assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "edit_upstream_unavailable"
     assert balance(edit_app, user) == 1  # the first task holds two; the refused one took nothing

@@ -193,7 +193,10 @@ class EditWorker:
 
     # -- loops -----------------------------------------------------------------------------------
     def run_once(self, overdue_only: bool = False) -> bool:
-        """Claim and step one task; False when nothing was claimable."""
+        """Claim and step one task; False when nothing was claimable (or the breaker is open: then only
+        ``sweep`` claims, to finish overdue tasks)."""
+        if not overdue_only and self.breaker.state() is not None:
+            return False
         task = self.claim(overdue_only)
         if task is None:
             return False
