@@ -192,3 +192,16 @@ def test_the_lease_is_renewed_during_a_slow_call_so_nobody_submits_twice(mysql_e
                 stolen.append(time.monotonic())
     thread.join()
     assert stolen == [] and dashscope_edit_fake.submissions == 1
+
+
+def test_the_breaker_logs_once_per_opening(app, caplog):
+    with app.app_context():
+        breaker = Breaker("dashscope.classify", seconds=60)
+        for _ in range(5):  # a batch of 20 fails together: one log line
+            breaker.open("quota", "Throttling.AllocationQuota", "quota gone")
+        assert [r.levelname for r in caplog.records if r.name == "xintu.upstreams"] == ["ERROR"]
+        assert breaker.is_open()
+        breaker.close()
+        assert not breaker.is_open()
+        breaker.open("billing", "Arrearage", "arrears")  # a new opening is logged again
+    assert len([r for r in caplog.records if r.name == "xintu.upstreams"]) == 2

@@ -134,8 +134,7 @@ BREAKER_SHORT_CIRCUITS = Counter("xintu_upstream_breaker_short_circuits",
                                  "Calls not made because the upstream breaker was open", ["upstream"])
 BREAKERS = ("dashscope.classify", "dashscope.edit")
 PREFIX = "breaker."
-_local: dict[str, dict] = {}      # per process: the last state seen or set (also works without a DB)
-_logged: set[tuple[str, str]] = set()
+_local: dict[str, dict] = {}      # per process: the last state set (also works without a DB)
 _lock = threading.Lock()
 
 
@@ -162,11 +161,12 @@ class Breaker:
         return True
 
     def open(self, reason: str, code: str = "", message: str = "") -> None:
-        st = {"reason": reason, "code": code, "message": message[:200], "until": time.time() + self.seconds}
-        with _lock:
+        now = time.time()
+        st = {"reason": reason, "code": code, "message": message[:200], "until": now + self.seconds}
+        with _lock:  # logged once per opening in this process (20 items of a batch fail together)
+            prev = _local.get(self.name)
+            first = prev is None or prev["until"] <= now
             _local[self.name] = st
-            first = (self.name, reason) not in _logged
-            _logged.add((self.name, reason))
         BREAKER_OPENED.labels(self.name, reason).inc()
         if first:
             log.error("%s: %s %s — no calls for %d s (xintu doctor tells more)", self.name, code or reason,
@@ -181,7 +181,6 @@ class Breaker:
     def close(self) -> None:
         with _lock:
             _local.pop(self.name, None)
-            _logged.difference_update({k for k in _logged if k[0] == self.name})
         try:
             from xintu.models import Setting
             from xintu.settings_store import clear_cache
