@@ -41,7 +41,7 @@ class Check:
 def run(config: dict) -> list[Check]:
     """Every check, in a stable order; call inside an app context (the databases are the app's)."""
     checks: list[Check] = []
-    for group in (_settings, _database, _replica, _wechat, _callback, _pay, _dashscope):
+    for group in (_settings, _sdks, _database, _replica, _wechat, _callback, _pay, _dashscope):
         try:
             checks.extend(group(config))
         except Exception as exc:  # noqa: BLE001  a check that breaks is a failed check, not a traceback
@@ -75,6 +75,29 @@ def _settings(config) -> list[Check]:
     if not any(c.name.startswith("secrets.") for c in out):
         out.append(Check("secrets", "ok", "secret lengths are as required"))
     return out
+
+
+# -- SDKs ----------------------------------------------------------------------------------------
+# the versions the code was checked against (setup.cfg pins them): a prefix of the installed version
+SDK_VERSIONS = {"dashscope": "2.", "wechatpy": "1.8.18", "wechatpayv3": "2.0.4"}
+
+
+def _sdks(config) -> list[Check]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found, wrong = [], []
+    for name, wanted in SDK_VERSIONS.items():
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            have = "missing"
+        found.append(f"{name} {have}")
+        if not have.startswith(wanted):
+            wrong.append(f"{name} {have} (tested: {wanted}{'x' if wanted.endswith('.') else ''})")
+    if wrong:
+        return [Check("sdk.versions", "warn", "untested SDK versions: " + ", ".join(wrong),
+                      "install the versions setup.cfg pins")]
+    return [Check("sdk.versions", "ok", ", ".join(found))]
 
 
 # -- databases -----------------------------------------------------------------------------------
