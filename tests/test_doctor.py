@@ -44,8 +44,8 @@ def test_everything_passes_against_the_running_sandbox(app, sandboxed):
     checks = _by_name(json.loads(result.output))
     assert not [c for c in checks.values() if c["level"] == "fail"]
     for name in ("database.primary", "database.migrations", "wechat.token", "wechat.callback_token",
-                 "wechat.aes", "wechatpay.keys", "wechatpay.public_key", "wechatpay.query", "dashscope.classify.model",
-                 "dashscope.classify.key", "dashscope.edit.model", "dashscope.edit.key", "secrets",
+                 "wechat.aes", "wechatpay.keys", "wechatpay.public_key", "wechatpay.query",
+                 "dashscope.classify.model", "dashscope.classify.key", "dashscope.edit.model", "dashscope.edit.key", "secrets",
                  "sdk.versions"):
         assert checks[name]["level"] == "ok", checks[name]
     table = _invoke(app)
@@ -58,9 +58,9 @@ def test_primary_and_replica_privileges_read_only_and_lag(mysql_app, sandboxed):
     mysql_app.config.update(sandboxed[0])
     with mysql_app.app_context():
         checks = _by_name(doctor.run(mysql_app.config))
-    assert {n: checks[n].level for n in ("database.primary", "database.privileges", "database.replica",
-                                         "database.replica_read_only")} == dict.fromkeys(
-        ("database.primary", "database.privileges", "database.replica", "database.replica_read_only"), "ok")
+    names = ("database.primary", "database.privileges", "database.replica", "database.replica_read_only",
+             "database.replica_privileges")
+    assert {n: checks[n].level for n in names} == dict.fromkeys(names, "ok")
     assert "lag 0 s" in checks["database.replica"].message
 
 

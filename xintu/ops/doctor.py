@@ -154,6 +154,13 @@ def _replica(config) -> list[Check]:
     if db.is_mysql(db.replica) and "unreachable" not in (status["reason"] or ""):
         with db.replica.connection_context():
             read_only = db.replica.obj.execute_sql("SELECT @@read_only").fetchone()[0]
+            grants = " ".join(_grants(db.replica.obj)).upper()
+        if "SUPER" in grants or "ALL PRIVILEGES ON *.*" in grants:
+            out.append(Check("database.replica_privileges", "fail", "the replica user has SUPER / ALL ON *.*",
+                             "read_only does not stop SUPER: a stray write breaks replication; use SELECT "
+                             "+ SLAVE MONITOR"))
+        else:
+            out.append(Check("database.replica_privileges", "ok", "replica user without SUPER"))
         out.append(Check("database.replica_read_only", "ok" if read_only else "fail",
                          "read_only=ON" if read_only else "the replica accepts writes (read_only=OFF)",
                          "" if read_only else "SET GLOBAL read_only=ON on the replica (and in its my.cnf)"))
