@@ -45,8 +45,8 @@ def test_everything_passes_against_the_running_sandbox(app, sandboxed):
     assert not [c for c in checks.values() if c["level"] == "fail"]
     for name in ("database.primary", "database.migrations", "wechat.token", "wechat.callback_token",
                  "wechat.aes", "wechatpay.keys", "wechatpay.public_key", "wechatpay.query",
-                 "dashscope.classify.model", "dashscope.classify.key", "dashscope.edit.model", "dashscope.edit.key", "secrets",
-                 "sdk.versions"):
+                 "dashscope.classify.model", "dashscope.classify.key", "dashscope.edit.model",
+                 "dashscope.edit.key", "secrets", "sdk.versions"):
         assert checks[name]["level"] == "ok", checks[name]
     table = _invoke(app)
     assert table.exit_code == 0
