@@ -61,7 +61,8 @@ class DashScopeEditFake(SandboxServer):
         self._lock = threading.Lock()
         self.route("GET", r"/results/([\w-]+)\.png", self._result)  # OSS-style URLs need no key
         self.route("GET", r"/api/v1/tasks/([\w-]+)", self._authorized(lambda req: self._fetch(req.match[1])))
-        edit_paths = "(" + "|".join(map(re.escape, (SUBMIT_PATH, GENERATION_PATH, IMAGE_GENERATION_PATH))) + ")"
+        paths = (SUBMIT_PATH, GENERATION_PATH, IMAGE_GENERATION_PATH)
+        edit_paths = "(" + "|".join(map(re.escape, paths)) + ")"
         self.route("POST", edit_paths, self._authorized(self._edit))
         self.route("GET", MODELS_PATH, lambda req: models_listing(req, self.api_key))
 
