@@ -32,7 +32,7 @@ def _edit_config(config, sandbox):
 
 @click.group()
 def edit():
-    """Image edit tasks on DashScope (qwen-image-edit by default).
+    """Image edit tasks on DashScope (qwen-image-2.0 by default).
 
     \b
     Examples:
@@ -45,7 +45,7 @@ def edit():
 @edit.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--prompt", required=True, help="The instruction, e.g. 把背景换成海边.")
-@click.option("--model", default=None, help="Upstream model (default: config EDIT_MODEL or qwen-image-edit).")
+@click.option("--model", default=None, help="Upstream model (default: config EDIT_MODEL, qwen-image-2.0).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Save the result here.")
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait for upstream.")
 @click.option("--sandbox/--no-sandbox", default=None, help=_SANDBOX_HELP)
@@ -54,11 +54,16 @@ def run(image, prompt, model, output, timeout, sandbox):
     from xintu.config import load_config
     from xintu.edit.images import check_prompt, prepare_image
     from xintu.edit.service import DEFAULT_MODEL
-    from xintu.edit.upstream import EditModelClient, TransientUpstreamError
+    from xintu.edit.upstream import EditModelClient, TransientUpstreamError, UpstreamStopped
+    from xintu.upstreams import check_model
 
     config = _edit_config(load_config(), sandbox)
+    model = model or config.get("EDIT_MODEL") or DEFAULT_MODEL
+    level, message = check_model(model, "edit", config.get("DASHSCOPE_EXTRA_MODELS"))
+    if level == "fail":
+        raise click.ClickException(message)
     prepared = prepare_image(image.read_bytes())
-    client = EditModelClient.from_config(config, model or config.get("EDIT_MODEL") or DEFAULT_MODEL)
+    client = EditModelClient.from_config(config, model)
     spinner, start = itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"), time.monotonic()
     outcome = None
     while time.monotonic() - start < timeout:
@@ -69,6 +74,8 @@ def run(image, prompt, model, output, timeout, sandbox):
                 outcome = client.poll(outcome.upstream_id)
         except TransientUpstreamError as exc:
             click.echo(f"\rupstream busy ({exc}), retrying", err=True)
+        except UpstreamStopped as exc:
+            raise click.ClickException(f"DashScope stopped the edit: {exc} (see `xintu doctor`)") from None
         if outcome is not None and outcome.state != "pending":
             break
         if sys.stderr.isatty():

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "credits": ("xintu_cli.credits:credits", "Show, adjust and audit user credits."),
     "db": ("xintu_cli.db:db", "Migrations and primary → replica replication."),
     "deploy": ("xintu_cli.deploy:deploy", "Deploy a release to app hosts over SSH."),
+    "doctor": ("xintu_cli.doctor:doctor", "Check every upstream and production setting (exit 1 on a fail)."),
     "edit": ("xintu_cli.edit:edit", "Image edit tasks (DashScope)."),
     "location": ("xintu_cli.location:location", "GPS → place names (Chinese)."),
     "orders": ("xintu_cli.orders:orders", "WeChat Pay orders."),
@@ -32,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sites": ("xintu_cli.sites:sites", "Render the static sites into CDN-ready folders."),
     "stats": ("xintu_cli.stats:stats", "Usage numbers."),
     "users": ("xintu_cli.users:users", "WeChat users."),
+    "wechat": ("xintu_cli.wechat:wechat", "WeChat official account: custom menu."),
     "worker": ("xintu_cli.edit:worker", "Run background task workers."),
 }
 

@@ -143,6 +143,13 @@ def test_viewer_cannot_switch_inference_operator_can(mysql_client, admins):
     assert mysql_client.put("/api/v1/admin/inference", json={"mode": "fast"}, headers=op).status_code == 422
     switched = mysql_client.put("/api/v1/admin/inference", json={"mode": "local"}, headers=op).get_json()
     assert switched["mode"] == "local" and switched["updated_by"] == "op1"
+    assert [(u["name"], u["open"]) for u in switched["upstreams"]] == [("dashscope.classify", False),
+                                                                      ("dashscope.edit", False)]
+    from xintu.upstreams import Breaker
+    with mysql_client.application.app_context():
+        Breaker("dashscope.edit").open("billing", "Arrearage", "Access denied")
+    shown = mysql_client.get("/api/v1/admin/inference", headers=op).get_json()["upstreams"][1]
+    assert shown["open"] and shown["code"] == "Arrearage" and shown["seconds_left"] > 0
 
 
 def test_cors_only_for_the_configured_admin_origin(mysql_app, mysql_client, admins):

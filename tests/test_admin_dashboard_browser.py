@@ -169,6 +169,12 @@ def test_operator_sees_numbers_adjusts_credits_uploads_a_release(dashboard, page
         from xintu.models import Setting
         assert Setting.get_by_id("inference.mode").value == "local"
         assert Setting.get_by_id("inference.mode").updated_by == "op1"
+    assert page.inner_text("#upstreams").splitlines() == ["dashscope.classify：正常", "dashscope.edit：正常"]
+    with mysql_app.app_context():
+        from xintu.upstreams import Breaker
+        Breaker("dashscope.classify").open("quota", "Throttling.AllocationQuota", "quota gone")
+    page.reload()
+    page.wait_for_selector("#upstreams li:has-text('已熔断（Throttling.AllocationQuota')")
     _shot(page, "inference")
 
 

@@ -36,7 +36,7 @@ def test_llm_answer_is_cached_and_then_served_from_cache(classify_app, auth, das
     with classify_app.app_context():
         buffer.flush()
         (row,) = _cache_rows()
-        assert row.source == "llm" and row.hits == 1 and row.model_version == "qwen-vl-plus"
+        assert row.source == "llm" and row.hits == 1 and row.model_version == "qwen3-vl-plus"
 
 
 def test_lying_client_hash_cannot_poison_the_cache(classify_app, auth, dashscope_vl):

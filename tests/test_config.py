@@ -49,7 +49,10 @@ def test_production_without_secrets_refuses_to_start(tmp_path):
 def _production_env(**extra):
     env = {f"XINTU_{key}": f"value-{key.lower()}" for key in PRODUCTION_REQUIRED}
     env.update(XINTU_ENV="production", XINTU_SECRET_KEY="s" * 16 + "0123456789abcdef0123",
-               XINTU_DATABASE_URL="mysql://app:pw@db1:3306/xintu")
+               XINTU_DATABASE_URL="mysql://app:pw@db1:3306/xintu", XINTU_WECHATPAY_APIV3_KEY="k" * 32,
+               XINTU_PUBLIC_BASE_URL="https://api.example.cn", XINTU_WECHAT_TOKEN="callbackToken1",
+               XINTU_WECHATPAY_NOTIFY_URL="https://wx.example.cn/wechat/pay/notify",
+               XINTU_WECHAT_OAUTH_REDIRECT_URL="https://wx.example.cn/wechat/oauth")
     env.update(extra)
     return env
 
@@ -59,6 +62,48 @@ def test_production_rejects_weak_secret_key_and_sqlite(tmp_path):
         load_config(instance=str(tmp_path), environ=_production_env(XINTU_SECRET_KEY="short"))
     with pytest.raises(ConfigError, match="SQLite"):
         load_config(instance=str(tmp_path), environ=_production_env(XINTU_DATABASE_URL="sqlite:///x"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"XINTU_PUBLIC_BASE_URL": ""}, "production needs PUBLIC_BASE_URL"),
+    ({"XINTU_PUBLIC_BASE_URL": "http://api.example.cn"}, "PUBLIC_BASE_URL must be an https:// URL"),
+    ({"XINTU_WECHATPAY_NOTIFY_URL": "http://wx.example.cn/n"}, "WECHATPAY_NOTIFY_URL must be an https://"),
+    ({"XINTU_WECHATPAY_APIV3_KEY": "short"}, "WECHATPAY_APIV3_KEY must be exactly 32 bytes"),
+    ({"XINTU_INTERNAL_SHARED_SECRET": "abc"}, "INTERNAL_SHARED_SECRET must be at least 24"),
+    ({"XINTU_WECHAT_TOKEN": "with spaces"}, "WECHAT_TOKEN must be 3–32 letters or digits"),
+    ({"XINTU_WECHAT_AES_KEY": "x" * 42 + "!"}, "WECHAT_AES_KEY is not a valid EncodingAESKey"),
+])
+def test_production_refuses_wrong_addresses_and_short_secrets(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(instance=str(tmp_path), environ=_production_env(**change))
+
+
+def test_development_falls_back_to_the_local_address(tmp_path):
+    assert load_config(instance=str(tmp_path), environ={})["PUBLIC_BASE_URL"] == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("key, name, message", [
+    ("CLASSIFY_LLM_MODEL", "qwen-vl-plus", "retired by Model Studio .* use qwen3-vl-plus"),
+    ("CLASSIFY_LLM_MODEL", "gpt-4o", "not a known classification model"),
+    ("EDIT_MODEL", "qwen3-vl-plus", "not a known image edit model"),
+])
+def test_retired_or_unknown_model_names_fail_at_load(tmp_path, key, name, message):
+    with pytest.raises(ConfigError, match=f"{key}: .*{message}"):
+        load_config(instance=str(tmp_path), environ={f"XINTU_{key}": name})
+
+
+def test_models_newer_than_the_list_can_be_declared(tmp_path):
+    config = load_config(instance=str(tmp_path), environ={"XINTU_CLASSIFY_LLM_MODEL": "qwen4-vl-plus",
+                                                          "XINTU_DASHSCOPE_EXTRA_MODELS": "qwen4-vl-plus"})
+    assert config["CLASSIFY_LLM_MODEL"] == "qwen4-vl-plus"
+    dated = load_config(instance=str(tmp_path),
+                        environ={"XINTU_CLASSIFY_LLM_MODEL": "qwen3-vl-flash-2025-10-15"})
+    assert dated["CLASSIFY_LLM_MODEL"] == "qwen3-vl-flash-2025-10-15"
+
+
+def test_edit_call_timeout_must_stay_below_the_lease(tmp_path):
+    with pytest.raises(ConfigError, match="EDIT_CALL_TIMEOUT must be below EDIT_LEASE_SECONDS"):
+        load_config(instance=str(tmp_path), environ={"XINTU_EDIT_CALL_TIMEOUT": "150"})
 
 
 def test_production_with_secrets_forces_sandbox_off_and_internal_header_on(tmp_path):

@@ -51,6 +51,22 @@ def test_edit_run_refused_upstream_is_one_error_line(cli_env, tmp_path, dashscop
         "Error: upstream refused the edit: 400 DataInspectionFailed: Output data may contain inappropriate content."]
 
 
+def test_edit_run_refuses_a_retired_model_and_reports_arrears_in_one_line(cli_env, tmp_path,
+                                                                         dashscope_edit_fake):
+    source = tmp_path / "in.jpg"
+    source.write_bytes(photo("black"))
+    retired = cli_env.invoke(cli, ["edit", "run", str(source), "--prompt", "p", "--model", "qwen-vl-plus"])
+    assert retired.exit_code == 1 and "not a known image edit model" in retired.output
+    assert dashscope_edit_fake.submissions == 0
+    dashscope_edit_fake.refuse_next = [(403, "Arrearage", "Access denied, please make sure your account is "
+                                        "in good standing.")]
+    stopped = cli_env.invoke(cli, ["edit", "run", str(source), "--prompt", "换成夜景"])
+    assert stopped.exit_code == 1
+    assert stopped.output.strip().splitlines() == [
+        "Error: DashScope stopped the edit: Arrearage: qwen-image-2.0: Access denied, please make sure your "
+        "account is in good standing. (see `xintu doctor`)"]
+
+
 def test_worker_once_runs_the_queue_and_show_reports_it(cli_env, edit_app):
     user, headers = make_user(edit_app, credits=2)
     task = post_edit(edit_app.test_client(), headers, [photo("red"), photo("green")]).get_json()

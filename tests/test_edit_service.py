@@ -157,8 +157,8 @@ def test_identical_image_and_prompt_is_served_from_cache_free(edit_app, dashscop
     again = post_edit(client, headers, [photo("red"), photo("navy")])
     body = again.get_json()
     assert again.status_code == 202 and body["credits"]["reserved"] == 1
-    assert body["images"][0] == {"index": 0, "status": "cached", "error": None, "cached": True,
-                                 "url": f"/api/v1/image-edit/{body['task_id']}/results/0"}
+    assert body["images"][0] == {"index": 0, "status": "cached", "error": None, "error_code": None,
+                                 "cached": True, "url": f"/api/v1/image-edit/{body['task_id']}/results/0"}
     served = client.get(body["images"][0]["url"], headers=headers)
     assert served.status_code == 200 and served.mimetype == "image/png" and served.data == original
     drain(edit_app)

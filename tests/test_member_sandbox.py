@@ -19,6 +19,7 @@ from wechatpy.oauth import WeChatOAuth
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
+from xintu.member.pay import gateway_wechatpay_class
 from xintu.sandbox.base import Response, SandboxServer
 from xintu.sandbox.keys import apiv3_key, encoding_aes_key, rsa_keypair, serial_no
 from xintu.sandbox.wechat_mp import WeChatSandbox
@@ -60,11 +61,12 @@ def paysb(merchant):
 
 
 def pay_client(sandbox, merchant, private_key=None):
-    wp = WeChatPay(wechatpay_type=WeChatPayType.JSAPI, mchid=MCHID, private_key=private_key or merchant["private"],
-                   cert_serial_no=merchant["serial"], appid=APPID, apiv3_key=merchant["apiv3"],
-                   notify_url="http://127.0.0.1:9/unused", public_key=sandbox.platform_public_key,
-                   public_key_id=sandbox.public_key_id)
-    wp._core._gate_way = sandbox.base_url
+    wp = gateway_wechatpay_class()(
+        gateway=sandbox.base_url, wechatpay_type=WeChatPayType.JSAPI, mchid=MCHID,
+        private_key=private_key or merchant["private"], cert_serial_no=merchant["serial"], appid=APPID,
+        apiv3_key=merchant["apiv3"], notify_url="http://127.0.0.1:9/unused",
+        public_key=sandbox.platform_public_key, public_key_id=sandbox.public_key_id)
+    assert isinstance(wp, WeChatPay) and wp.gateway == sandbox.base_url
     return wp
 
 
@@ -86,11 +88,13 @@ def test_wrong_secret_and_unknown_token_are_refused(mp):
         StableTokenClient(APPID, "wrong", api_base_url=mp.api_base_url).fetch_access_token()
     assert exc.value.errcode == 40125
     client = StableTokenClient(APPID, SECRET, api_base_url=mp.api_base_url)
-    client.auto_retry = False
-    client.session.set(client.access_token_key, "forged")
-    with pytest.raises(WeChatClientException) as exc:
-        client.qrcode.create({"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "x"}}})
+    with pytest.raises(WeChatClientException) as exc:  # a token chosen by the caller is not replaced
+        client.post("qrcode/create", params={"access_token": "forged"},
+                    data={"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "x"}}})
     assert exc.value.errcode == 40001
+    client.session.set(client.access_token_key, "forged")  # a stored one is: normal mode, one retry
+    assert client.qrcode.create({"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "x"}}})
+    assert mp.force_times == []
 
 
 def test_oauth_code_round_trip_is_single_use(mp):

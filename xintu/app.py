@@ -11,7 +11,7 @@ from apiflask import APIFlask
 from flask import g, request
 from peewee import InterfaceError, OperationalError
 
-from xintu import __version__, db
+from xintu import __version__, db, settings_store
 from xintu.config import load_config
 from xintu.errors import HTTP_CODES, XintuError
 from xintu.proxies import TrustedProxyFix, parse_networks
@@ -95,6 +95,7 @@ def create_app(config: dict | None = None) -> APIFlask:
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings["TRUSTED_PROXY_ADDRS"], settings["TRUSTED_PROXIES"])
     configure_logging(settings["LOG_LEVEL"])
     db.init_db(settings)
+    settings_store.clear_cache()  # switches (and breaker states) cached from another database are stale
     _register_request_hooks(app)
     _register_errors(app)
     for name in BLUEPRINTS:

@@ -11,7 +11,10 @@ embedded default needs no setup and still keeps sessions across restarts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import secrets
 import tomllib
 from pathlib import Path
@@ -32,8 +35,9 @@ DEFAULTS: dict = {
     "REPLICA_CHECK_INTERVAL": 5.0,    # seconds a replica health verdict is reused per process
     "DB_MAX_CONNECTIONS": 16,
     "DB_STALE_TIMEOUT": 300,
-    # Public addresses (used to build OAuth redirects, pay notify URL, download links).
-    "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+    # Public addresses (used to build OAuth redirects, pay notify URL, download links). Required (https)
+    # in production; None elsewhere → DEV_PUBLIC_BASE_URL.
+    "PUBLIC_BASE_URL": None,
     "H5_BASE_URL": None,              # CDN origin of the member page; None → served by the app itself
     # Embedded sandbox of WeChat / WeChat Pay / DashScope (development only).
     "SANDBOX": True,
@@ -64,9 +68,12 @@ DEFAULTS: dict = {
     "PRICE_MEMBER_DAYS": 30,
     "PRICE_MEMBER_BONUS": 10,
     "PRICE_CREDITS": ["10:990", "20:1800", "50:3900"],
-    # DashScope (Qwen-VL classification, image edit).
+    # DashScope (Qwen3-VL classification, image edit). Model names are checked against
+    # xintu.upstreams.MODELS; a newer one Model Studio offers can be declared in DASHSCOPE_EXTRA_MODELS.
     "DASHSCOPE_API_KEY": None,
     "DASHSCOPE_BASE_URL": None,       # None → the SDK default
+    "DASHSCOPE_EXTRA_MODELS": [],
+    "DASHSCOPE_BREAKER_SECONDS": 600,  # quota / key / billing / missing-model errors: no calls this long
     # Classification (xintu.classify). The operator switch inference.mode (auto|llm|local) lives in the DB
     # (`xintu config set`); INFERENCE_MODE is its value until someone sets it.
     "INFERENCE_MODE": "auto",
@@ -75,12 +82,14 @@ DEFAULTS: dict = {
     "CLASSIFY_LOCAL_CONCURRENCY": 2,  # local inferences at once per worker (CPU bound)
     "CLASSIFY_BATCH_CONCURRENCY": 20,  # items of one batch in flight: all 20, LLM calls are I/O bound
     "CLASSIFY_CACHE_LOCAL": False,    # cache local-model answers too (LLM answers always are)
-    "CLASSIFY_LLM_MODEL": "qwen-vl-plus",
+    "CLASSIFY_LLM_MODEL": "qwen3-vl-plus",  # or qwen3-vl-flash
+    "CLASSIFY_CACHE_ACCEPT_MODELS": [],  # earlier models whose cached answers are still served
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
     "CLASSIFY_LLM_RETRIES": 1,
     "SANDBOX_LLM": False,             # `xintu serve`: also start the fake Qwen-VL (else local-only)
     # Image edit (xintu worker). EDIT_DASHSCOPE_* fall back to DASHSCOPE_*.
-    "EDIT_MODEL": "qwen-image-edit",  # or wanx2.1-imageedit / wan2.5-i2i-preview (submit + poll)
+    "EDIT_MODEL": "qwen-image-2.0",   # synchronous; wan2.6-image / wan2.7-image are submit + poll
+    "EDIT_CALL_TIMEOUT": 90.0,        # seconds for one synchronous edit call; must stay below the lease
     "EDIT_DASHSCOPE_API_KEY": None,
     "EDIT_DASHSCOPE_BASE_URL": None,
     "EDIT_TASK_TIMEOUT": 900,         # seconds from submit until unfinished images are refunded
@@ -157,6 +166,9 @@ PRODUCTION_REQUIRED = (
 )
 
 
+DEV_PUBLIC_BASE_URL = "http://127.0.0.1:5000"
+
+
 def instance_path(explicit: str | os.PathLike | None = None, environ=os.environ) -> Path:
     return Path(explicit or environ.get("XINTU_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
 
@@ -213,11 +225,16 @@ def load_config(overrides: dict | None = None, *, environ=os.environ, instance: 
                 raise ConfigError(f"{name}: cannot read {raw!r}") from None
     config.update(overrides)
     config["INSTANCE_PATH"] = str(ipath)
+    check_models(config)
+    if float(config["EDIT_CALL_TIMEOUT"]) >= float(config["EDIT_LEASE_SECONDS"]):
+        raise ConfigError("EDIT_CALL_TIMEOUT must be below EDIT_LEASE_SECONDS, or a slow edit call loses "
+                          "its task to another worker and is submitted (and billed) twice")
     if config["ENV"] == "production":
         check_production(config)
         config["SANDBOX"] = False
         config["REQUIRE_INTERNAL_HEADER"] = True
     else:
+        config["PUBLIC_BASE_URL"] = config.get("PUBLIC_BASE_URL") or DEV_PUBLIC_BASE_URL
         if not config.get("DATABASE_URL"):
             config["DATABASE_URL"] = f"sqlite:///{ipath / 'xintu.sqlite3'}"
         if not config.get("SECRET_KEY"):
@@ -225,15 +242,77 @@ def load_config(overrides: dict | None = None, *, environ=os.environ, instance: 
     return config
 
 
-def check_production(config: dict) -> None:
+def check_models(config: dict) -> None:
+    """A retired or unknown model name fails at load, with the name to use instead."""
+    from xintu.upstreams import check_model
+
+    extra = config.get("DASHSCOPE_EXTRA_MODELS") or ()
+    for key, kind in (("CLASSIFY_LLM_MODEL", "vision"), ("EDIT_MODEL", "edit")):
+        level, message = check_model(str(config.get(key) or ""), kind, extra)
+        if level == "fail":
+            raise ConfigError(f"{key}: {message}")
+
+
+def production_problems(config: dict) -> list[tuple[str, str, str]]:
+    """The config-only production checks as (name, level, advice), level ``fail`` or ``warn``; shared by
+    ``check_production`` (refuses to start on any fail) and ``xintu doctor``."""
+    out = []
     missing = [key for key in PRODUCTION_REQUIRED if not config.get(key)]
     if missing:
-        raise ConfigError("production needs these settings (env XINTU_<NAME> or instance file): "
-                          + ", ".join(missing))
-    if len(str(config["SECRET_KEY"])) < 32 or str(config["SECRET_KEY"]).startswith("dev"):
-        raise ConfigError("production SECRET_KEY must be a random string of at least 32 characters")
-    if str(config["DATABASE_URL"]).startswith("sqlite"):
-        raise ConfigError("production DATABASE_URL must point to MariaDB/MySQL, not SQLite")
+        out.append(("settings.required", "fail", "production needs these settings (env XINTU_<NAME> or "
+                    "instance file): " + ", ".join(missing)))
+    secret = str(config.get("SECRET_KEY") or "")
+    if secret and (len(secret) < 32 or secret.startswith("dev")):
+        out.append(("secrets.secret_key", "fail",
+                    "production SECRET_KEY must be a random string of at least 32 characters"))
+    shared = str(config.get("INTERNAL_SHARED_SECRET") or "")
+    if shared and len(shared) < 24:
+        out.append(("secrets.internal_shared_secret", "fail",
+                    "INTERNAL_SHARED_SECRET must be at least 24 random characters"))
+    v3 = str(config.get("WECHATPAY_APIV3_KEY") or "")
+    if v3 and len(v3.encode()) != 32:
+        out.append(("secrets.wechatpay_apiv3_key", "fail", "WECHATPAY_APIV3_KEY must be exactly 32 bytes"))
+    for name, problem in (("wechat.callback_token", wechat_token_problem(config.get("WECHAT_TOKEN"))),
+                          ("wechat.aes", aes_key_problem(config.get("WECHAT_AES_KEY")))):
+        if problem:
+            out.append((name, "fail", problem))
+    if str(config.get("DATABASE_URL") or "").startswith("sqlite"):
+        out.append(("settings.database_url", "fail", "production DATABASE_URL must point to MariaDB/MySQL, "
+                    "not SQLite"))
+    for key in ("PUBLIC_BASE_URL", "WECHATPAY_NOTIFY_URL", "WECHAT_OAUTH_REDIRECT_URL"):
+        url = str(config.get(key) or "")
+        if key == "PUBLIC_BASE_URL" and not url:
+            out.append(("addresses.public_base_url", "fail", "production needs PUBLIC_BASE_URL (the https "
+                        "address users reach; it goes into links and the OAuth allow-list)"))
+        elif url and not url.startswith("https://"):
+            out.append((f"addresses.{key.lower()}", "fail", f"{key} must be an https:// URL in production"))
+        elif "127.0.0.1" in url or "localhost" in url:
+            out.append((f"addresses.{key.lower()}", "fail", f"{key} points to this machine ({url})"))
+    return out
+
+
+def wechat_token_problem(token) -> str | None:
+    """WeChat accepts a callback Token of 3–32 letters or digits only."""
+    if token and not re.fullmatch(r"[A-Za-z0-9]{3,32}", str(token)):
+        return "WECHAT_TOKEN must be 3–32 letters or digits (WeChat accepts no other Token)"
+    return None
+
+
+def aes_key_problem(key) -> str | None:
+    """The EncodingAESKey: 43 characters of base64 that decode to 32 bytes."""
+    if not key:
+        return None
+    try:
+        ok = len(str(key)) == 43 and len(base64.b64decode(str(key) + "=", validate=True)) == 32
+    except (binascii.Error, ValueError):
+        ok = False
+    return None if ok else "WECHAT_AES_KEY is not a valid EncodingAESKey (43 characters of base64)"
+
+
+def check_production(config: dict) -> None:
+    fails = [msg for _, level, msg in production_problems(config) if level == "fail"]
+    if fails:
+        raise ConfigError("; ".join(fails))
     if config.get("SANDBOX") is True and os.environ.get("XINTU_SANDBOX"):
         raise ConfigError("the WeChat/DashScope sandbox cannot run in production")
 

@@ -275,6 +275,7 @@ class WechatToken(BaseModel):
     access_token = CharField(512, null=True)
     expires_at = DateTimeField(null=True)
     updated_at = DateTimeField(default=utcnow)
+    forced_at = DateTimeField(null=True)  # last stable_token force_refresh (WeChat: ≥ 30 s apart)
 
     class Meta:
         table_name = "wechat_tokens"

@@ -111,9 +111,12 @@ def list_orders(status: str = "", page: int = 1, per_page: int = 50) -> dict:
 def inference() -> dict:
     from xintu.models import Setting
 
+    from xintu.upstreams import breaker_states
+
     row = Setting.get_or_none(Setting.key == "inference.mode")
+    # upstreams: the DashScope breakers (open after quota / key / billing / missing-model errors)
     return {"mode": get_setting("inference.mode"), "updated_by": row.updated_by if row else None,
-            "updated_at": iso(row.updated_at) if row else None}
+            "updated_at": iso(row.updated_at) if row else None, "upstreams": breaker_states()}
 
 
 def set_inference(mode: str, operator: str) -> dict:

@@ -26,12 +26,13 @@ from xintu import db
 from xintu.classify import intake as image_intake
 from xintu.classify.cache import CacheService, Version
 from xintu.classify.imagenet import MODEL_VERSION
-from xintu.classify.model_client import PROMPT_VERSION, LlmFailure, ModelClient
+from xintu.classify.model_client import LlmFailure, ModelClient, prompt_version
 from xintu.classify.request_log import buffer as stats_buffer
 from xintu.classify.rules import RULES_VERSION
 from xintu.classify.singleflight import SingleFlight
 from xintu.errors import XintuError
 from xintu.settings_store import get_setting
+from xintu.upstreams import Breaker
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "llm", "local")
@@ -50,14 +51,19 @@ class ClassifierService:
     def __init__(self, config: dict):
         self.config = config
         self.model_dir = config.get("CLASSIFY_MODEL_DIR") or os.path.join(config["INSTANCE_PATH"], "models")
-        key = config.get("DASHSCOPE_API_KEY")
-        self.llm = ModelClient(key, model=config["CLASSIFY_LLM_MODEL"], base_url=config.get("DASHSCOPE_BASE_URL"),
-                               timeout=config["CLASSIFY_LLM_TIMEOUT"],
-                               retries=config["CLASSIFY_LLM_RETRIES"]) if key else None
-        self.llm_version = Version(config["CLASSIFY_LLM_MODEL"], PROMPT_VERSION, "llm")
+        key, model = config.get("DASHSCOPE_API_KEY"), config["CLASSIFY_LLM_MODEL"]
+        self.breaker = Breaker("dashscope.classify", config.get("DASHSCOPE_BREAKER_SECONDS", 600))
+        self.llm = ModelClient(key, model=model, base_url=config.get("DASHSCOPE_BASE_URL"),
+                               timeout=config["CLASSIFY_LLM_TIMEOUT"], retries=config["CLASSIFY_LLM_RETRIES"],
+                               breaker=self.breaker) if key else None
+        self.llm_version = Version(model, prompt_version(model), "llm")
+        # Answers of earlier models are reused only when an operator says so (CLASSIFY_CACHE_ACCEPT_MODELS).
+        older = [Version(m, prompt_version(m), "llm")
+                 for m in config.get("CLASSIFY_CACHE_ACCEPT_MODELS") or [] if m != model]
         self.local_version = Version(f"local-{MODEL_VERSION}", RULES_VERSION, "local")
         self.cache_local = bool(config.get("CLASSIFY_CACHE_LOCAL"))
-        self.cache = CacheService([self.llm_version] + ([self.local_version] if self.cache_local else []))
+        self.cache = CacheService([self.llm_version, *older]
+                                  + ([self.local_version] if self.cache_local else []))
         self.flights = SingleFlight()
         self._local_slots = threading.BoundedSemaphore(max(1, int(config["CLASSIFY_LOCAL_CONCURRENCY"])))
         self._local = None
@@ -139,7 +145,8 @@ class ClassifierService:
                 answer = self.llm.classify(_llm_bytes(img), "image/jpeg")
             except LlmFailure as exc:
                 LLM_FAILURES.labels(exc.reason).inc()
-                log.warning("qwen-vl failed (%s); answering with the local model", exc)
+                if exc.reason != "breaker_open":  # the breaker logged once when it opened
+                    log.warning("qwen-vl failed (%s); answering with the local model", exc)
             else:
                 self.cache.put(sha, self.llm_version, answer.category, answer.confidence, answer.description)
                 return {"category": answer.category, "confidence": answer.confidence,

@@ -10,7 +10,9 @@ from xintu.edit.service import ImageEditService
 
 bp = APIBlueprint("image_edit", __name__, url_prefix="/api/v1", tag="image-edit")
 
-_TASK_DOC = ("status queued|running|succeeded|partial|failed; images[i] {index, status, url, error, cached}, "
+_TASK_DOC = ("status queued|running|succeeded|partial|failed; images[i] {index, status, url, error, "
+             "error_code, cached}; error_code content_moderated (upstream moderation refused the photo or "
+             "result) | edit_failed | edit_timeout; "
              "url = GET /api/v1/image-edit/{task}/results/{index} once the image has a result; "
              "credits {reserved, charged, refunded}. One credit per image that succeeds; cached results are free.")
 
@@ -27,7 +29,7 @@ class EditForm(Schema):
 @bp.doc(summary="Queue an image edit (paid in credits)", description=_TASK_DOC, responses={
     202: "task accepted", 400: "no_images / too_many_images / prompt_required / prompt_too_long / "
     "image_truncated / image_corrupt / invalid_options", 402: "insufficient_credits", 413: "image_too_large",
-    415: "image_unsupported"})
+    415: "image_unsupported", 503: "edit_upstream_unavailable (DashScope quota/billing trouble: try later)"})
 def create(form):
     # Parsed here (validation=False) so each problem gets its stable code rather than a generic 422.
     uploads = [f.read() for f in request.files.getlist("images")]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from xintu.errors import BadRequest
 
 MAX_IMAGES = 9
-UPSTREAM_MAX_SIDE = 3072  # qwen-image-edit / wanx accept up to this many pixels per side
+UPSTREAM_MAX_SIDE = 3072  # the qwen-image / wan edit models accept up to this many pixels per side
 MAX_PROMPT = 800
 _PASS_THROUGH = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 

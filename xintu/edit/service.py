@@ -15,12 +15,13 @@ from datetime import timedelta
 
 from xintu import db
 from xintu.edit.images import check_count, check_prompt, prepare_image
-from xintu.errors import BadRequest, NotFound, PaymentRequired
+from xintu.errors import BadRequest, NotFound, PaymentRequired, Unavailable
 from xintu.member.credits import CreditService
 from xintu.models import EditCache, EditImage, EditTask
 from xintu.timeutil import iso, utcnow
+from xintu.upstreams import DEFAULT_EDIT_MODEL, Breaker
 
-DEFAULT_MODEL = "qwen-image-edit"
+DEFAULT_MODEL = DEFAULT_EDIT_MODEL
 SPEND, REFUND = "edit_spend", "edit_refund"  # ledger reasons; ref = task id for both
 UPLOAD_CHUNK = 4 * 1024 * 1024
 TERMINAL = ("succeeded", "failed", "cached")
@@ -54,11 +55,14 @@ def request_key(prompt: str, options: dict) -> str:
 class ImageEditService:
     def __init__(self, config):
         self.model = config.get("EDIT_MODEL") or DEFAULT_MODEL
+        self.breaker = Breaker("dashscope.edit")
 
     def create(self, user, uploads: list[bytes], prompt, options=None) -> dict:
         prompt = check_prompt(prompt)
         options = check_options(options)
         check_count(len(uploads))
+        if self.breaker.state() is not None:  # quota / key / billing trouble upstream: take no money
+            raise Unavailable("图片编辑暂不可用，请稍后再试", code="edit_upstream_unavailable")
         prepared = [prepare_image(data, i) for i, data in enumerate(uploads)]
         key, now = request_key(prompt, options), utcnow()
         hits = {row.image_sha256: row for row in EditCache.select().where(
@@ -181,7 +185,8 @@ def describe(task: EditTask) -> dict:
         "images": [{"index": i["position"], "status": _PUBLIC_STATUS.get(i["status"], i["status"]),
                     # Our endpoint, never upstream's URL (it expires, and is upstream's business).
                     "url": result_path(task.task_id, i["position"]) if i.get("stored") else None,
-                    "error": i.get("error"), "cached": i["status"] == "cached"}
+                    "error": i.get("error"), "error_code": i.get("error_code"),
+                    "cached": i["status"] == "cached"}
                    for i in task.images],
         "credits": {"reserved": task.credits_reserved, "charged": task.credits_charged,
                     "refunded": task.credits_refunded},

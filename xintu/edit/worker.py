@@ -6,7 +6,13 @@ other, then a compare-and-set on ``claimed_by``), takes one step (submit queued 
 pending ones), saves, and lets go. Every save is guarded by ``claimed_by = me``: a worker whose
 lease expired — it hung, or died and came back — cannot overwrite the task or move money again.
 A claim expires after ``lease`` seconds without progress, so a dead worker's task is picked up
-by the next claimer, and ``sweep`` (cron) finishes overdue tasks even when no worker runs.
+by the next claimer, and ``sweep`` (cron) finishes overdue tasks even when no worker runs. While an
+upstream call runs, a heartbeat renews the lease every ``lease / 3`` (the synchronous call's own
+time-out, EDIT_CALL_TIMEOUT, is below the lease anyway), so a slow call is never submitted twice.
+
+When DashScope says the quota is gone, the key is refused, the account is in arrears or the model does
+not exist, the ``dashscope.edit`` breaker opens: the worker stops calling for DASHSCOPE_BREAKER_SECONDS,
+leaves the images queued (no attempt counted, nothing billed) and new tasks are refused with 503.
 """
 from __future__ import annotations
 
@@ -15,15 +21,17 @@ import os
 import secrets
 import socket
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 from xintu import db
 from xintu.edit.results import BadResult, fetch_result
 from xintu.edit.service import (DEFAULT_MODEL, TERMINAL, load_image, refund_unused, remember_result,
                                 store_image)
-from xintu.edit.upstream import EditModelClient, TransientUpstreamError
+from xintu.edit.upstream import EditModelClient, TransientUpstreamError, UpstreamStopped
 from xintu.models import EditCache, EditImage, EditTask
 from xintu.timeutil import utcnow
+from xintu.upstreams import Breaker
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,7 @@ class EditWorker:
         self.result_timeout = float(config.get("EDIT_RESULT_TIMEOUT", 60))
         self._factory = client_factory or (lambda model: EditModelClient.from_config(config, model))
         self._clients: dict = {}
+        self.breaker = Breaker("dashscope.edit", config.get("DASHSCOPE_BREAKER_SECONDS", 600))
 
     # -- claiming --------------------------------------------------------------------------------
     def claim(self, overdue_only: bool = False) -> EditTask | None:
@@ -73,14 +82,20 @@ class EditWorker:
         for image in images:
             if overdue and image["status"] == "queued":
                 continue  # too late to start; pending ones still get a last poll
+            if image["status"] not in ("queued", "pending"):
+                continue
+            if self.breaker.is_open():
+                break  # answered locally: the images wait (the task deadline refunds them at worst)
             try:
-                if image["status"] == "queued":
-                    data, mime = load_image(task.id, image["position"])
-                    outcome = client.submit(data, mime, task.prompt, task.options)
-                elif image["status"] == "pending":
-                    outcome = client.poll(image["upstream_id"])
-                else:
-                    continue
+                with self._renewing(task):
+                    if image["status"] == "queued":
+                        data, mime = load_image(task.id, image["position"])
+                        outcome = client.submit(data, mime, task.prompt, task.options)
+                    else:
+                        outcome = client.poll(image["upstream_id"])
+            except UpstreamStopped as exc:
+                self.breaker.open(exc.reason, exc.code, str(exc))
+                break
             except Exception as exc:
                 image["attempts"] = image.get("attempts", 0) + 1
                 if isinstance(exc, TransientUpstreamError):
@@ -88,14 +103,14 @@ class EditWorker:
                 else:
                     log.exception("task %s image %s failed unexpectedly", task.task_id, image["position"])
                 if image["attempts"] >= self.max_attempts:
-                    image.update(status="failed", error=str(exc)[:200])
+                    image.update(status="failed", error=str(exc)[:200], error_code="edit_failed")
                 continue
             self._apply(task, image, outcome)
             self._save(task, images)  # progress is durable per image; also renews the lease
         if overdue:
             for image in images:
                 if image["status"] not in TERMINAL:
-                    image.update(status="failed", error="timeout")
+                    image.update(status="failed", error="timeout", error_code="edit_timeout")
         if task.claimed_by == self.id:  # else the last image's save already finished the task
             self._save(task, images, release=True)
 
@@ -109,7 +124,8 @@ class EditWorker:
                 data, mime = fetch_result(outcome.url, self.result_max_bytes, self.result_timeout)
             except BadResult as exc:
                 log.warning("task %s image %s: %s", task.task_id, image["position"], exc)
-                image.update(status="failed", error=str(exc)[:200], upstream_url=outcome.url)
+                image.update(status="failed", error=str(exc)[:200], upstream_url=outcome.url,
+                             error_code="edit_failed")
                 return
             store_image(task.id, image["position"], mime, data, kind="result")
             image.update(status="succeeded", stored=[task.id, image["position"]], upstream_url=outcome.url,
@@ -117,7 +133,8 @@ class EditWorker:
             remember_result(image["sha256"], task.prompt, task.options, task.model or DEFAULT_MODEL,
                             outcome.url, task.id, image["position"], self.cache_ttl)
         elif outcome.state == "failed":
-            image.update(status="failed", error=(outcome.error or "failed")[:200])
+            image.update(status="failed", error=(outcome.error or "failed")[:200],
+                         error_code=outcome.error_code or "edit_failed")
         else:
             image["status"] = "pending"
 
@@ -146,6 +163,29 @@ class EditWorker:
         for key, value in fields.items():
             setattr(task, key, value)
 
+    @contextmanager
+    def _renewing(self, task: EditTask):
+        """Renew the claim every lease/3 while an upstream call runs (guarded by claimed_by = me)."""
+        done = threading.Event()
+        every = max(0.05, self.lease.total_seconds() / 3)
+
+        def beat():
+            while not done.wait(every):
+                try:
+                    with db.primary.connection_context():
+                        EditTask.update(claimed_at=utcnow()).where(
+                            EditTask.id == task.id, EditTask.claimed_by == self.id).execute()
+                except Exception:  # noqa: BLE001  the next save tells whether the claim held
+                    log.warning("task %s: lease renewal failed", task.task_id, exc_info=True)
+
+        thread = threading.Thread(target=beat, name=f"lease-{task.task_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
     def _client(self, model: str):
         if model not in self._clients:
             self._clients[model] = self._factory(model)
@@ -153,7 +193,10 @@ class EditWorker:
 
     # -- loops -----------------------------------------------------------------------------------
     def run_once(self, overdue_only: bool = False) -> bool:
-        """Claim and step one task; False when nothing was claimable."""
+        """Claim and step one task; False when nothing was claimable (or the breaker is open: then only
+        ``sweep`` claims, to finish overdue tasks)."""
+        if not overdue_only and self.breaker.state() is not None:
+            return False
         task = self.claim(overdue_only)
         if task is None:
             return False

@@ -8,6 +8,8 @@ other than the public key id makes it clear its certificate list and download ``
 the request thread, and ``Http-Wechatpay-*`` / lower-case headers make it verify those instead of the
 canonical ones.  So the serial must be one we hold before the SDK is called, and it is handed exactly
 the five canonical headers.
+
+The gateway (the sandbox in development) is a constructor argument of ``GatewayWeChatPay``.
 """
 from __future__ import annotations
 
@@ -24,6 +26,26 @@ _cache: dict = {}
 _lock = threading.Lock()
 
 
+def gateway_wechatpay_class():
+    """``GatewayWeChatPay``: wechatpayv3's ``WeChatPay`` with the gateway as a keyword argument.
+
+    wechatpayv3 2.0.4 (pinned in setup.cfg) has no public setting for the gateway: ``Core.__init__``
+    hard-codes ``https://api.mch.weixin.qq.com`` and every request is made against the core's gateway.
+    This subclass is the one place that knows; re-check it when the pin moves."""
+    from wechatpayv3 import WeChatPay
+
+    class GatewayWeChatPay(WeChatPay):
+        def __init__(self, *, gateway: str = DEFAULT_GATEWAY, **kwargs):
+            super().__init__(**kwargs)
+            self._core._gate_way = gateway.rstrip("/")
+
+        @property
+        def gateway(self) -> str:
+            return self._core._gate_way
+
+    return GatewayWeChatPay
+
+
 def _pem(value):
     """Settings may hold PEM text or a path to a PEM file."""
     if value and "-----BEGIN" not in value and os.path.exists(value):
@@ -34,7 +56,7 @@ def _pem(value):
 
 def pay_client(config):
     """One WeChatPay per distinct configuration (key loading is not free; the object is thread-safe)."""
-    from wechatpayv3 import WeChatPay, WeChatPayType
+    from wechatpayv3 import WeChatPayType
 
     keys = ("WECHATPAY_MCHID", "WECHATPAY_PRIVATE_KEY", "WECHATPAY_CERT_SERIAL_NO", "WECHAT_APP_ID",
             "WECHATPAY_APIV3_KEY", "WECHATPAY_PUBLIC_KEY", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_BASE_URL")
@@ -44,13 +66,14 @@ def pay_client(config):
             missing = [k for k in keys[:-1] if not config.get(k)]
             if missing:
                 raise Unavailable("微信支付未配置: " + ", ".join(missing), code="pay_not_configured")
-            wp = WeChatPay(wechatpay_type=WeChatPayType.JSAPI, mchid=config["WECHATPAY_MCHID"],
+            wp = gateway_wechatpay_class()(
+                           gateway=config.get("WECHATPAY_BASE_URL") or DEFAULT_GATEWAY,
+                           wechatpay_type=WeChatPayType.JSAPI, mchid=config["WECHATPAY_MCHID"],
                            private_key=_pem(config["WECHATPAY_PRIVATE_KEY"]),
                            cert_serial_no=config["WECHATPAY_CERT_SERIAL_NO"], appid=config["WECHAT_APP_ID"],
                            apiv3_key=config["WECHATPAY_APIV3_KEY"], notify_url=notify_url(config),
                            public_key=_pem(config["WECHATPAY_PUBLIC_KEY"]),
                            public_key_id=config["WECHATPAY_PUBLIC_KEY_ID"], timeout=(5, 10))
-            wp._core._gate_way = (config.get("WECHATPAY_BASE_URL") or DEFAULT_GATEWAY).rstrip("/")
             _cache[cache_key] = wp
         return _cache[cache_key]
 

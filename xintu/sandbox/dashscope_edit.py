@@ -3,10 +3,17 @@
 It answers the three calls our worker makes through the real ``dashscope`` SDK (only
 ``dashscope.base_http_api_url`` points here):
 - ``POST /api/v1/services/aigc/image2image/image-synthesis`` with ``X-DashScope-Async: enable``
-  (``ImageSynthesis.async_call``: wanx2.1-imageedit / wan2.5-i2i) → a PENDING task;
-- ``GET /api/v1/tasks/{id}`` (``ImageSynthesis.fetch``) → PENDING / RUNNING / SUCCEEDED / FAILED;
+  (wanx2.1-imageedit / wan2.5-i2i, legacy) → a PENDING task;
+- ``POST /api/v1/services/aigc/image-generation/generation`` with ``X-DashScope-Async: enable``
+  (wan2.6-image / wan2.7-image, a messages input) → a PENDING task;
+- ``GET /api/v1/tasks/{id}`` → PENDING / RUNNING / SUCCEEDED / FAILED (image-generation results come as
+  ``choices[0].message.content[0].image``, image2image ones as ``results[0].url``);
 - ``POST /api/v1/services/aigc/multimodal-generation/generation`` (``MultiModalConversation.call``,
-  qwen-image-edit, synchronous) → the result image in ``choices[0].message.content``.
+  qwen-image-2.0 / qwen-image-edit*, synchronous) → the result image in ``choices[0].message.content``;
+- ``GET /compatible-mode/v1/models`` → the models offered (``xintu doctor``).
+A model that ``xintu.upstreams`` lists as retired or does not know gets 404 ``ModelNotFound``;
+``refuse_next = [(status, code, message), …]`` makes the next submissions fail with those (the real codes
+are in ``dashscope_vl.ERRORS``).
 Result images (the input, colour-inverted, so a test can tell) are served by the fake itself at
 ``/results/{id}.png``, like the short-lived OSS URLs upstream. Latency and failures are switchable
 on the instance: ``latency`` seconds, ``fail_sha256`` (images whose SHA-256 fails), ``fail_rate``,
@@ -26,8 +33,10 @@ import time
 import uuid
 
 from .base import Request, Response, SandboxServer
+from .dashscope_vl import MODELS_PATH, models_listing, offered_models
 
 SUBMIT_PATH = "/api/v1/services/aigc/image2image/image-synthesis"
+IMAGE_GENERATION_PATH = "/api/v1/services/aigc/image-generation/generation"
 GENERATION_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 _DATA_URI = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.DOTALL)
 
@@ -42,6 +51,8 @@ class DashScopeEditFake(SandboxServer):
         self.fail_rate = fail_rate
         self.fail_sha256: set[str] = set()
         self.throttle_next = 0
+        self.refuse_next: list[tuple[int, str, str]] = []
+        self.models_seen: list[str] = []
         self.result_body: bytes | None = None
         self.submissions = 0  # accepted edit requests, async or sync: what upstream would bill
         self.tasks: dict[str, dict] = {}
@@ -50,8 +61,10 @@ class DashScopeEditFake(SandboxServer):
         self._lock = threading.Lock()
         self.route("GET", r"/results/([\w-]+)\.png", self._result)  # OSS-style URLs need no key
         self.route("GET", r"/api/v1/tasks/([\w-]+)", self._authorized(lambda req: self._fetch(req.match[1])))
-        edit_paths = f"({re.escape(SUBMIT_PATH)}|{re.escape(GENERATION_PATH)})"
+        paths = (SUBMIT_PATH, GENERATION_PATH, IMAGE_GENERATION_PATH)
+        edit_paths = "(" + "|".join(map(re.escape, paths)) + ")"
         self.route("POST", edit_paths, self._authorized(self._edit))
+        self.route("GET", MODELS_PATH, lambda req: models_listing(req, self.api_key))
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -88,11 +101,14 @@ class DashScopeEditFake(SandboxServer):
             request = json.loads(req.body or b"{}")
         except ValueError:
             return _error(400, "InvalidParameter", "body is not JSON")
+        self.models_seen.append(str(request.get("model")))
+        if request.get("model") not in offered_models():
+            return _error(404, "ModelNotFound", "Model not exist.")
         if req.path == GENERATION_PATH:
             return self._generate(request)
         if req.headers.get("X-DashScope-Async") != "enable":
             return _error(403, "AccessDenied", "current user api does not support synchronous calls")
-        return self._submit(request)
+        return self._submit(request, req.path == IMAGE_GENERATION_PATH)
 
     def _admit(self, image: bytes | None, prompt):
         """Common checks of a new edit; returns an error response or None."""
@@ -104,6 +120,8 @@ class DashScopeEditFake(SandboxServer):
             if self.throttle_next > 0:
                 self.throttle_next -= 1
                 return _error(429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later.")
+            if self.refuse_next:
+                return _error(*self.refuse_next.pop(0))
             self.submissions += 1
         return None
 
@@ -111,16 +129,19 @@ class DashScopeEditFake(SandboxServer):
         with self._lock:
             return hashlib.sha256(image).hexdigest() in self.fail_sha256 or self._random.random() < self.fail_rate
 
-    def _submit(self, request: dict):
+    def _submit(self, request: dict, messages: bool = False):
         payload = request.get("input") or {}
-        url = payload.get("base_image_url") or (payload.get("images") or [None])[0]
-        image = _decode(url)
-        refused = self._admit(image, payload.get("prompt"))
+        if messages:  # image-generation: the image and the text are parts of one user message
+            image, prompt = _message_parts(payload.get("messages") or [])
+        else:
+            url = payload.get("base_image_url") or (payload.get("images") or [None])[0]
+            image, prompt = _decode(url), payload.get("prompt")
+        refused = self._admit(image, prompt)
         if refused:
             return refused
         task_id = str(uuid.uuid4())
         self.tasks[task_id] = {"submitted": time.monotonic(), "submit_time": _now(), "image": image,
-                               "fail": self._will_fail(image)}
+                               "fail": self._will_fail(image), "messages": messages}
         return _json(200, {"request_id": str(uuid.uuid4()),
                            "output": {"task_id": task_id, "task_status": "PENDING"}})
 
@@ -136,6 +157,12 @@ class DashScopeEditFake(SandboxServer):
                 if task["fail"]:
                     output.update(task_status="FAILED", code="DataInspectionFailed",
                                   message="Output data may contain inappropriate content.")
+                elif task["messages"]:
+                    output.update(task_status="SUCCEEDED", finished=True, choices=[{
+                        "finish_reason": "stop", "message": {"role": "assistant", "content": [
+                            {"type": "image", "image": self._result_url(task_id, task)}]}}])
+                    return _json(200, {"request_id": str(uuid.uuid4()), "output": output,
+                                       "usage": {"image_count": 1}})
                 else:
                     output.update(task_status="SUCCEEDED", results=[{"url": self._result_url(task_id, task)}],
                                   task_metrics={"TOTAL": 1, "SUCCEEDED": 1, "FAILED": 0})
@@ -144,10 +171,7 @@ class DashScopeEditFake(SandboxServer):
         return _json(200, {"request_id": str(uuid.uuid4()), "output": output})
 
     def _generate(self, request: dict):
-        messages = (request.get("input") or {}).get("messages") or []
-        content = messages[-1].get("content", []) if messages else []
-        image = next((_decode(c["image"]) for c in content if isinstance(c, dict) and "image" in c), None)
-        prompt = next((c["text"] for c in content if isinstance(c, dict) and "text" in c), None)
+        image, prompt = _message_parts((request.get("input") or {}).get("messages") or [])
         refused = self._admit(image, prompt)
         if refused:
             return refused
@@ -164,6 +188,13 @@ class DashScopeEditFake(SandboxServer):
         if key not in self.results:
             self.results[key] = _inverted_png(task["image"])
         return f"{self.base_url}/results/{key}.png"
+
+
+def _message_parts(messages: list) -> tuple[bytes | None, str | None]:
+    content = messages[-1].get("content", []) if messages and isinstance(messages[-1], dict) else []
+    image = next((_decode(c["image"]) for c in content if isinstance(c, dict) and "image" in c), None)
+    prompt = next((c["text"] for c in content if isinstance(c, dict) and "text" in c), None)
+    return image, prompt
 
 
 def _decode(url) -> bytes | None:

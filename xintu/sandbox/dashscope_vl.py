@@ -4,6 +4,12 @@ The real ``dashscope`` SDK reaches it with only ``dashscope.base_http_api_url`` 
 offline demos exercise the same request/response code as production. Behaviour is switchable at run time
 (Python attributes or ``POST /_fake/config`` with JSON): added latency, HTTP errors, garbage answers,
 or a fixed answer; every call is counted (``/_fake/stats``), which is how tests prove singleflight.
+
+Errors use Model Studio's real codes and statuses (``ERRORS``): 429 ``Throttling.RateQuota`` (transient)
+and ``Throttling.AllocationQuota`` (quota gone), 401 ``InvalidApiKey``, 403 ``Arrearage``, 404
+``ModelNotFound`` (also for any model ``xintu.upstreams`` does not list as current or legacy), 400
+``DataInspectionFailed``. ``GET /compatible-mode/v1/models`` lists the models, as the OpenAI-compatible
+endpoint does (``xintu doctor`` asks it).
 """
 from __future__ import annotations
 
@@ -17,7 +23,35 @@ import uuid
 from .base import Request, Response, SandboxServer
 
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
-MODES = ("ok", "error500", "error429", "garbage", "bad_category", "not_json", "hang")
+MODELS_PATH = "/compatible-mode/v1/models"
+# mode → (HTTP status, code, message) as Model Studio answers them
+ERRORS = {
+    "error500": (500, "InternalError", "An internal error has occured, please try again later."),
+    "error429": (429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later."),
+    "quota": (429, "Throttling.AllocationQuota",
+              "Allocated quota exceeded, please increase your quota limit."),
+    "bad_key": (401, "InvalidApiKey", "Invalid API-key provided."),
+    "arrearage": (403, "Arrearage", "Access denied, please make sure your account is in good standing."),
+    "model_not_found": (404, "ModelNotFound", "Model not exist."),
+    "moderation": (400, "DataInspectionFailed", "Input data may contain inappropriate content."),
+}
+MODES = ("ok", "garbage", "bad_category", "not_json", "hang", *ERRORS)
+
+
+def offered_models() -> list[str]:
+    """What the fake Model Studio offers: every model xintu.upstreams knows that is not retired."""
+    from xintu.upstreams import MODELS
+    return [name for name, info in MODELS.items() if info.status != "retired"]
+
+
+def models_listing(req: Request, api_key: str | None = None) -> Response:
+    """GET /compatible-mode/v1/models in the OpenAI-compatible shape (its errors too)."""
+    auth = req.header("Authorization", "")
+    if not auth.startswith("Bearer ") or len(auth) < 15 or (api_key and auth != f"Bearer {api_key}"):
+        return _json(401, {"error": {"message": "Incorrect API key provided.",
+                                     "type": "invalid_request_error", "code": "invalid_api_key"}})
+    return _json(200, {"object": "list", "data": [{"id": name, "object": "model", "created": 1760000000,
+                                                   "owned_by": "system"} for name in offered_models()]})
 
 
 class FakeState:
@@ -63,9 +97,11 @@ class FakeDashScope(SandboxServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         super().__init__(host, port)
         self.state = FakeState()
+        self.api_key: str | None = None   # None: any key that looks real (sk-…); else only this one
         self.route("GET", "/_fake/stats", self._stats)
         self.route("POST", "/_fake/config", self._config)
         self.route("POST", PATH, self._generation)
+        self.route("GET", MODELS_PATH, lambda req: models_listing(req, self.api_key))
 
     @property
     def base_url(self) -> str:
@@ -89,7 +125,8 @@ class FakeDashScope(SandboxServer):
         st = self.state
         rid = str(uuid.uuid4())
         auth = req.header("Authorization", "")
-        if not auth.startswith("Bearer ") or len(auth) < len("Bearer ") + 8:  # real keys are long: sk-…
+        if not auth.startswith("Bearer ") or len(auth) < len("Bearer ") + 8 or (  # real keys are long: sk-…
+                self.api_key and auth != f"Bearer {self.api_key}"):
             return _json(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided.",
                                "request_id": rid})
         with st.lock:
@@ -102,26 +139,26 @@ class FakeDashScope(SandboxServer):
         finally:
             with st.lock:
                 st.inflight -= 1
-        if mode == "error500":
-            return _json(500, {"code": "InternalError", "message": "An internal error has occured.",
-                               "request_id": rid})
-        if mode == "error429":
-            return _json(429, {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded.",
-                               "request_id": rid})
+        if mode in ERRORS:
+            status, code, message = ERRORS[mode]
+            return _json(status, {"code": code, "message": message, "request_id": rid})
         if mode == "not_json":
             return Response(200, b"<html>gateway</html>", {"Content-Type": "application/json"})
         try:
             request = json.loads(req.body)
         except ValueError:
             return _json(400, {"code": "InvalidParameter", "message": "bad json", "request_id": rid})
+        if request.get("model") not in offered_models():
+            status, code, message = ERRORS["model_not_found"]
+            return _json(status, {"code": code, "message": message, "request_id": rid})
         image = _image_bytes(request)
         answer = st.answers_by_sha.get(hashlib.sha256(image).hexdigest() if image else "", st.answer)
         if st.answer_fn is not None and image:
             try:
                 answer = st.answer_fn(image)
-            except Exception as exc:
-                return _json(400, {"code": "InvalidParameter.DataInspection", "message": str(exc)[:200],
-                                   "request_id": rid})
+            except Exception:  # noqa: BLE001  an image the demo's model cannot read: refuse it like upstream
+                status, code, message = ERRORS["moderation"]
+                return _json(status, {"code": code, "message": message, "request_id": rid})
         if mode == "garbage":
             text = "这张图片看起来像是一只猫，可能在睡觉。{category: cat"
         elif mode == "bad_category":
@@ -145,8 +182,8 @@ def start_embedded(config: dict) -> dict:
     model_dir = config.get("CLASSIFY_MODEL_DIR") or os.path.join(config["INSTANCE_PATH"], "models")
     fake = FakeDashScope().start()
     fake.state.answer_fn = lambda image: _local_answer(model_dir, image)
-    return {"DASHSCOPE_BASE_URL": fake.base_url, "DASHSCOPE_API_KEY": config.get("DASHSCOPE_API_KEY")
-            or "sk-sandbox-key"}
+    fake.api_key = config.get("DASHSCOPE_API_KEY") or "sk-sandbox-key"
+    return {"DASHSCOPE_BASE_URL": fake.base_url, "DASHSCOPE_API_KEY": fake.api_key}
 
 
 def _local_answer(model_dir: str, image: bytes) -> dict:

@@ -3,7 +3,11 @@
 API side (what wechatpy reaches once ``API_BASE_URL`` / ``OAUTH_BASE_URL`` point here): ``/cgi-bin/token``,
 ``/cgi-bin/stable_token``, ``/cgi-bin/qrcode/create``, ``/connect/oauth2/authorize`` (a consent form that
 302s back with a single-use code) and ``/sns/oauth2/access_token``. Every ``/cgi-bin`` call checks the
-access token like WeChat does (40001 unknown, 42001 expired).
+access token like WeChat does (40001 unknown, 42001 expired). ``stable_token`` behaves like WeChat's: normal
+mode returns the live token until 5 minutes before it expires, then a new one while the old one stays valid
+to its end (the overlap); ``force_refresh`` invalidates every earlier token at once and is allowed 20 times
+a day, 30 s apart (45009 daily limit, 45011 too frequent). Menus: ``menu/create``, ``menu/get`` and
+``menu/delete`` store one menu (46003 "menu no exist" when there is none).
 
 WeChat side: ``simulate_scan`` / ``simulate_subscribe`` / ``simulate_unsubscribe`` post event XML to the
 configured callback, signed with the shared token and, in safe mode, AES-encrypted with wechatpy's own
@@ -24,6 +28,8 @@ import requests
 from .base import Response, SandboxServer
 
 TOKEN_TTL = 7200
+OVERLAP = 300             # normal mode hands out a new token this long before the old one expires
+FORCE_PER_DAY, FORCE_SPACING = 20, 30
 
 
 def wechat_signature(*parts) -> str:
@@ -40,6 +46,11 @@ class WeChatSandbox(SandboxServer):
         self.lock = threading.Lock()
         self.tokens: dict[str, float] = {}          # access_token -> expires_at
         self.token_requests = 0                      # how many times a token was minted
+        self.force_times: list[float] = []           # when force_refresh minted a token
+        self.refused: set[str] = set()               # refused by the APIs (40001), kept by stable_token
+        self.api_calls = 0                           # /cgi-bin calls that checked a token
+        self.menu: dict | None = None
+        self.menu_creates = 0
         self.tickets: dict[str, dict] = {}          # ticket -> {scene, expires_at}
         self.codes: dict[str, tuple[str, float]] = {}  # oauth code -> (openid, expires_at)
         self.followers: set[str] = set()
@@ -48,6 +59,9 @@ class WeChatSandbox(SandboxServer):
             ("GET", "/cgi-bin/token", self._token),
             ("POST", "/cgi-bin/stable_token", self._stable_token),
             ("POST", "/cgi-bin/qrcode/create", self._qrcode_create),
+            ("POST", "/cgi-bin/menu/create", self._menu_create),
+            ("GET", "/cgi-bin/menu/get", self._menu_get),
+            ("GET", "/cgi-bin/menu/delete", self._menu_delete),
             ("GET", "/q/(?P<ticket>[^/]+)", self._phone_page),
             ("POST", "/q/(?P<ticket>[^/]+)", self._phone_scan),
             ("GET", "/connect/oauth2/authorize", self._authorize_form),
@@ -72,15 +86,37 @@ class WeChatSandbox(SandboxServer):
 
     # -- access tokens ----------------------------------------------------------------------------
     def _mint(self, force=False):
+        """(token, expires_in) or an errcode dict when force_refresh is over its limits."""
         with self.lock:
             now = time.time()
-            live = [t for t, exp in self.tokens.items() if exp > now]
-            if live and not force:
-                return live[0], int(self.tokens[live[0]] - now)
-            token = secrets.token_urlsafe(48)
+            live = sorted((exp, t) for t, exp in self.tokens.items() if exp > now)
+            if force:
+                day = [t for t in self.force_times if t > now - 86400]
+                if len(day) >= FORCE_PER_DAY:
+                    return {"errcode": 45009, "errmsg": "reach max api daily quota limit"}
+                if day and now - day[-1] < FORCE_SPACING:
+                    return {"errcode": 45011,
+                            "errmsg": "api minute-quota reach limit  mustslower  retry next minute"}
+                self.force_times.append(now)
+                for tok in self.tokens:  # every earlier token stops working at once
+                    self.tokens[tok] = min(self.tokens[tok], now)
+            elif live and live[-1][0] - now > OVERLAP:
+                return live[-1][1], int(live[-1][0] - now)
+            token = secrets.token_urlsafe(48)  # new; the old one (if any) stays valid until it expires
             self.tokens[token] = now + TOKEN_TTL
             self.token_requests += 1
             return token, TOKEN_TTL
+
+    def age_tokens(self, seconds: float):
+        """Move time forward for the issued tokens (their expiry comes ``seconds`` closer)."""
+        with self.lock:
+            for tok in self.tokens:
+                self.tokens[tok] -= seconds
+
+    def revoke(self, token: str):
+        """Forget a token, as WeChat does when it was invalidated elsewhere: using it gives 40001."""
+        with self.lock:
+            self.tokens.pop(token, None)
 
     def expire_tokens(self):
         """Make every issued token stale (WeChat does this when the token is refreshed elsewhere)."""
@@ -95,24 +131,58 @@ class WeChatSandbox(SandboxServer):
         if req.arg("grant_type") != "client_credential" or not self._credentials_ok(
                 req.arg("appid"), req.arg("secret")):
             return Response.json({"errcode": 40125, "errmsg": "invalid appsecret"})
-        token, ttl = self._mint(force=True)  # the legacy endpoint invalidates nothing here, but mints
-        return Response.json({"access_token": token, "expires_in": ttl})
+        with self.lock:  # the legacy endpoint mints a new token each time (not limited here)
+            token = secrets.token_urlsafe(48)
+            self.tokens[token] = time.time() + TOKEN_TTL
+            self.token_requests += 1
+        return Response.json({"access_token": token, "expires_in": TOKEN_TTL})
 
     def _stable_token(self, req):
         data = req.json()
         if data.get("grant_type") != "client_credential" or not self._credentials_ok(
                 data.get("appid"), data.get("secret")):
             return Response.json({"errcode": 40125, "errmsg": "invalid appsecret"})
-        token, ttl = self._mint(force=bool(data.get("force_refresh")))
-        return Response.json({"access_token": token, "expires_in": ttl})
+        minted = self._mint(force=bool(data.get("force_refresh")))
+        if isinstance(minted, dict):
+            return Response.json(minted)
+        return Response.json({"access_token": minted[0], "expires_in": minted[1]})
 
     def _check_token(self, req):
+        self.api_calls += 1
         exp = self.tokens.get(req.arg("access_token") or "")
-        if exp is None:
+        if exp is None or req.arg("access_token") in self.refused:
             return Response.json({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid"})
         if exp <= time.time():
             return Response.json({"errcode": 42001, "errmsg": "access_token expired"})
         return None
+
+    # -- custom menu ------------------------------------------------------------------------------
+    def _menu_create(self, req):
+        if (bad := self._check_token(req)) is not None:
+            return bad
+        try:
+            buttons = req.json().get("button")
+        except ValueError:
+            return Response.json({"errcode": 47001, "errmsg": "data format error"})
+        error = _menu_error(buttons)
+        if error:
+            return Response.json(error)
+        self.menu = {"button": buttons}
+        self.menu_creates += 1
+        return Response.json({"errcode": 0, "errmsg": "ok"})
+
+    def _menu_get(self, req):
+        if (bad := self._check_token(req)) is not None:
+            return bad
+        if self.menu is None:
+            return Response.json({"errcode": 46003, "errmsg": "menu no exist"})
+        return Response.json({"menu": self.menu})
+
+    def _menu_delete(self, req):
+        if (bad := self._check_token(req)) is not None:
+            return bad
+        self.menu = None
+        return Response.json({"errcode": 0, "errmsg": "ok"})
 
     # -- QR codes and the phone that scans them ---------------------------------------------------
     def _qrcode_create(self, req):
@@ -279,3 +349,30 @@ class WeChatSandbox(SandboxServer):
             "signature": wechat_signature(token, timestamp, nonce), "timestamp": timestamp,
             "nonce": nonce, "echostr": echostr})
         return resp.status_code, resp.text, echostr
+
+
+def _menu_error(buttons) -> dict | None:
+    """WeChat's menu/create checks: ≤ 3 buttons, ≤ 5 sub buttons, name ≤ 16 / 60 bytes, known types."""
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        return {"errcode": 40016, "errmsg": "invalid button size"}
+    for button in buttons:
+        if not isinstance(button, dict):
+            return {"errcode": 47001, "errmsg": "data format error"}
+        name, subs = str(button.get("name", "")), button.get("sub_button")
+        if not name or len(name.encode("utf-8")) > 16:
+            return {"errcode": 40018, "errmsg": "invalid button name size"}
+        items = subs if subs else [button]
+        if subs is not None and subs and (not isinstance(subs, list) or len(subs) > 5):
+            return {"errcode": 40023, "errmsg": "invalid sub button size"}
+        for item in items:
+            if item is not button and (not item.get("name") or len(str(item["name"]).encode("utf-8")) > 60):
+                return {"errcode": 40025, "errmsg": "invalid sub button name size"}
+            if item.get("type") not in ("click", "view", "miniprogram", "scancode_push", "scancode_waitmsg",
+                                        "pic_sysphoto", "pic_photo_or_album", "pic_weixin", "location_select",
+                                        "media_id", "article_id", "article_view_limited"):
+                return {"errcode": 40017, "errmsg": "invalid button type"}
+            if item["type"] == "view" and not str(item.get("url", "")).startswith(("http://", "https://")):
+                return {"errcode": 40055, "errmsg": "invalid button url domain"}
+            if item["type"] == "click" and not item.get("key"):
+                return {"errcode": 40019, "errmsg": "invalid button key size"}
+    return None

@@ -1,6 +1,7 @@
 """Fake WeChat Pay API v3 (JSAPI): prepay, query, close, and the payment notification.
 
-Speaks the real wire protocol so wechatpayv3 can be pointed at it by changing ``_core._gate_way``:
+Speaks the real wire protocol so wechatpayv3 can be pointed at it by its gateway
+(``xintu.member.pay.gateway_wechatpay_class``):
 requests must carry a valid merchant ``Authorization`` (WECHATPAY2-SHA256-RSA2048, checked against the
 merchant public key), every 2xx answer is signed with the platform key generated at start (the SDK
 verifies it, the empty 204 of close included), and notifications are signed the same way with the

@@ -5,6 +5,11 @@ row, which reports a token as absent a minute before it expires (wechatpy trusts
 not fetch itself without looking at its age), and a refresh happens inside a transaction that first
 writes the row: the write takes the row lock on MariaDB and the database lock on SQLite, so concurrent
 refreshers queue up and all but the first find a fresh token and make no API call.
+
+A token WeChat rejected (40001/42001, see ``StableTokenClient._request``) is replaced under the same lock:
+if another worker already stored a different token, that one is used; else stable_token in normal mode;
+only if that returns the rejected token again is ``force_refresh`` asked, and at most once per 30 s across
+all workers (``forced_at`` on the row) — WeChat allows 20 a day, and each one invalidates every holder.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from wechatpy.session import SessionStorage
 from xintu import db
 from xintu.models import WechatToken
 from xintu.timeutil import utcnow
-from xintu.wechat.client import StableTokenClient
+from xintu.errors import Unavailable
+from xintu.wechat.client import FORCE_INTERVAL, StableTokenClient
 
 MARGIN = timedelta(seconds=60)
 
@@ -48,21 +54,40 @@ class SharedTokenClient(StableTokenClient):
         super().__init__(appid, secret, api_base_url=api_base_url, session=DbTokenStorage(appid),
                          timeout=timeout)
 
+    def _locked_row(self) -> WechatToken:
+        """Inside db.atomic(): take the row lock (the write) and read the newest committed token."""
+        WechatToken.insert(app_id=self.appid).on_conflict_ignore().execute()
+        WechatToken.update(updated_at=utcnow()).where(WechatToken.app_id == self.appid).execute()
+        return WechatToken.get(WechatToken.app_id == self.appid)
+
     def fetch_access_token(self):
         storage = self.session
-        WechatToken.insert(app_id=self.appid).on_conflict_ignore().execute()
         with db.atomic():
-            # The write is the lock; the read after it sees the newest committed token.
-            WechatToken.update(updated_at=utcnow()).where(WechatToken.app_id == self.appid).execute()
-            row = WechatToken.get(WechatToken.app_id == self.appid)
-            fresh = bool(row.access_token and row.expires_at and row.expires_at - MARGIN > utcnow())
-            rejected = fresh and row.access_token == getattr(storage.local, "token", None)
-            if fresh and not rejected:
-                storage.local.token = row.access_token
+            row = self._locked_row()
+            if row.access_token and row.expires_at and row.expires_at - MARGIN > utcnow():
+                storage.local.token = row.access_token  # another worker refreshed while we waited
                 return {"access_token": row.access_token}
-            # A fresh-looking token WeChat just rejected (40001) needs force_refresh, or stable_token
-            # would hand the same one back.
-            token, expires_in = self.request_stable_token(force_refresh=rejected)
+            token, expires_in = self.request_stable_token()
             storage.set(self.access_token_key, token, expires_in)
             storage.local.token = token
             return {"access_token": token, "expires_in": expires_in}
+
+    def replace_rejected_token(self, rejected: str) -> str:
+        storage = self.session
+        with db.atomic():
+            row = self._locked_row()
+            fresh = bool(row.access_token and row.expires_at and row.expires_at - MARGIN > utcnow())
+            if fresh and row.access_token != rejected:  # someone replaced it while we waited
+                storage.local.token = row.access_token
+                return row.access_token
+            token, expires_in = self.request_stable_token()
+            if token == rejected:
+                now = utcnow()
+                if row.forced_at and (now - row.forced_at).total_seconds() < FORCE_INTERVAL:
+                    raise Unavailable("微信 access_token 被拒绝，且 30 秒内已强制刷新过",
+                                      code="wechat_token_rejected")
+                WechatToken.update(forced_at=now).where(WechatToken.app_id == self.appid).execute()
+                token, expires_in = self.request_stable_token(force_refresh=True)
+            storage.set(self.access_token_key, token, expires_in)
+            storage.local.token = token
+            return token

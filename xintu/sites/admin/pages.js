@@ -137,10 +137,15 @@ PAGES.inference = async (main) => {
       document.getElementById("inference-status").textContent = "已切换为：" + MODES[r.mode] + "（数秒内对所有服务器生效）";
     } catch (e) { select.value = data.mode; showError(e); }
   });
+  // DashScope breakers: open after quota / key / billing / missing-model errors; no calls until they close.
+  const upstreams = el("ul", { id: "upstreams" }, (data.upstreams || []).map((u) => el("li", {}, u.name + "：",
+    u.open ? el("span", { class: "error" }, "已熔断（" + (u.code || u.reason) + "，" + u.seconds_left + " 秒后重试）")
+      : el("span", { class: "ok" }, "正常"))));
   main.replaceChildren(el("h2", {}, "识别开关"), el("div", { class: "panel" },
     el("label", {}, "识别方式", select),
     el("p", { class: "muted" }, "缓存照常使用。上次修改：" + (data.updated_by || "—") + " " + when(data.updated_at)),
-    canOperate() ? "" : el("p", { class: "muted" }, "只读账号不能切换"), status));
+    canOperate() ? "" : el("p", { class: "muted" }, "只读账号不能切换"), status),
+    el("h2", {}, "上游服务（DashScope）"), el("div", { class: "panel" }, upstreams));
 };
 
 start();
