@@ -51,6 +51,7 @@ def _production_env(**extra):
     env.update(XINTU_ENV="production", XINTU_SECRET_KEY="s" * 16 + "0123456789abcdef0123",
                XINTU_DATABASE_URL="mysql://app:pw@db1:3306/xintu", XINTU_WECHATPAY_APIV3_KEY="k" * 32,
                XINTU_PUBLIC_BASE_URL="https://api.example.cn", XINTU_WECHAT_TOKEN="callbackToken1",
+               XINTU_WECHAT_AES_KEY="A" * 43,
                XINTU_WECHATPAY_NOTIFY_URL="https://wx.example.cn/wechat/pay/notify",
                XINTU_WECHAT_OAUTH_REDIRECT_URL="https://wx.example.cn/wechat/oauth")
     env.update(extra)

@@ -45,7 +45,7 @@ class BindingService:
             raise RateLimited("二维码服务繁忙，请稍后再试", code="qrcode_global_rate_limited")
         if refused:
             raise RateLimited("此网络的二维码请求过于频繁", code="qrcode_address_rate_limited")
-        scene = secrets.token_urlsafe(24)
+        scene = secrets.token_hex(16)   # 128 bits; hex, so it never reads as a CLI option
         from wechatpy.exceptions import WeChatClientException
 
         from xintu.wechat import official_account
