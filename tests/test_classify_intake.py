@@ -124,3 +124,73 @@ def test_server_hash_is_of_the_bytes():
     import hashlib
     data = _encode(_photo(), "PNG")
     assert decode(data).sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_png_bomb_of_zeros_is_refused_before_decoding():
+    from tests.classify_images import zeros_png
+
+    data = zeros_png(7071, 7071)  # 190 KB, 50 MP: under both old limits, 200 MB once decoded
+    assert len(data) < 300_000
+    with pytest.raises(XintuError) as err:
+        decode(data)
+    assert (err.value.status, err.value.code) == (413, "image_too_many_pixels")
+
+
+def test_decoded_size_counts_bytes_per_pixel():
+    from tests.classify_images import zeros_png
+
+    # 30 MP: 120 MB as RGBA is over the decode budget, 30 MB as greyscale is not.
+    with pytest.raises(XintuError) as err:
+        decode(zeros_png(6000, 5000, "RGBA"))
+    assert err.value.code == "image_too_many_pixels"
+    grey = decode(zeros_png(6000, 5000, "L"))
+    assert grey.image.mode == "RGB" and grey.image.size[0] == 960 and abs(grey.image.size[1] - 800) <= 1
+    assert (grey.width, grey.height) == (6000, 5000)
+    assert grey.image.getpixel((480, 400)) == (0, 0, 0)
+
+
+def test_large_transparent_png_is_shrunk_strip_by_strip_onto_white():
+    img = Image.new("RGBA", (3000, 2000), (0, 0, 0, 0))
+    img.paste((200, 30, 30, 255), (1500, 0, 3000, 2000))
+    result = decode(_encode(img, "PNG"))
+    assert result.image.mode == "RGB" and result.image.size == (960, 640)
+    assert result.image.getpixel((100, 320)) == (255, 255, 255)
+    assert result.image.getpixel((900, 320)) == (200, 30, 30)
+    # the same picture through the small-image path agrees
+    small = decode(_encode(img.resize((960, 640)), "PNG")).image
+    assert small.getpixel((100, 320)) == (255, 255, 255) and small.getpixel((900, 320)) == (200, 30, 30)
+
+
+def test_large_palette_png_with_transparency_is_flattened():
+    img = Image.new("P", (4000, 3000), 0)
+    img.putpalette([0, 0, 0, 10, 200, 10] + [0] * 762)
+    img.paste(1, (0, 1500, 4000, 3000))
+    result = decode(_encode(img, "PNG", transparency=0))
+    assert result.image.size == (960, 720)
+    assert result.image.getpixel((480, 100)) == (255, 255, 255)
+    assert result.image.getpixel((480, 600)) == (10, 200, 10)
+
+
+def test_exif_orientation_is_applied_on_the_strip_path():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img = Image.new("RGBA", (3000, 2000), (0, 0, 255, 255))
+    img.paste((255, 0, 0, 255), (0, 0, 100, 2000))  # a red band on the left edge
+    result = decode(_encode(img, "PNG", exif=exif))
+    assert result.image.size == (640, 960) and (result.width, result.height) == (2000, 3000)
+    assert result.image.getpixel((320, 5)) == (255, 0, 0)  # rotated 90° clockwise: the band is on top
+
+
+def test_png_bomb_through_every_image_endpoint_is_a_json_413(local_app):
+    from tests.classify_images import zeros_png
+
+    client = local_app.test_client()
+    headers = register(client)
+    data = zeros_png(7071, 7071)
+    for path in ("/api/v1/classify", "/api/v1/classify/local"):
+        r = client.post(path, headers=headers, data={"image": (io.BytesIO(data), "bomb.png")})
+        assert r.status_code == 413 and r.get_json()["error"]["code"] == "image_too_many_pixels", path
+    r = client.post("/api/v1/classify/batch", headers=headers,
+                    data={"images": [(io.BytesIO(data), f"b{i}.png") for i in range(20)]})
+    assert r.status_code == 200
+    assert [item["error"]["code"] for item in r.get_json()["results"]] == ["image_too_many_pixels"] * 20

@@ -94,6 +94,9 @@ def create_app(config: dict | None = None) -> APIFlask:
                             x_proto=settings["TRUSTED_PROXIES"])
     configure_logging(settings["LOG_LEVEL"])
     db.init_db(settings)
+    from xintu.classify import intake
+
+    intake.set_decode_concurrency(settings["IMAGE_DECODE_CONCURRENCY"])
     _register_request_hooks(app)
     _register_errors(app)
     for name in BLUEPRINTS:

@@ -73,6 +73,9 @@ DEFAULTS: dict = {
     "CLASSIFY_THREADS": 2,            # onnxruntime intra-op threads per worker
     "CLASSIFY_LOCAL_CONCURRENCY": 2,  # local inferences at once per worker (CPU bound)
     "CLASSIFY_BATCH_CONCURRENCY": 20,  # items of one batch in flight: all 20, LLM calls are I/O bound
+    # Full-size image decodes at once per process (classify, edit uploads, edit results); each holds
+    # at most ~100 MB of pixels (xintu.classify.intake.MAX_DECODED_BYTES).
+    "IMAGE_DECODE_CONCURRENCY": 2,
     "CLASSIFY_CACHE_LOCAL": False,    # cache local-model answers too (LLM answers always are)
     "CLASSIFY_LLM_MODEL": "qwen-vl-plus",
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts

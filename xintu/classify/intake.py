@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -16,9 +17,15 @@ from xintu.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 MAX_BYTES = 10 * 1024 * 1024
 # 12 MP phone photos are the norm, 50–108 MP exist. A JPEG is decoded at 1/2–1/8 scale (draft), so it may
-# be large; other formats decode in full (a 50 MP RGBA PNG is 200 MB in a worker), so they get less.
+# be large; other formats decode in full, and a PNG of zeros compresses ~1000:1 (a 7071² RGBA PNG is
+# 190 KB and 200 MB decoded), so what counts for them is the memory the decoded pixels take.
 MAX_PIXELS = 110_000_000
 MAX_PIXELS_FULL_DECODE = 50_000_000
+#: Largest decoded image (bytes of Pillow's pixel buffer) we let one decode hold: 25 MP at 4 bytes/pixel,
+#: which still takes 1080×20000 long screenshots.
+MAX_DECODED_BYTES = 100 * 1024 * 1024
+#: Decoded images above this size are shrunk strip by strip, so no second full-size copy is ever made.
+_STRIP_PIXELS = 1 << 20
 #: Long side of the working image: enough for MTCNN (640) and text detection (≤ 959, see ocr.py).
 WORK_SIDE = 960
 # Pillow's JPEG opener also returns MPO (multi-picture JPEG from phones and 3D cameras).
@@ -29,6 +36,38 @@ _TAG_MAKE, _TAG_MODEL, _TAG_EXIF_IFD, _TAG_DATETIME_ORIGINAL = 0x010F, 0x0110, 0
 
 _heif_lock = threading.Lock()
 _heif_ready = False
+# Full-size decodes in flight in this process. The batch endpoint runs 20 items at once for the LLM
+# stage; their decodes queue here, so a batch holds at most this many full-size images at a time.
+_decode_slots = threading.BoundedSemaphore(2)
+# Pillow keeps these in one buffer of 1 byte per pixel; every other mode takes 4 ("RGB" included).
+_ONE_BYTE_MODES = ("1", "L", "P")
+_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+              7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def set_decode_concurrency(n: int) -> None:
+    """How many full-size decodes one process runs at once (``IMAGE_DECODE_CONCURRENCY``).
+
+    Also makes Pillow allocate pixels in blocks of up to 64 MB (its default is 16 MB, what
+    ``PILLOW_BLOCK_SIZE`` sets): glibc serves an allocation above 32 MB by mmap and gives it back on
+    free, while 16 MB blocks land in per-thread malloc arenas that keep the memory after the request.
+    """
+    global _decode_slots
+    from PIL import Image
+
+    _decode_slots = threading.BoundedSemaphore(max(1, int(n)))
+    if "PILLOW_BLOCK_SIZE" not in os.environ:
+        Image.core.set_block_size(64 * 1024 * 1024)
+
+
+def decoded_bytes(mode: str, size: tuple[int, int]) -> int:
+    """Memory Pillow needs for the pixels of an image of this mode and size."""
+    return size[0] * size[1] * (1 if mode in _ONE_BYTE_MODES else 4)
+
+
+def decode_slot():
+    """Hold this around any full decode of untrusted bytes (classification, edit uploads and results)."""
+    return _decode_slots
 
 
 def _register_heif():
@@ -102,10 +141,35 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
+def _shrink_to_rgb(img, work_side: int):
+    """A loaded image → RGB with long side ≤ ``work_side``, holding at most one full-size buffer.
+
+    Small images take the plain path. A large one is cut into strips of about a megapixel; each strip is
+    converted (transparency onto white) and box-reduced by an integer factor on its own, and pasted into
+    the small result. Pillow's own resize/reduce/convert of an RGBA image would first make a full-size
+    premultiplied copy, and the RGB conversion another.
+    """
+    from PIL import Image
+
+    w, h = img.size
+    factor = max(1, max(w, h) // work_side)
+    if w * h <= _STRIP_PIXELS or (img.mode == "RGB" and factor == 1):
+        out = _to_rgb(img)  # small, or already RGB: the thumbnail below is the only other buffer
+    else:
+        out = Image.new("RGB", (-(-w // factor), -(-h // factor)))
+        rows = max(1, _STRIP_PIXELS // (w * factor)) * factor
+        for top in range(0, h, rows):
+            strip = _to_rgb(img.crop((0, top, w, min(h, top + rows))))
+            out.paste(strip.reduce(factor), (0, top // factor))
+    if max(out.size) > work_side:
+        out.thumbnail((work_side, work_side), Image.BILINEAR, reducing_gap=2.0)
+    return out
+
+
 def decode(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
            work_side: int = WORK_SIDE, draft: bool = True) -> Intake:
     """Validate and decode ``data``. ``draft=False`` forces a full JPEG decode (for the benchmark)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     check_size(data, max_bytes)
     if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
@@ -125,17 +189,25 @@ def decode(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIX
     fmt = img.format
     if w * h > (max_pixels if fmt in ("JPEG", "MPO") or not draft else min(max_pixels, MAX_PIXELS_FULL_DECODE)):
         raise PayloadTooLarge("图片像素过多", code="image_too_many_pixels")
-    camera, info = _camera_exif(img)
-    orientation = info_orientation(img)
     try:
         if draft and fmt in ("JPEG", "MPO") and max(w, h) > work_side:
             # Ask for a size with the photo's own aspect ratio: draft picks the smallest DCT scale
             # (1/2, 1/4, 1/8) that still covers it, and a mismatched box would force a full decode.
             scale = work_side / max(w, h)
             img.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        img = _to_rgb(img)
+        # After draft, size and mode are what load() will allocate (a JPEG's DCT scale included).
+        if decoded_bytes(img.mode, img.size) > MAX_DECODED_BYTES:
+            raise PayloadTooLarge("图片像素过多", code="image_too_many_pixels")
+        with decode_slot():
+            img.load()
+            # EXIF only now: a PNG's getexif() loads every pixel to look for an eXIf chunk after IDAT.
+            camera, info = _camera_exif(img)
+            orientation = info_orientation(img)
+            small = _shrink_to_rgb(img, work_side)
+            if small is not img:
+                img.close()  # the full-size buffer goes now, before the next decode may start
+        if orientation in _TRANSPOSE:  # on the small image: a transpose is a full copy
+            small = small.transpose(getattr(Image.Transpose, _TRANSPOSE[orientation]))
     except OSError as exc:
         if "truncated" in str(exc):
             raise BadRequest("图片不完整（文件被截断）", code="image_truncated")
@@ -144,10 +216,8 @@ def decode(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIX
         raise BadRequest("图片已损坏，无法解码", code="image_corrupt")
     if orientation in (5, 6, 7, 8):
         w, h = h, w
-    if max(img.size) > work_side:
-        img.thumbnail((work_side, work_side), Image.BILINEAR, reducing_gap=2.0)
     return Intake(sha256=sha256_hex(data), format=fmt, size_bytes=len(data), width=w, height=h,
-                  image=img, camera=camera, exif=info)
+                  image=small, camera=camera, exif=info)
 
 
 def info_orientation(img) -> int:
