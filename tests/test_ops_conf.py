@@ -186,3 +186,18 @@ def test_job_commands_get_the_paths_of_each_deployment_separately(tmp_path):
     second = validate_settings(other)
     assert first["jobs"]["daily-report"]["command"] == "report daily --out /var/log/xintu/daily-report.html"
     assert second["jobs"]["daily-report"]["command"] == "report daily --out /data/logs/daily-report.html"
+
+
+def test_nginx_answers_upstream_down_in_the_json_error_shape(rendered):
+    import requests
+
+    from xintu.ops import procs
+
+    settings, out = rendered  # nothing listens on the gunicorn port: nginx itself answers 502
+    app = settings["app"]
+    with procs.nginx(out / "nginx/nginx.conf", [app["https_port"], app["http_port"]],
+                     Path(settings["paths"]["logs"]) / "nginx.out").start():
+        answer = requests.get(f"https://127.0.0.1:{app['https_port']}/healthz", timeout=10,
+                              verify=settings["paths"]["tls_cert"], headers={"Host": app["domain"]})
+    assert answer.status_code == 502 and answer.headers["Content-Type"] == "application/json"
+    assert answer.json()["error"]["code"] == "upstream_unavailable"

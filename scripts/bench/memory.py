@@ -142,21 +142,23 @@ def main() -> int:
                         http.post(base + endpoint, files={"image": ("warm.png", image)}).raise_for_status()
             time.sleep(0.5)
             baseline = rss(proc.pid)
-            print(f"xintu serve pid {proc.pid}: baseline RSS {baseline / MB:.0f} MB (process tree, after warm-up)")
+            print(f"xintu serve pid {proc.pid}: baseline RSS {baseline / MB:.0f} MB "
+                  "(process tree, after warm-up)")
             print(f"{'case':<22} {'endpoint':<22} {'peak +MB':>9} {'after +MB':>9}  status  answer")
             worst = {"one": 0.0, "batch": 0.0}
             for label, data in cases:
-                for endpoint, files, kind in (
-                        ("/api/v1/classify", {"image": ("x.png", data)}, "one"),
-                        ("/api/v1/classify/local", {"image": ("x.png", data)}, "one"),
-                        ("/api/v1/classify/batch", [("images", (f"x{i}.png", data)) for i in range(20)], "batch")):
+                batch = [("images", (f"x{i}.png", data)) for i in range(20)]
+                for endpoint, files, kind in (("/api/v1/classify", {"image": ("x.png", data)}, "one"),
+                                              ("/api/v1/classify/local", {"image": ("x.png", data)}, "one"),
+                                              ("/api/v1/classify/batch", batch, "batch")):
                     with Peak(proc.pid) as peak:
                         rsp = http.post(base + endpoint, files=files, timeout=600)
                     time.sleep(0.3)
                     grown, after = (peak.peak - baseline) / MB, (rss(proc.pid) - baseline) / MB
                     worst[kind] = max(worst[kind], grown)
                     name = endpoint.replace("/api/v1", "") + (" ×20" if kind == "batch" else "")
-                    print(f"{label:<22} {name:<22} {grown:9.0f} {after:9.0f}  {rsp.status_code:>6}  {codes(rsp)}")
+                    print(f"{label:<22} {name:<22} {grown:9.0f} {after:9.0f}  {rsp.status_code:>6}  "
+                          f"{codes(rsp)}")
             health = http.get(f"{base}/healthz").status_code
             print(f"/healthz afterwards: {health}")
             ok = worst["one"] <= 150 and worst["batch"] <= 300 and health == 200
