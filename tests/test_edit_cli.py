@@ -51,10 +51,12 @@ def test_edit_run_refused_upstream_is_one_error_line(cli_env, tmp_path, dashscop
         "Error: upstream refused the edit: 400 DataInspectionFailed: Output data may contain inappropriate content."]
 
 
-def test_worker_once_runs_the_queue_and_show_reports_it(cli_env, edit_app):
+def test_worker_once_runs_the_queue_and_show_reports_it(cli_env, edit_app, monkeypatch):
     user, headers = make_user(edit_app, credits=2)
     task = post_edit(edit_app.test_client(), headers, [photo("red"), photo("green")]).get_json()
-    result = cli_env.invoke(cli, ["worker", "--once", "--id", "cli-worker"])
+    # SANDBOX on admits the test fake's http result URLs; --no-sandbox: use that fake, start none
+    monkeypatch.setenv("XINTU_SANDBOX", "true")
+    result = cli_env.invoke(cli, ["worker", "--once", "--id", "cli-worker", "--no-sandbox"])
     assert result.exit_code == 0, result.output
     assert "worker cli-worker stopped after" in result.output
     shown = cli_env.invoke(cli, ["edit", "show", task["task_id"], "--format", "json"])

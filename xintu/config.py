@@ -91,7 +91,10 @@ DEFAULTS: dict = {
     "EDIT_MAX_ATTEMPTS": 5,           # transient upstream errors per image before it fails
     "EDIT_CACHE_TTL": 30 * 86400,     # identical edits served free this long (results are stored by us)
     "EDIT_RESULT_MAX_BYTES": 30 * 1024 * 1024,  # a bigger upstream result fails (and is refunded)
-    "EDIT_RESULT_TIMEOUT": 60,        # seconds to download one upstream result
+    "EDIT_RESULT_TIMEOUT": 60,        # seconds to download one upstream result, all of it
+    # Hosts (fnmatch patterns) upstream result URLs may point at; https only, no redirects. With SANDBOX
+    # on, the edit endpoint's own origin (the fake) is admitted as well.
+    "EDIT_RESULT_HOSTS": ["dashscope-result-*.aliyuncs.com"],
     # Location: load the geodata when the app is created (gunicorn preload_app) instead of on first use.
     "LOCATION_PRELOAD": False,
     # Web tier → app internal calls (WeChat callback, OAuth landing, pay notify).
