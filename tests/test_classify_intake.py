@@ -194,3 +194,16 @@ def test_png_bomb_through_every_image_endpoint_is_a_json_413(local_app):
                     data={"images": [(io.BytesIO(data), f"b{i}.png") for i in range(20)]})
     assert r.status_code == 200
     assert [item["error"]["code"] for item in r.get_json()["results"]] == ["image_too_many_pixels"] * 20
+
+
+def test_strip_shrinking_matches_a_whole_image_resize():
+    import numpy as np
+
+    from xintu.classify.intake import _shrink_to_rgb
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2000, 3000, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    img = Image.fromarray(pixels, "RGBA")
+    small = _shrink_to_rgb(img, 960)
+    whole = img.convert("RGB").resize(small.size, Image.BILINEAR)
+    assert small.size == (960, 640) and np.array_equal(np.asarray(small), np.asarray(whole))  # no seams

@@ -24,7 +24,7 @@ MAX_PIXELS_FULL_DECODE = 50_000_000
 #: Largest decoded image (bytes of Pillow's pixel buffer) we let one decode hold: 25 MP at 4 bytes/pixel,
 #: which still takes 1080×20000 long screenshots.
 MAX_DECODED_BYTES = 100 * 1024 * 1024
-#: Decoded images above this size are shrunk strip by strip, so no second full-size copy is ever made.
+#: Decoded non-RGB images above this many pixels are shrunk strip by strip: no second full-size copy.
 _STRIP_PIXELS = 1 << 20
 #: Long side of the working image: enough for MTCNN (640) and text detection (≤ 959, see ocr.py).
 WORK_SIDE = 960
@@ -144,25 +144,35 @@ def _to_rgb(img):
 def _shrink_to_rgb(img, work_side: int):
     """A loaded image → RGB with long side ≤ ``work_side``, holding at most one full-size buffer.
 
-    Small images take the plain path. A large one is cut into strips of about a megapixel; each strip is
-    converted (transparency onto white) and box-reduced by an integer factor on its own, and pasted into
-    the small result. Pillow's own resize/reduce/convert of an RGBA image would first make a full-size
-    premultiplied copy, and the RGB conversion another.
+    RGB and small images take the plain path (the resize makes only the small result). Any other
+    large image is cut into strips of about a megapixel; each strip is converted (transparency onto
+    white) and resized on its own into its rows of the result, with a margin of source rows for the
+    filter, so the seams match a whole-image resize. Pillow's own resize/convert of an RGBA image would
+    first make a full-size premultiplied copy, and the RGB conversion another.
     """
+    import math
+
     from PIL import Image
 
     w, h = img.size
-    factor = max(1, max(w, h) // work_side)
-    if w * h <= _STRIP_PIXELS or (img.mode == "RGB" and factor == 1):
-        out = _to_rgb(img)  # small, or already RGB: the thumbnail below is the only other buffer
-    else:
-        out = Image.new("RGB", (-(-w // factor), -(-h // factor)))
-        rows = max(1, _STRIP_PIXELS // (w * factor)) * factor
-        for top in range(0, h, rows):
-            strip = _to_rgb(img.crop((0, top, w, min(h, top + rows))))
-            out.paste(strip.reduce(factor), (0, top // factor))
-    if max(out.size) > work_side:
-        out.thumbnail((work_side, work_side), Image.BILINEAR, reducing_gap=2.0)
+    if w * h <= _STRIP_PIXELS or img.mode == "RGB":
+        out = _to_rgb(img)
+        if max(out.size) > work_side:
+            out.thumbnail((work_side, work_side), Image.BILINEAR, reducing_gap=2.0)
+        return out
+    scale = min(1.0, work_side / max(w, h))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    out = Image.new("RGB", size)
+    ratio = h / size[1]                                  # source rows per output row
+    margin = math.ceil(ratio) + 1                        # bilinear reads ±ratio rows around each
+    step = max(1, int(_STRIP_PIXELS / w / ratio))        # output rows per strip
+    for row in range(0, size[1], step):
+        end = min(size[1], row + step)
+        y0, y1 = row * ratio, end * ratio
+        top, bottom = max(0, math.floor(y0) - margin), min(h, math.ceil(y1) + margin)
+        strip = _to_rgb(img.crop((0, top, w, bottom)))
+        out.paste(strip.resize((size[0], end - row), Image.BILINEAR, box=(0, y0 - top, w, y1 - top)),
+                  (0, row))
     return out
 
 
