@@ -5,6 +5,7 @@ import time
 import pytest
 from PIL import Image
 
+from tests.classify_images import zeros_png
 from tests.edit_fixtures import check_results_migration, make_user, photo, sha256
 from xintu.edit.worker import EditWorker
 from xintu.models import CreditLedger, EditImage, EditTask, User
@@ -114,7 +115,8 @@ def _noisy_png():
     (photo("red", size=(40, 30), fmt="GIF"), {}, "result_invalid"),
     (_noisy_png(), {"EDIT_RESULT_MAX_BYTES": 4096}, "result_too_large"),
     (None, {"SANDBOX": False}, "result_url_refused"),
-], ids=["corrupt", "truncated", "gif", "oversized", "http-without-sandbox"])
+    (zeros_png(7071, 7071), {}, "result_invalid"),
+], ids=["corrupt", "truncated", "gif", "oversized", "http-without-sandbox", "png-bomb"])
 def test_a_bad_upstream_result_is_a_refunded_failure(edit_app, dashscope_edit_fake, body, config, error):
     user, headers = make_user(edit_app, credits=2)
     edit_app.config.update(config)
@@ -360,3 +362,10 @@ def test_a_result_that_drips_is_cut_at_the_total_deadline():
     assert err.value.code == "result_download_failed"
     assert 0.9 <= time.monotonic() - start < 3
 
+
+
+def test_a_png_bomb_upload_is_a_json_413_and_reserves_nothing(edit_app, dashscope_edit_fake):
+    user, headers = make_user(edit_app, credits=9)
+    r = post_edit(edit_app.test_client(), headers, [photo("red")] + [zeros_png(7071, 7071)] * 8)
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "image_too_many_pixels"
+    assert balance(edit_app, user) == 9 and dashscope_edit_fake.submissions == 0
