@@ -207,3 +207,29 @@ def test_strip_shrinking_matches_a_whole_image_resize():
     small = _shrink_to_rgb(img, 960)
     whole = img.convert("RGB").resize(small.size, Image.BILINEAR)
     assert small.size == (960, 640) and np.array_equal(np.asarray(small), np.asarray(whole))  # no seams
+
+
+def test_heic_orientation_and_camera_come_through_libheif():
+    import pillow_heif
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0110] = 6, "Apple", "iPhone 15"
+    img = Image.new("RGB", (400, 300), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 40, 300))  # a red band on the left edge
+    result = decode(_encode(img, "HEIF", quality=90, exif=exif.tobytes()))
+    assert result.format == "HEIF" and result.camera and result.exif["model"] == "iPhone 15"
+    assert result.image.size == (300, 400) and (result.width, result.height) == (300, 400)
+    r, g, b = result.image.getpixel((150, 5))  # rotated 90° clockwise: the band is on top
+    assert r > 200 and b < 60
+
+
+def test_large_transparent_heic_is_shrunk_from_libheifs_buffer():
+    import pillow_heif
+    pillow_heif.register_heif_opener()
+    img = Image.new("RGBA", (2400, 1600), (0, 0, 0, 0))
+    img.paste((20, 160, 20, 255), (1200, 0, 2400, 1600))
+    result = decode(_encode(img, "HEIF", quality=90))
+    assert result.image.mode == "RGB" and result.image.size == (960, 640)
+    assert result.image.getpixel((100, 320)) == (255, 255, 255)
+    r, g, b = result.image.getpixel((900, 320))
+    assert g > 130 and r < 60 and b < 60

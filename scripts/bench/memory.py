@@ -9,7 +9,8 @@ the baseline), then sends:
 
   bomb      a 7071×7071 RGBA PNG of zeros (~190 KB file, 200 MB decoded), once to /classify,
             once to /classify/local, and 20 of them in one /classify/batch request;
-  accepted  the largest PNG we still decode (5000×5000 RGBA, 100 MB of pixels), the same three ways;
+  accepted  the largest PNG we still decode (5000×5000 RGBA, 100 MB of pixels), and a 12 MP HEIC,
+            the same three ways;
 and both, once and ×9, as an image-edit submission (queued only: the server runs with --no-worker; the
 bound device it needs is created in the server's SQLite file before it starts).
 
@@ -118,6 +119,17 @@ def codes(rsp) -> str:
     return body.get("category", "?")
 
 
+def heic(width: int, height: int) -> bytes:
+    """A phone-sized HEIC (one flat colour: small file, full decode)."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 90, 160)).save(out, "HEIF", quality=50)
+    return out.getvalue()
+
+
 def bound_token(instance: str) -> str:
     """A WeChat-bound device with credits in the server's SQLite file, made before the server starts
     (image edits need one, and the bench has no WeChat)."""
@@ -149,6 +161,7 @@ def main() -> int:
     cases = [("bomb 7071² RGBA", zeros_png(7071, 7071))]
     if not args.no_accepted:
         cases.append(("accepted 5000² RGBA", zeros_png(5000, 5000)))
+        cases.append(("accepted 12 MP HEIC", heic(4000, 3000)))
     xintu = os.path.join(os.path.dirname(sys.executable), "xintu")
     with tempfile.TemporaryDirectory(prefix="xintu-bench-mem-") as tmp:
         instance = os.path.join(tmp, "instance")
@@ -186,9 +199,9 @@ def main() -> int:
                   "status  answer")
             worst = {(label, kind): 0.0 for label, _ in cases for kind in ("one", "batch")}
             for label, data in cases:
-                batch = [("images", (f"x{i}.png", data)) for i in range(20)]
-                for endpoint, files, kind in (("/api/v1/classify", {"image": ("x.png", data)}, "one"),
-                                              ("/api/v1/classify/local", {"image": ("x.png", data)}, "one"),
+                batch = [("images", (f"x{i}.img", data)) for i in range(20)]
+                for endpoint, files, kind in (("/api/v1/classify", {"image": ("x.img", data)}, "one"),
+                                              ("/api/v1/classify/local", {"image": ("x.img", data)}, "one"),
                                               ("/api/v1/classify/batch", batch, "batch"),
                                               ("/api/v1/image-edit", batch[:1], "one"),
                                               ("/api/v1/image-edit", batch[:9], "batch")):
