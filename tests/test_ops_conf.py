@@ -173,7 +173,7 @@ def test_extra_proxy_paths_go_through_the_web_tier_without_being_closed_on_the_a
     settings = validate_settings(raw)
     assert "|/wechat/pay/notify|/healthz)$" in render.render_lighttpd(settings, GOLDEN_SECRET)
     nginx = render.render_nginx(settings)
-    assert "location = /wechat/pay/notify { return 404; }" in nginx and "/healthz" not in nginx
+    assert "location = /wechat/pay/notify { return 404; }" in nginx and "location = /healthz" not in nginx
     raw["web"]["extra_proxy_paths"] = ["/wechat/oauth"]
     with pytest.raises(ConfigError, match="web.proxy_paths: must list distinct paths"):
         validate_settings(raw)
