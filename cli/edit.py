@@ -88,9 +88,13 @@ def run(image, prompt, model, output, timeout, sandbox):
     if outcome.state == "failed":
         raise click.ClickException(f"upstream refused the edit: {outcome.error}")
     if output:
-        import requests
+        from xintu.edit.results import BadResult, ResultPolicy, fetch_result
 
-        output.write_bytes(requests.get(outcome.url, timeout=60).content)
+        try:  # the worker's rules: https to EDIT_RESULT_HOSTS, no redirects, bounded size and time
+            data, _ = fetch_result(outcome.url, ResultPolicy.from_config(config))
+        except BadResult as exc:
+            raise click.ClickException(f"result not saved ({exc.code}): {exc.detail}")
+        output.write_bytes(data)
         click.echo(f"saved {output}", err=True)
     click.echo(outcome.url)
 

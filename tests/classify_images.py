@@ -5,6 +5,7 @@ matplotlib carries the DejaVu font the synthetic images are drawn with.
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 
@@ -130,3 +131,26 @@ def id_card(on_table: bool = False) -> bytes:
     buf = io.BytesIO()
     photo.save(buf, "JPEG", quality=90, exif=exif)
     return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=4)
+def zeros_png(width: int, height: int, mode: str = "RGBA") -> bytes:
+    """A valid PNG of all-zero pixels, encoded row by row (never width×height bytes in memory).
+
+    Zeros compress about 1000:1, so 7071×7071 RGBA — 200 MB once decoded — is a ~190 KB file: the
+    decompression bomb that passes a bytes limit and a 50 MP pixel limit.
+    """
+    import struct
+    import zlib
+
+    color_type, channels = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}[mode]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    z, parts, row = zlib.compressobj(9), [], bytes(1 + width * channels)  # filter byte 0 + the pixels
+    for _ in range(height):
+        parts.append(z.compress(row))
+    parts.append(z.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")

@@ -18,8 +18,10 @@ def dashscope_edit_fake():
 
 
 def _edit_config(fake, **extra):
+    # SANDBOX: the fake serves its result images over http on its own origin, which only the sandbox
+    # rule of xintu.edit.results admits (real results: https, EDIT_RESULT_HOSTS).
     return {"EDIT_DASHSCOPE_API_KEY": fake.api_key, "EDIT_DASHSCOPE_BASE_URL": fake.api_base,
-            "EDIT_POLL_INTERVAL": 0, **extra}
+            "EDIT_POLL_INTERVAL": 0, "SANDBOX": True, **extra}
 
 
 @pytest.fixture

@@ -124,3 +124,112 @@ def test_server_hash_is_of_the_bytes():
     import hashlib
     data = _encode(_photo(), "PNG")
     assert decode(data).sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_png_bomb_of_zeros_is_refused_before_decoding():
+    from tests.classify_images import zeros_png
+
+    data = zeros_png(7071, 7071)  # 190 KB, 50 MP: under both old limits, 200 MB once decoded
+    assert len(data) < 300_000
+    with pytest.raises(XintuError) as err:
+        decode(data)
+    assert (err.value.status, err.value.code) == (413, "image_too_many_pixels")
+
+
+def test_decoded_size_counts_bytes_per_pixel():
+    from tests.classify_images import zeros_png
+
+    # 30 MP: 120 MB as RGBA is over the decode budget, 30 MB as greyscale is not.
+    with pytest.raises(XintuError) as err:
+        decode(zeros_png(6000, 5000, "RGBA"))
+    assert err.value.code == "image_too_many_pixels"
+    grey = decode(zeros_png(6000, 5000, "L"))
+    assert grey.image.mode == "RGB" and grey.image.size[0] == 960 and abs(grey.image.size[1] - 800) <= 1
+    assert (grey.width, grey.height) == (6000, 5000)
+    assert grey.image.getpixel((480, 400)) == (0, 0, 0)
+
+
+def test_large_transparent_png_is_shrunk_strip_by_strip_onto_white():
+    img = Image.new("RGBA", (3000, 2000), (0, 0, 0, 0))
+    img.paste((200, 30, 30, 255), (1500, 0, 3000, 2000))
+    result = decode(_encode(img, "PNG"))
+    assert result.image.mode == "RGB" and result.image.size == (960, 640)
+    assert result.image.getpixel((100, 320)) == (255, 255, 255)
+    assert result.image.getpixel((900, 320)) == (200, 30, 30)
+    # the same picture through the small-image path agrees
+    small = decode(_encode(img.resize((960, 640)), "PNG")).image
+    assert small.getpixel((100, 320)) == (255, 255, 255) and small.getpixel((900, 320)) == (200, 30, 30)
+
+
+def test_large_palette_png_with_transparency_is_flattened():
+    img = Image.new("P", (4000, 3000), 0)
+    img.putpalette([0, 0, 0, 10, 200, 10] + [0] * 762)
+    img.paste(1, (0, 1500, 4000, 3000))
+    result = decode(_encode(img, "PNG", transparency=0))
+    assert result.image.size == (960, 720)
+    assert result.image.getpixel((480, 100)) == (255, 255, 255)
+    assert result.image.getpixel((480, 600)) == (10, 200, 10)
+
+
+def test_exif_orientation_is_applied_on_the_strip_path():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img = Image.new("RGBA", (3000, 2000), (0, 0, 255, 255))
+    img.paste((255, 0, 0, 255), (0, 0, 100, 2000))  # a red band on the left edge
+    result = decode(_encode(img, "PNG", exif=exif))
+    assert result.image.size == (640, 960) and (result.width, result.height) == (2000, 3000)
+    assert result.image.getpixel((320, 5)) == (255, 0, 0)  # rotated 90° clockwise: the band is on top
+
+
+def test_png_bomb_through_every_image_endpoint_is_a_json_413(local_app):
+    from tests.classify_images import zeros_png
+
+    client = local_app.test_client()
+    headers = register(client)
+    data = zeros_png(7071, 7071)
+    for path in ("/api/v1/classify", "/api/v1/classify/local"):
+        r = client.post(path, headers=headers, data={"image": (io.BytesIO(data), "bomb.png")})
+        assert r.status_code == 413 and r.get_json()["error"]["code"] == "image_too_many_pixels", path
+    r = client.post("/api/v1/classify/batch", headers=headers,
+                    data={"images": [(io.BytesIO(data), f"b{i}.png") for i in range(20)]})
+    assert r.status_code == 200
+    assert [item["error"]["code"] for item in r.get_json()["results"]] == ["image_too_many_pixels"] * 20
+
+
+def test_strip_shrinking_matches_a_whole_image_resize():
+    import numpy as np
+
+    from xintu.classify.intake import _shrink_to_rgb
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2000, 3000, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    img = Image.fromarray(pixels, "RGBA")
+    small = _shrink_to_rgb(img, 960)
+    whole = img.convert("RGB").resize(small.size, Image.BILINEAR)
+    assert small.size == (960, 640) and np.array_equal(np.asarray(small), np.asarray(whole))  # no seams
+
+
+def test_heic_orientation_and_camera_come_through_libheif():
+    import pillow_heif
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0110] = 6, "Apple", "iPhone 15"
+    img = Image.new("RGB", (400, 300), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 40, 300))  # a red band on the left edge
+    result = decode(_encode(img, "HEIF", quality=90, exif=exif.tobytes()))
+    assert result.format == "HEIF" and result.camera and result.exif["model"] == "iPhone 15"
+    assert result.image.size == (300, 400) and (result.width, result.height) == (300, 400)
+    r, g, b = result.image.getpixel((150, 5))  # rotated 90° clockwise: the band is on top
+    assert r > 200 and b < 60
+
+
+def test_large_transparent_heic_is_shrunk_from_libheifs_buffer():
+    import pillow_heif
+    pillow_heif.register_heif_opener()
+    img = Image.new("RGBA", (2400, 1600), (0, 0, 0, 0))
+    img.paste((20, 160, 20, 255), (1200, 0, 2400, 1600))
+    result = decode(_encode(img, "HEIF", quality=90))
+    assert result.image.mode == "RGB" and result.image.size == (960, 640)
+    assert result.image.getpixel((100, 320)) == (255, 255, 255)
+    r, g, b = result.image.getpixel((900, 320))
+    assert g > 130 and r < 60 and b < 60

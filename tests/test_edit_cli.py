@@ -23,10 +23,16 @@ def cli_env(edit_app, dashscope_edit_fake, monkeypatch):
     return CliRunner()
 
 
-def test_edit_run_prints_the_result_url_and_saves_it(cli_env, tmp_path, dashscope_edit_fake):
+def test_edit_run_prints_the_result_url_and_saves_it(cli_env, tmp_path, dashscope_edit_fake, monkeypatch):
     source, target = tmp_path / "in.png", tmp_path / "out.png"
     source.write_bytes(photo("red", fmt="PNG"))
-    result = cli_env.invoke(cli, ["edit", "run", str(source), "--prompt", "把背景换成海边", "-o", str(target)])
+    refused = cli_env.invoke(cli, ["edit", "run", str(source), "--prompt", "把背景换成海边", "-o", str(target)])
+    assert refused.exit_code == 1 and "result not saved (result_url_refused)" in refused.output
+    assert not target.exists()
+    # SANDBOX on admits the test fake's http result URLs; --no-sandbox: use that fake, start none
+    monkeypatch.setenv("XINTU_SANDBOX", "true")
+    result = cli_env.invoke(cli, ["edit", "run", str(source), "--prompt", "把背景换成海边", "-o", str(target),
+                                  "--no-sandbox"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().startswith(dashscope_edit_fake.base_url + "/results/")
     assert Image.open(target).getpixel((0, 0)) == (0, 255, 255)
@@ -67,10 +73,12 @@ def test_edit_run_refuses_a_retired_model_and_reports_arrears_in_one_line(cli_en
         "account is in good standing. (see `xintu doctor`)"]
 
 
-def test_worker_once_runs_the_queue_and_show_reports_it(cli_env, edit_app):
+def test_worker_once_runs_the_queue_and_show_reports_it(cli_env, edit_app, monkeypatch):
     user, headers = make_user(edit_app, credits=2)
     task = post_edit(edit_app.test_client(), headers, [photo("red"), photo("green")]).get_json()
-    result = cli_env.invoke(cli, ["worker", "--once", "--id", "cli-worker"])
+    # SANDBOX on admits the test fake's http result URLs; --no-sandbox: use that fake, start none
+    monkeypatch.setenv("XINTU_SANDBOX", "true")
+    result = cli_env.invoke(cli, ["worker", "--once", "--id", "cli-worker", "--no-sandbox"])
     assert result.exit_code == 0, result.output
     assert "worker cli-worker stopped after" in result.output
     shown = cli_env.invoke(cli, ["edit", "show", task["task_id"], "--format", "json"])

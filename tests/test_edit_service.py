@@ -5,6 +5,7 @@ import time
 import pytest
 from PIL import Image
 
+from tests.classify_images import zeros_png
 from tests.edit_fixtures import check_results_migration, make_user, photo, sha256
 from xintu.edit.worker import EditWorker
 from xintu.models import CreditLedger, EditImage, EditTask, User
@@ -58,7 +59,7 @@ def test_three_images_one_fails_upstream_charges_two_and_refunds_one(edit_app, d
     done = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=headers).get_json()
     assert done["status"] == "partial"
     assert [i["status"] for i in done["images"]] == ["succeeded", "failed", "succeeded"]
-    assert "DataInspectionFailed" in done["images"][1]["error"]
+    assert done["images"][1]["error"] == "content_moderated"  # a stable code, not upstream's text
     assert done["credits"] == {"reserved": 3, "charged": 2, "refunded": 1}
     assert ledger(edit_app, user) == [("edit_refund", 1, task["task_id"]), ("edit_spend", -3, task["task_id"])]
     assert balance(edit_app, user) == 3
@@ -109,10 +110,13 @@ def _noisy_png():
 
 
 @pytest.mark.parametrize("body, config, error", [
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 200, {}, "result is not a readable image"),
-    (photo("red", size=(400, 300), fmt="PNG")[:600], {}, "result is not a readable image"),
-    (_noisy_png(), {"EDIT_RESULT_MAX_BYTES": 4096}, "over 4096 bytes"),
-], ids=["corrupt", "truncated", "oversized"])
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 200, {}, "result_invalid"),
+    (photo("red", size=(400, 300), fmt="PNG")[:600], {}, "result_invalid"),
+    (photo("red", size=(40, 30), fmt="GIF"), {}, "result_invalid"),
+    (_noisy_png(), {"EDIT_RESULT_MAX_BYTES": 4096}, "result_too_large"),
+    (None, {"SANDBOX": False}, "result_url_refused"),
+    (zeros_png(7071, 7071), {}, "result_invalid"),
+], ids=["corrupt", "truncated", "gif", "oversized", "http-without-sandbox", "png-bomb"])
 def test_a_bad_upstream_result_is_a_refunded_failure(edit_app, dashscope_edit_fake, body, config, error):
     user, headers = make_user(edit_app, credits=2)
     edit_app.config.update(config)
@@ -122,7 +126,7 @@ def test_a_bad_upstream_result_is_a_refunded_failure(edit_app, dashscope_edit_fa
     drain(edit_app)
     done = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=headers).get_json()
     assert done["status"] == "failed" and [i["url"] for i in done["images"]] == [None, None]
-    assert all(error in i["error"] for i in done["images"]), done["images"]
+    assert [i["error"] for i in done["images"]] == [error, error]
     assert done["credits"] == {"reserved": 2, "charged": 0, "refunded": 2}
     assert balance(edit_app, user) == 2
     assert client.get(f"/api/v1/image-edit/{task['task_id']}/results/0", headers=headers).status_code == 404
@@ -281,3 +285,87 @@ def test_gif_and_oversized_photos_are_sent_as_jpeg_within_upstream_limits():
     assert prepare_image(small).data == small  # accepted upstream as is: sent untouched
     gif = prepare_image(photo("red", fmt="GIF"))
     assert gif.mime == "image/jpeg" and Image.open(io.BytesIO(gif.data)).format == "JPEG"
+
+
+def test_a_redirecting_result_url_is_not_followed(edit_app, dashscope_edit_fake):
+    user, headers = make_user(edit_app, credits=1)
+    dashscope_edit_fake.result_redirect = "http://169.254.169.254/latest/meta-data/"
+    client = edit_app.test_client()
+    task = post_edit(client, headers, [photo("red")]).get_json()
+    drain(edit_app)
+    done = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=headers).get_json()
+    assert done["status"] == "failed" and done["images"][0]["error"] == "result_download_failed"
+    assert done["credits"] == {"reserved": 1, "charged": 0, "refunded": 1}
+
+
+@pytest.mark.parametrize("url, ok", [
+    ("https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/1/a.png?Expires=1", True),
+    ("http://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/1/a.png", False),   # not https
+    ("https://evil.example.com/a.png", False),                                    # not listed
+    ("https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com.evil.com/a.png", False),
+    ("https://user:pw@dashscope-result-bj.oss-cn-beijing.aliyuncs.com/a.png", False),
+    ("https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com:8443/a.png", False),
+    ("file:///etc/passwd", False),
+    ("http://127.0.0.1:1/results/a.png", False),   # loopback, but not the sandbox's origin
+    ("http://127.0.0.1:9/results/a.png", True),    # the sandbox's own origin
+    (None, False),
+])
+def test_result_urls_must_be_https_to_a_listed_host(url, ok):
+    from xintu.config import DEFAULTS
+    from xintu.edit.results import BadResult, ResultPolicy, check_url
+
+    policy = ResultPolicy.from_config({**DEFAULTS, "SANDBOX": True,
+                                       "EDIT_DASHSCOPE_BASE_URL": "http://127.0.0.1:9/api/v1"})
+    if ok:
+        check_url(url, policy)
+    else:
+        with pytest.raises(BadResult) as err:
+            check_url(url, policy)
+        assert err.value.code == "result_url_refused"
+    production = ResultPolicy.from_config({**DEFAULTS, "ENV": "production", "SANDBOX": True,
+                                           "EDIT_DASHSCOPE_BASE_URL": "http://127.0.0.1:9/api/v1"})
+    assert production.sandbox_origin is None
+
+
+def test_a_result_that_drips_is_cut_at_the_total_deadline():
+    import socket
+    import threading
+
+    from xintu.edit.results import BadResult, ResultPolicy, fetch_result
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.wait(0.1):  # a byte every 100 ms: each read is quick, the whole is not
+                try:
+                    conn.sendall(b"\0")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    policy = ResultPolicy(hosts=(), sandbox_origin=f"http://127.0.0.1:{port}", max_bytes=1 << 20,
+                          deadline=1.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(BadResult) as err:
+            fetch_result(f"http://127.0.0.1:{port}/r.png", policy)
+    finally:
+        stop.set()
+        server.close()
+    assert err.value.code == "result_download_failed"
+    assert 0.9 <= time.monotonic() - start < 3
+
+
+
+def test_a_png_bomb_upload_is_a_json_413_and_reserves_nothing(edit_app, dashscope_edit_fake):
+    user, headers = make_user(edit_app, credits=9)
+    r = post_edit(edit_app.test_client(), headers, [photo("red")] + [zeros_png(7071, 7071)] * 8)
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "image_too_many_pixels"
+    assert balance(edit_app, user) == 9 and dashscope_edit_fake.submissions == 0

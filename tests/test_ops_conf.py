@@ -177,7 +177,7 @@ def test_extra_proxy_paths_go_through_the_web_tier_without_being_closed_on_the_a
     settings = validate_settings(raw)
     assert "|/wechat/pay/notify|/healthz)$" in render.render_lighttpd(settings, GOLDEN_SECRET)
     nginx = render.render_nginx(settings)
-    assert "location = /wechat/pay/notify { return 404; }" in nginx and "/healthz" not in nginx
+    assert "location = /wechat/pay/notify { return 404; }" in nginx and "location = /healthz" not in nginx
     raw["web"]["extra_proxy_paths"] = ["/wechat/oauth"]
     with pytest.raises(ConfigError, match="web.wechat_paths: the WeChat paths and extra_proxy_paths"):
         validate_settings(raw)
@@ -222,3 +222,18 @@ def test_job_commands_get_the_paths_of_each_deployment_separately(tmp_path):
     second = validate_settings(other)
     assert first["jobs"]["daily-report"]["command"] == "report daily --out /var/log/xintu/daily-report.html"
     assert second["jobs"]["daily-report"]["command"] == "report daily --out /data/logs/daily-report.html"
+
+
+def test_nginx_answers_upstream_down_in_the_json_error_shape(rendered):
+    import requests
+
+    from xintu.ops import procs
+
+    settings, out = rendered  # nothing listens on the gunicorn port: nginx itself answers 502
+    app = settings["app"]
+    with procs.nginx(out / "nginx/nginx.conf", [app["https_port"], app["http_port"]],
+                     Path(settings["paths"]["logs"]) / "nginx.out").start():
+        answer = requests.get(f"https://127.0.0.1:{app['https_port']}/healthz", timeout=10,
+                              verify=settings["paths"]["tls_cert"], headers={"Host": app["domain"]})
+    assert answer.status_code == 502 and answer.headers["Content-Type"] == "application/json"
+    assert answer.json()["error"]["code"] == "upstream_unavailable"

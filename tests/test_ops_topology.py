@@ -272,3 +272,39 @@ def test_kept_wechat_paths_map_onto_the_app_and_the_notify_url_follows(nginx_sta
     port = nginx_stack.settings["web"]["https_port"]
     assert notify_url(config) == f"https://{official}:{port}{PAY_NOTIFY}"
     assert landing_url(config) == f"https://{official}:{port}/wechat/oauth"
+
+
+def test_a_body_over_the_limit_is_a_json_413_from_nginx(nginx_stack):
+    limit = nginx_stack.settings["app"]["body_limit_mb"] * 1024 * 1024
+    answer = requests.post(f"{nginx_stack.nginx_url}/api/v1/classify/batch", verify=nginx_stack.cert,
+                           timeout=60, data=b"\0" * (limit + 1),
+                           headers={"Content-Type": "application/octet-stream"})
+    assert answer.status_code == 413
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json()["error"]["code"] == "payload_too_large"
+    assert len(answer.headers["X-Request-ID"]) == 32
+    # at the limit, nginx passes the body on and the app answers (here: no token → 401 JSON)
+    at_limit = requests.post(f"{nginx_stack.nginx_url}/api/v1/classify/batch", verify=nginx_stack.cert,
+                             timeout=60, data=b"\0" * (limit - 1024),
+                             headers={"Content-Type": "application/octet-stream"})
+    assert at_limit.status_code == 401 and at_limit.json()["error"]["code"]
+
+
+def test_a_registration_burst_gets_json_429_from_nginx(nginx_stack):
+    # Last in this module: it uses up the registration allowance of 127.0.0.1 for a while.
+    app = nginx_stack.settings["app"]
+    statuses, last = [], None
+    with requests.Session() as http:
+        for _ in range(app["register_burst"] + 3):
+            last = http.post(f"{nginx_stack.nginx_url}/api/v1/clients", verify=nginx_stack.cert, timeout=10,
+                             json={"client_id": "burst-" + secrets.token_hex(4), "platform": "windows"})
+            statuses.append(last.status_code)
+    assert 429 in statuses and statuses[0] == 201, statuses
+    assert statuses.index(429) <= app["register_burst"] + 1  # burst + the one the rate allows
+    assert last.status_code == 429 and last.headers["Content-Type"] == "application/json"
+    assert last.json() == {"error": {"code": "rate_limited", "message": "请求过于频繁，请稍后再试"}}
+    # the stricter zone is for POST /api/v1/clients only, and health probes are never limited
+    with requests.Session() as http:
+        probes = {http.get(f"{nginx_stack.nginx_url}/healthz", verify=nginx_stack.cert,
+                           timeout=10).status_code for _ in range(app["api_burst"] + 100)}
+    assert probes == {200}

@@ -101,3 +101,72 @@ def test_replication_status_reports_gtid_positions(mariadb):
     status = replication.status(mariadb.replica.admin_url)
     assert status["io_running"] == "Yes" and status["sql_running"] == "Yes"
     assert status["using_gtid"] == "Slave_Pos" and status["gtid_slave_pos"]
+
+
+@pytest.fixture
+def cached_health_app(mariadb, mysql_database, tmp_path):
+    """Like mysql_app, but the replica's health is cached for a minute, as in production."""
+    from tests.conftest import _app
+
+    app = _app({"INSTANCE_PATH": str(tmp_path / "instance"), "SECRET_KEY": "test-" + "k" * 40,
+                "DATABASE_URL": mariadb.app_url(mysql_database),
+                "REPLICA_URL": mariadb.ro_url(mysql_database), "REPLICA_CHECK_INTERVAL": 60})
+    yield app
+    db.close_all()
+    for proxy in (db.primary, db.replica):
+        if proxy.obj is not None and hasattr(proxy.obj, "close_all"):
+            proxy.obj.close_all()
+    db.reset_replica_health()
+
+
+def _restart_replica(mariadb):
+    if mariadb.replica.proc is None:
+        mariadb.replica.start()
+    db.reset_replica_health()
+    mariadb.wait_replica()
+
+
+def test_replica_dying_inside_the_health_window_falls_back_to_the_primary(cached_health_app, mariadb):
+    from xintu.models import Release
+
+    client = cached_health_app.test_client()
+    with cached_health_app.app_context():
+        Release.create(platform="windows", version="1.2.3", filename="x.exe", sha256="0" * 64, size=1)
+    mariadb.wait_replica()
+    first = client.get("/api/v1/releases/latest?platform=windows")
+    assert first.status_code == 200 and first.get_json()["version"] == "1.2.3"
+    assert db._cached_replica_status()["healthy"] is True  # cached for the next minute
+    before = db.fallback_count()
+    mariadb.replica.stop()
+    try:
+        again = client.get("/api/v1/releases/latest?platform=windows")
+        assert again.status_code == 200, again.get_json()
+        assert again.get_json()["version"] == "1.2.3"
+        assert db.fallback_count() == before + 1
+        # the failure is remembered: the next reads go straight to the primary
+        assert db._cached_replica_status()["healthy"] is False
+        assert client.get("/api/v1/releases/latest?platform=windows").status_code == 200
+    finally:
+        _restart_replica(mariadb)
+
+
+def test_replica_killed_mid_query_is_retried_on_the_primary(cached_health_app, mariadb):
+    ports = []
+
+    def read():
+        used = User._meta.database  # the database the models are bound to in this attempt
+        ports.append(used.execute_sql("SELECT @@port").fetchone()[0])
+        if len(ports) == 1:
+            mariadb.replica.stop()  # the replica goes away between two queries of one read
+        return User.select().where(User.openid == "o-mid-query").count()
+
+    with cached_health_app.app_context():
+        User.create(openid="o-mid-query")
+        mariadb.wait_replica()
+        before = db.fallback_count()
+        try:
+            assert db.stale_call(read) == 1
+            assert ports == [mariadb.replica.port, mariadb.primary.port]
+            assert db.fallback_count() == before + 1
+        finally:
+            _restart_replica(mariadb)

@@ -96,6 +96,9 @@ def create_app(config: dict | None = None) -> APIFlask:
     configure_logging(settings["LOG_LEVEL"])
     db.init_db(settings)
     settings_store.clear_cache()  # switches (and breaker states) cached from another database are stale
+    from xintu.classify import intake
+
+    intake.set_decode_concurrency(settings["IMAGE_DECODE_CONCURRENCY"])
     _register_request_hooks(app)
     _register_errors(app)
     for name in BLUEPRINTS:

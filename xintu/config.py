@@ -81,6 +81,9 @@ DEFAULTS: dict = {
     "CLASSIFY_THREADS": 2,            # onnxruntime intra-op threads per worker
     "CLASSIFY_LOCAL_CONCURRENCY": 2,  # local inferences at once per worker (CPU bound)
     "CLASSIFY_BATCH_CONCURRENCY": 20,  # items of one batch in flight: all 20, LLM calls are I/O bound
+    # Full-size image decodes at once per process (classify, edit uploads, edit results); each holds
+    # at most ~100 MB of pixels (xintu.classify.intake.MAX_DECODED_BYTES).
+    "IMAGE_DECODE_CONCURRENCY": 2,
     "CLASSIFY_CACHE_LOCAL": False,    # cache local-model answers too (LLM answers always are)
     "CLASSIFY_LLM_MODEL": "qwen3-vl-plus",  # or qwen3-vl-flash
     "CLASSIFY_CACHE_ACCEPT_MODELS": [],  # earlier models whose cached answers are still served
@@ -98,7 +101,10 @@ DEFAULTS: dict = {
     "EDIT_MAX_ATTEMPTS": 5,           # transient upstream errors per image before it fails
     "EDIT_CACHE_TTL": 30 * 86400,     # identical edits served free this long (results are stored by us)
     "EDIT_RESULT_MAX_BYTES": 30 * 1024 * 1024,  # a bigger upstream result fails (and is refunded)
-    "EDIT_RESULT_TIMEOUT": 60,        # seconds to download one upstream result
+    "EDIT_RESULT_TIMEOUT": 60,        # seconds to download one upstream result, all of it
+    # Hosts (fnmatch patterns) upstream result URLs may point at; https only, no redirects. With SANDBOX
+    # on, the edit endpoint's own origin (the fake) is admitted as well.
+    "EDIT_RESULT_HOSTS": ["dashscope-result-*.aliyuncs.com"],
     # Location: load the geodata when the app is created (gunicorn preload_app) instead of on first use.
     "LOCATION_PRELOAD": False,
     # Web tier → app internal calls (WeChat callback, OAuth landing, pay notify).

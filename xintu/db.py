@@ -211,16 +211,19 @@ def stale_reads():
 
 
 def stale_call(fn, *args, **kwargs):
-    """Run ``fn`` under ``stale_reads()``; if the replica fails mid-query, run it again on the primary."""
+    """Run ``fn`` under ``stale_reads()``; if the replica fails — when connecting (it died inside the
+    health-cache window) or mid-query — mark it unhealthy and run ``fn`` again on the primary."""
+    used = None
     try:
-        with stale_reads() as db:
+        with stale_reads() as used:
             return fn(*args, **kwargs)
     except (OperationalError, InterfaceError) as exc:
-        if db is primary:
+        # ``used`` is None when stale_reads() failed before yielding: only the replica connects there.
+        if used is primary or not _state["replica_configured"]:
             raise
+        reason = f"query failed: {exc.args[-1] if exc.args else exc}"
         with _health_lock:
             _health.update(checked_at=time.monotonic(),
-                           status={"configured": True, "healthy": False, "lag": None,
-                                   "reason": f"query failed: {exc}"})
-        _count_fallback(f"query failed: {exc}")
+                           status={"configured": True, "healthy": False, "lag": None, "reason": reason})
+        _count_fallback(reason)
         return fn(*args, **kwargs)

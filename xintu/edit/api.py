@@ -5,7 +5,8 @@ from apiflask import APIBlueprint, Schema, fields
 from flask import Response, current_app, g, request
 
 from xintu.auth import client_auth
-from xintu.edit.images import MAX_IMAGES
+from xintu.classify.intake import MAX_BYTES
+from xintu.edit.images import MAX_IMAGES, check_count
 from xintu.edit.service import ImageEditService
 
 bp = APIBlueprint("image_edit", __name__, url_prefix="/api/v1", tag="image-edit")
@@ -32,7 +33,10 @@ class EditForm(Schema):
     415: "image_unsupported", 503: "edit_upstream_unavailable (DashScope quota/billing trouble: try later)"})
 def create(form):
     # Parsed here (validation=False) so each problem gets its stable code rather than a generic 422.
-    uploads = [f.read() for f in request.files.getlist("images")]
+    files = request.files.getlist("images")
+    check_count(len(files))  # before reading any of them
+    # At most the limit + 1 byte of each in memory: the intake then answers image_too_large.
+    uploads = [f.read(MAX_BYTES + 1) for f in files]
     task = ImageEditService(current_app.config).create(
         g.user, uploads, request.form.get("prompt"), request.form.get("options"))
     return task, 202

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from xintu import db
-from xintu.edit.results import BadResult, fetch_result
+from xintu.edit.results import BadResult, ResultPolicy, fetch_result
 from xintu.edit.service import (DEFAULT_MODEL, TERMINAL, load_image, refund_unused, remember_result,
                                 store_image)
 from xintu.edit.upstream import EditModelClient, TransientUpstreamError, UpstreamStopped
@@ -34,6 +34,18 @@ from xintu.timeutil import utcnow
 from xintu.upstreams import Breaker
 
 log = logging.getLogger(__name__)
+
+
+# DashScope error codes a user can act on get their own code; every other upstream failure is one.
+_UPSTREAM_CODES = {"DataInspectionFailed": "content_moderated"}
+
+
+def upstream_code(error: str | None) -> str:
+    """The stable code for an upstream failure message (``_describe``'s "400 Code: message")."""
+    for name, code in _UPSTREAM_CODES.items():
+        if name in (error or ""):
+            return code
+    return "upstream_failed"
 
 
 class LostClaim(Exception):
@@ -48,8 +60,7 @@ class EditWorker:
         self.timeout = timedelta(seconds=float(config.get("EDIT_TASK_TIMEOUT", 900)))
         self.max_attempts = int(config.get("EDIT_MAX_ATTEMPTS", 5))
         self.cache_ttl = int(config.get("EDIT_CACHE_TTL", 30 * 86400))
-        self.result_max_bytes = int(config.get("EDIT_RESULT_MAX_BYTES", 30 * 1024 * 1024))
-        self.result_timeout = float(config.get("EDIT_RESULT_TIMEOUT", 60))
+        self.results = ResultPolicy.from_config(config)
         self._factory = client_factory or (lambda model: EditModelClient.from_config(config, model))
         self._clients: dict = {}
         self.breaker = Breaker("dashscope.edit", config.get("DASHSCOPE_BREAKER_SECONDS", 600))
@@ -103,7 +114,8 @@ class EditWorker:
                 else:
                     log.exception("task %s image %s failed unexpectedly", task.task_id, image["position"])
                 if image["attempts"] >= self.max_attempts:
-                    image.update(status="failed", error=str(exc)[:200], error_code="edit_failed")
+                    # The client sees a stable code only; what went wrong is in the log above.
+                    image.update(status="failed", error="upstream_failed", error_code="upstream_failed")
                 continue
             self._apply(task, image, outcome)
             self._save(task, images)  # progress is durable per image; also renews the lease
@@ -121,11 +133,11 @@ class EditWorker:
             # Keep the result now: upstream's URL expires, and a result we cannot fetch or read is
             # no result for the user — that image fails and its credit is refunded.
             try:
-                data, mime = fetch_result(outcome.url, self.result_max_bytes, self.result_timeout)
+                data, mime = fetch_result(outcome.url, self.results)
             except BadResult as exc:
-                log.warning("task %s image %s: %s", task.task_id, image["position"], exc)
-                image.update(status="failed", error=str(exc)[:200], upstream_url=outcome.url,
-                             error_code="edit_failed")
+                log.warning("task %s image %s: result %s: %s", task.task_id, image["position"],
+                            (outcome.url or "")[:200], exc)
+                image.update(status="failed", error=exc.code, error_code=exc.code, upstream_url=outcome.url)
                 return
             store_image(task.id, image["position"], mime, data, kind="result")
             image.update(status="succeeded", stored=[task.id, image["position"]], upstream_url=outcome.url,
@@ -133,8 +145,10 @@ class EditWorker:
             remember_result(image["sha256"], task.prompt, task.options, task.model or DEFAULT_MODEL,
                             outcome.url, task.id, image["position"], self.cache_ttl)
         elif outcome.state == "failed":
-            image.update(status="failed", error=(outcome.error or "failed")[:200],
-                         error_code=outcome.error_code or "edit_failed")
+            log.warning("task %s image %s: upstream failed: %s", task.task_id, image["position"],
+                        (outcome.error or "")[:255])
+            code = outcome.error_code if outcome.error_code == "content_moderated" else upstream_code(outcome.error)
+            image.update(status="failed", error=code, error_code=code)
         else:
             image["status"] = "pending"
 

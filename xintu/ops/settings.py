@@ -33,6 +33,12 @@ def AbsPath(**kw):
         error="must be an absolute path of letters, digits and ._/@+,:=- (no spaces or shell characters)"), **kw)
 
 
+def MemorySize(**kw):
+    # systemd's MemoryMax= syntax: bytes with an optional K/M/G/T suffix, or "infinity".
+    return fields.String(validate=validate.Regexp(r"^([1-9][0-9]*[KMGT]?|infinity)$",
+                                                  error="must be like 4G, 512M or infinity"), **kw)
+
+
 def Host(**kw):
     return fields.String(validate=validate.Regexp(r"^[A-Za-z0-9.:-]+$", error="not a host name"), **kw)
 
@@ -58,7 +64,14 @@ class AppSchema(_Strict):
     http_port = Port(load_default=80)
     https_port = Port(load_default=443)
     tls = fields.Boolean(load_default=True)
+    # Whole request body, nginx and the app (MAX_CONTENT_LENGTH) alike: a batch may carry 20 photos of
+    # ≤ 10 MB each, but not more than this in total (clients split bigger sets).
     body_limit_mb = fields.Integer(load_default=60, validate=validate.Range(50, 1024))
+    # nginx limit_req per client address: the API as a whole, and POST /api/v1/clients (registration).
+    api_rate_per_second = fields.Integer(load_default=20, validate=validate.Range(1, 10000))
+    api_burst = fields.Integer(load_default=60, validate=validate.Range(0, 100000))
+    register_rate_per_minute = fields.Integer(load_default=6, validate=validate.Range(1, 6000))
+    register_burst = fields.Integer(load_default=10, validate=validate.Range(0, 1000))
     llm_timeout = fields.Integer(load_default=60, validate=validate.Range(1, 600))
     user = fields.String(load_default="xintu")
     nginx_user = fields.String(load_default="www-data", allow_none=True)
@@ -78,6 +91,9 @@ class GunicornSchema(_Strict):
     keepalive = fields.Integer(load_default=75, validate=validate.Range(1))     # above nginx's idle
     preload = fields.Boolean(load_default=False)
     app = fields.String(load_default="xintu:create_app()")
+    # systemd MemoryMax of the whole unit (all workers). A worker holds ~600 MB of models plus up to
+    # IMAGE_DECODE_CONCURRENCY × ~110 MB of decodes: size it as workers × 0.9 GB.
+    memory_max = MemorySize(load_default="6G")
 
 
 class VhostSchema(_Strict):
@@ -174,6 +190,7 @@ class SettingsSchema(_Strict):
     web = fields.Nested(WebSchema, required=True)
     db = fields.Nested(DbSchema, required=True)
     workers = fields.Integer(load_default=1, validate=validate.Range(0, 64))   # `xintu worker` units
+    worker_memory_max = MemorySize(load_default="1G")   # MemoryMax of each `xintu worker` unit
     jobs = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9-]*$")),
                        values=fields.Nested(JobSchema), load_default=lambda: copy.deepcopy(DEFAULT_JOBS))
 

@@ -18,7 +18,7 @@ Result images (the input, colour-inverted, so a test can tell) are served by the
 ``/results/{id}.png``, like the short-lived OSS URLs upstream. Latency and failures are switchable
 on the instance: ``latency`` seconds, ``fail_sha256`` (images whose SHA-256 fails), ``fail_rate``,
 ``throttle_next`` (the next N submissions get 429 Throttling), ``result_body`` (served instead of
-every result image: a broken or huge download).
+every result image: a broken or huge download), ``result_redirect`` (result URLs answer 302 there).
 """
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ class DashScopeEditFake(SandboxServer):
         self.refuse_next: list[tuple[int, str, str]] = []
         self.models_seen: list[str] = []
         self.result_body: bytes | None = None
+        self.result_redirect: str | None = None
         self.submissions = 0  # accepted edit requests, async or sync: what upstream would bill
         self.tasks: dict[str, dict] = {}
         self.results: dict[str, bytes] = {}
@@ -90,6 +91,8 @@ class DashScopeEditFake(SandboxServer):
 
     def _result(self, req: Request) -> Response:
         data = self.results.get(req.match[1])
+        if data and self.result_redirect:
+            return Response.redirect(self.result_redirect)
         if data and self.result_body is not None:
             data = self.result_body
         if not data:
@@ -240,4 +243,6 @@ def start_for_worker(config) -> tuple[DashScopeEditFake, dict]:
     key = config.get("EDIT_DASHSCOPE_API_KEY") or "sk-sandbox-" + secrets.token_hex(8)
     fake = DashScopeEditFake(api_key=key, latency=float(config.get("SANDBOX_EDIT_LATENCY", 2.0)),
                              fail_rate=float(config.get("SANDBOX_EDIT_FAIL_RATE", 0.0))).start()
-    return fake, {"EDIT_DASHSCOPE_API_KEY": fake.api_key, "EDIT_DASHSCOPE_BASE_URL": fake.api_base}
+    # SANDBOX: result URLs on the fake's own (http, loopback) origin are admitted (xintu.edit.results).
+    return fake, {"EDIT_DASHSCOPE_API_KEY": fake.api_key, "EDIT_DASHSCOPE_BASE_URL": fake.api_base,
+                  "SANDBOX": True}
