@@ -55,6 +55,8 @@ def fault_stack(fault_db, tmp_path_factory, classify_model_dir):
     database = fault_db.create_database()
     base = tmp_path_factory.mktemp("fault-stack")
     stack = LoopbackStack(base, {}, secret=SECRET)
+    # nginx's per-address request limit is not under test either: every client here is 127.0.0.1
+    stack.settings["app"].update(api_rate_per_second=10000, api_burst=100000)
     llm = FakeDashScope().start()
     pay = wechat.start(stack.lighttpd_url)
     config = {
@@ -167,11 +169,13 @@ def spend(stack, headers, n: int):
 def notify(stack, headers, body):
     """A WeChat Pay notification through the web tier, as WeChat Pay reaches it."""
     return call("POST", stack.lighttpd_url + "/wechat/pay/notify", data=body.encode("utf-8"),
-                headers={**headers, "Host": stack.host("official")})
+                headers={**headers, "Host": stack.host("official")}, verify=stack.cert)
 
 
 def readyz(stack) -> tuple[int, dict]:
-    resp = requests.get(stack.nginx_url + "/readyz", verify=stack.cert, timeout=10)
+    """The operator's detailed view: straight to gunicorn from an allowed address (the public one, through
+    nginx, says only ready / not ready)."""
+    resp = requests.get(stack.gunicorn_url + "/readyz", timeout=10)
     return resp.status_code, resp.json()
 
 
