@@ -16,6 +16,10 @@ Regenerate the committed copy with ``xintu api spec --out docs/openapi.json`` (d
 """
 from __future__ import annotations
 
+import numbers
+
+from apiflask.fields import Integer
+
 ERROR_SCHEMA = {
     "properties": {
         "error": {
@@ -57,6 +61,17 @@ MESSAGES = {  # example messages; clients show the server's message, never these
     "client_rate_limited": "请求过于频繁，请稍后再试", "database_unavailable": "数据库暂不可用",
     "not_found": "资源不存在",
 }
+
+
+class JSONInteger(Integer):
+    """An integer as JSON Schema means it: 3 and 3.0 are integers; "3", 3.5 and true are not."""
+
+    def _validated(self, value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
 
 
 def errors(table: dict[int, list[str]]) -> dict:

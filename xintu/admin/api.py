@@ -11,7 +11,7 @@ from apiflask.validators import FileSize, Length, OneOf, Range
 from flask import current_app, g, request
 
 from xintu.admin import auth, service
-from xintu.apidoc import errors
+from xintu.apidoc import JSONInteger, errors
 from xintu.admin.auth import admin_auth, operator_only
 from xintu.releases import service as releases
 from xintu.timeutil import iso
@@ -57,7 +57,7 @@ class OrdersQuery(Schema):
 
 
 class AdjustIn(Schema):
-    delta = Integer(required=True, strict=True, validate=Range(-service.MAX_ADJUST, service.MAX_ADJUST))
+    delta = JSONInteger(required=True, validate=Range(-service.MAX_ADJUST, service.MAX_ADJUST))
     reason = String(required=True, validate=Length(1, 200))
 
 
@@ -149,7 +149,8 @@ def release_list():
 @bp.input(ReleaseIn, location="form_and_files", arg_name="form")
 @bp.doc(summary="上传新版本（运营角色）", description="服务器计算 SHA-256",
         responses={201: "created", **_OPERATOR_ERRORS(400, ["invalid_version", "empty_file"],
-                                                     409, ["release_exists"])})
+                                                     409, ["release_exists"],
+                                                     415, ["invalid_installer_type"])})
 def release_upload(form):
     upload = form["file"]
     release = releases.upload(upload.stream, upload.filename, platform=form["platform"],

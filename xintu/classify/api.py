@@ -57,8 +57,8 @@ class BatchUpload(Schema):
 class BatchItem(Schema):
     image_base64 = String(required=True, validate=Length(1), metadata={"description": "base64 or data: URI",
                                                                        "example": EXAMPLE_PNG_BASE64})
-    filename = String(validate=Length(0, 200), metadata={"description": "echoed in the result",
-                                                         "example": "IMG_0001.png"})
+    filename = String(metadata={"description": "echoed in the result (first 200 characters)",
+                                "example": "IMG_0001.png"})
 
     class Meta:
         unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
@@ -161,7 +161,10 @@ def _many_images() -> list[tuple[str, bytes]]:
     out = []
     for i, item in enumerate(items):
         item = item if isinstance(item, dict) else {}
-        out.append((str(item.get("filename") or f"image{i}")[:200], _b64(item.get("image_base64"))))
+        name = item.get("filename")
+        if "filename" in item and not isinstance(name, str):
+            raise BadRequest(f"第 {i + 1} 张的 filename 必须是字符串", code="invalid_filename")
+        out.append(((name or f"image{i}")[:200], _b64(item.get("image_base64"))))
     return out
 
 
@@ -201,7 +204,7 @@ def classify_local(form):
 @bp.output(BatchOut)
 @bp.doc(summary=f"Classify up to {MAX_BATCH} images concurrently; per-item results and errors",
         description=_BODY_DOC + " A bad image fails only its own item (`error` in the result).",
-        responses=errors({400: ["image_missing", "image_base64_invalid", "batch_too_large"],
+        responses=errors({400: ["image_missing", "image_base64_invalid", "invalid_filename", "batch_too_large"],
                           413: ["image_too_large"]}))
 def classify_batch(form):
     start = time.perf_counter()

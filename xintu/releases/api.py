@@ -30,7 +30,7 @@ class ReleaseOut(Schema):
     filename = String()
     size = Integer()
     sha256 = String()
-    notes = String()
+    notes = String(allow_none=True)
     download_url = String()
     downloads = Integer()
     created_at = String()
