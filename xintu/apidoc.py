@@ -174,3 +174,26 @@ def _openapi_path(rule: str) -> str:
     import re
 
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+SPEC_FILE = "docs/openapi.json"
+REGENERATE = f"xintu api spec --out {SPEC_FILE}"
+
+
+def document() -> dict:
+    """The document as served, built by a throwaway app that no local setting can change."""
+    import tempfile
+
+    from xintu.app import create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app({"ENV": "testing", "SANDBOX": False, "INSTANCE_PATH": tmp, "SECRET_KEY": "s" * 40,
+                          "DATABASE_URL": f"sqlite:///{tmp}/spec.sqlite3", "REPLICA_URL": None})
+        return app.spec
+
+
+def dumps(doc: dict) -> str:
+    """The committed form: sorted keys, two-space indent, UTF-8 text, so diffs after a merge are small."""
+    import json
+
+    return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n"

@@ -100,8 +100,12 @@ class NewOrderOut(OrderOut):
     pay = Nested(PayStep)
 
 
+class OrderItem(OrderOut):
+    """An order in a list (its own name: APIFlask registers a schema met first as a Nested only once)."""
+
+
 class OrderListOut(Schema):
-    items = List(Nested(OrderOut))
+    items = List(Nested(OrderItem))
 
 
 @bp.after_request
