@@ -65,6 +65,7 @@ def create_app(config: dict | None = None) -> APIFlask:
                    instance_path=settings["INSTANCE_PATH"])
     app.config.update(
         AUTO_SERVERS=False,
+        AUTO_OPERATION_ID=True,   # stable names for generated clients: <method>_<blueprint>_<view>
         HTTP_ERROR_SCHEMA=apidoc.ERROR_SCHEMA,
         VALIDATION_ERROR_SCHEMA=apidoc.ERROR_SCHEMA,
         SECURITY_SCHEMES=apidoc.SECURITY_SCHEMES,

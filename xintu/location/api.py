@@ -69,7 +69,7 @@ class PlaceOut(Schema):
     lon = fields.Float()
 
 
-class BatchOut(Schema):
+class PlacesOut(Schema):
     results = fields.List(fields.Nested(PlaceOut))
     count = fields.Integer()
 
@@ -103,7 +103,7 @@ def lookup(query):
 @bp.doc(summary=f"Up to {MAX_BATCH} points → places, in order", description=_PLACE_DOC,
         responses=errors({400: ["invalid_json", "invalid_batch", "batch_too_large", *_POINT_CODES]}))
 @bp.input(BatchBody, location="json", arg_name="body", validation=False)
-@bp.output(BatchOut)
+@bp.output(PlacesOut)
 def batch(body):
     # Our own parsing (validation=False): the service's codes name the bad point precisely.
     payload = request.get_json(silent=True)
