@@ -80,17 +80,19 @@ def roles(stack, releases_dir) -> Roles:
         create_admin("contract-viewer", ADMIN_PASSWORD, "viewer")
 
     def admin(name):
-        resp = requests.post(stack.url + "/api/v1/admin/login", json={"username": name, "password": ADMIN_PASSWORD},
-                             timeout=10)
+        resp = requests.post(stack.url + "/api/v1/admin/login",
+                             json={"username": name, "password": ADMIN_PASSWORD}, timeout=10)
         assert resp.status_code == 200, resp.text
         return resp.json()["token"]
 
     operator = admin("contract-op")
-    upload = requests.post(stack.url + "/api/v1/admin/releases", headers={"Authorization": f"Bearer {operator}"},
+    upload = requests.post(stack.url + "/api/v1/admin/releases",
+                           headers={"Authorization": f"Bearer {operator}"},
                            data={"platform": "windows", "version": "1.0.0"},
                            files={"file": ("xintu-setup.exe", b"MZ installer bytes")}, timeout=10)
     assert upload.status_code == 201, upload.text
-    task = requests.post(stack.url + "/api/v1/image-edit", headers={"Authorization": f"Bearer {bound['token']}"},
+    task = requests.post(stack.url + "/api/v1/image-edit",
+                         headers={"Authorization": f"Bearer {bound['token']}"},
                          data={"prompt": "把背景换成海边"}, files={"images": ("a.png", png())}, timeout=10)
     assert task.status_code == 202, task.text
     return Roles(device=device, bound=bound["token"], h5_cookie=http.cookies["xintu_h5"], operator=operator,

@@ -50,7 +50,8 @@ def _templates(folder: Path) -> Path:
 @pytest.fixture
 def generated(member_stack, tmp_path):
     spec = tmp_path / "openapi.json"
-    spec.write_text(requests.get(member_stack.url + "/api/v1/openapi.json", timeout=10).text, encoding="utf-8")
+    served = requests.get(member_stack.url + "/api/v1/openapi.json", timeout=10)
+    spec.write_text(served.text, encoding="utf-8")
     (tmp_path / "config.yaml").write_text(GENERATOR_CONFIG, encoding="utf-8")
     out = tmp_path / "pkg" / "xintu_client"
     cli = Path(sys.executable).with_name("openapi-python-client")
@@ -81,7 +82,8 @@ def test_a_generated_client_walks_the_main_flows(member_stack, generated):
 
     anonymous = c.Client(base_url=stack.url, raise_on_unexpected_status=True)
     reg = mod("clients", "post_clients_register").sync(
-        client=anonymous, body=m.RegisterIn(client_id="gen-client-0001", platform=m.RegisterInPlatform.WINDOWS))
+        client=anonymous,
+        body=m.RegisterIn(client_id="gen-client-0001", platform=m.RegisterInPlatform.WINDOWS))
     assert isinstance(reg, m.RegisterOut) and reg.token.startswith("xt_") and reg.kind == "device"
     device = c.AuthenticatedClient(base_url=stack.url, token=reg.token, raise_on_unexpected_status=True)
 
@@ -137,7 +139,8 @@ def test_a_generated_client_walks_the_main_flows(member_stack, generated):
     session = mod("member", "post_member_h5_session").sync_detailed(client=h5, body=m.TicketIn(ticket=ticket))
     assert session.status_code == 200 and session.parsed.ok is True
     assert "HttpOnly" in session.headers["set-cookie"] and h5.get_httpx_client().cookies.get("xintu_h5")
-    order = mod("member", "post_member_create_order").sync(client=h5, body=m.OrderIn(kind=m.OrderInKind.MEMBER))
+    order = mod("member", "post_member_create_order").sync(client=h5,
+                                                           body=m.OrderIn(kind=m.OrderInKind.MEMBER))
     assert isinstance(order, m.NewOrderOut) and order.amount_fen == 2990 and order.status == "created"
     assert order.pay.mode == "sandbox" and order.pay.params["package"].startswith("prepay_id=")
     listed = mod("member", "get_member_list_orders").sync(client=h5)

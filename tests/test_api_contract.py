@@ -81,7 +81,8 @@ def run_schemathesis(stack, config: str, tmp_path: Path, max_examples: int, *ext
     config_file = tmp_path / "schemathesis.toml"
     config_file.write_text(config, encoding="utf-8")
     cli = Path(sys.executable).with_name("schemathesis")
-    cmd = [str(cli), "--no-color", "--config-file", str(config_file), "run", stack.url + "/api/v1/openapi.json",
+    cmd = [str(cli), "--no-color", "--config-file", str(config_file), "run",
+           stack.url + "/api/v1/openapi.json",
            "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful", "--max-examples",
            str(max_examples), "--seed", str(SEED), "--workers", "1", "--suppress-health-check", "all",
            *extra]

@@ -39,14 +39,16 @@ ERROR_REF = {"$ref": "#/components/schemas/HTTPError"}
 
 # A real 48×32 PNG: the examples of upload bodies must be accepted as they are.
 EXAMPLE_PNG_BASE64 = (
-    "iVBORw0KGgoAAAANSUhEUgAAADAAAAAgCAIAAADbtmxLAAAAqElEQVR42u2XsRGAIAxFNccc1k5k7RiOY+0kzuEkFnYqJIT8HEXSSh7v7h8Y"
-    "xnObh56Khs4qhLhKLc3Ltec+HdPqJ1Tw+K6pNUvmKr8tcq2EU9FpkYNNFYfcbIQ08rSRMMnZhiXHTa0WwuVV5kdkIQQTUs8PwsrxI7IWIVxq"
-    "BTKpOxE2oshsnVgamVCsbCpG2Iel/sHZz9RqLeyr47VHL+8y6BmMm5qrGwvlPuCektYHAAAAAElFTkSuQmCC")
+    "iVBORw0KGgoAAAANSUhEUgAAADAAAAAgCAIAAADbtmxLAAAAqElEQVR42u2XsRGAIAxFNccc1k5k7RiOY+0kzuEkFnYqJIT8"
+    "HEXSSh7v7h8YxnObh56Khs4qhLhKLc3Ltec+HdPqJ1Tw+K6pNUvmKr8tcq2EU9FpkYNNFYfcbIQ08rSRMMnZhiXHTa0WwuVV"
+    "5kdkIQQTUs8PwsrxI7IWIVxqBTKpOxE2oshsnVgamVCsbCpG2Iel/sHZz9RqLeyr47VHL+8y6BmMm5qrGwvlPuCektYHAAAA"
+    "AElFTkSuQmCC")
 
 H5_COOKIE = "H5Cookie"
 SECURITY_SCHEMES = {
     H5_COOKIE: {"type": "apiKey", "in": "cookie", "name": "xintu_h5",
-                "description": "HttpOnly session cookie of the H5 member page, set by POST /api/v1/h5/session"},
+                "description": "HttpOnly session cookie of the H5 member page, "
+                               "set by POST /api/v1/h5/session"},
 }
 
 # Codes every operation of a kind can answer, by security scheme (401) and by situation.

@@ -94,8 +94,9 @@ class ResultOut(Schema):
 class BatchOut(Schema):
     count = Integer()
     elapsed_ms = Integer()
-    results = List(Nested(BatchItemOut), metadata={"description": "per image, in order: a result with `filename`, "
-                                                    "or `{filename, error: {code, message}}`"})
+    results = List(Nested(BatchItemOut), metadata={
+        "description": "per image, in order: a result with `filename`, "
+                       "or `{filename, error: {code, message}}`"})
 
 
 class CheckIn(Schema):
@@ -204,8 +205,8 @@ def classify_local(form):
 @bp.output(BatchOut)
 @bp.doc(summary=f"Classify up to {MAX_BATCH} images concurrently; per-item results and errors",
         description=_BODY_DOC + " A bad image fails only its own item (`error` in the result).",
-        responses=errors({400: ["image_missing", "image_base64_invalid", "invalid_filename", "batch_too_large"],
-                          413: ["image_too_large"]}))
+        responses=errors({400: ["image_missing", "image_base64_invalid", "invalid_filename",
+                                "batch_too_large"], 413: ["image_too_large"]}))
 def classify_batch(form):
     start = time.perf_counter()
     items = _many_images()

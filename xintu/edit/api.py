@@ -20,8 +20,8 @@ _TASK_DOC = ("status queued|running|succeeded|partial|failed; images[i] {index, 
 class EditForm(Schema):
     images = fields.List(fields.File(), required=True, validate=validate.Length(1, MAX_IMAGES),
                          metadata={"description": f"1–{MAX_IMAGES} photos, ≤ 10 MB each"})
-    prompt = fields.String(required=True, validate=validate.Length(1, 800),
-                           metadata={"description": "instruction, ≤ 800 characters", "example": "把背景换成海边"})
+    prompt = fields.String(required=True, validate=validate.Length(1, 800), metadata={
+        "description": "instruction, ≤ 800 characters", "example": "把背景换成海边"})
     options = fields.String(metadata={"description": 'JSON: {"negative_prompt": "…", "watermark": false}'})
 
     class Meta:
