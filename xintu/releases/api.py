@@ -46,13 +46,14 @@ def latest(query):
 
 
 @bp.get("/<platform>/<version>/download")
-@bp.input(DownloadPath, location="path", arg_name="path")
+@bp.input(DownloadPath, location="path", arg_name="path", validation=False)   # the service keeps its codes
 @bp.doc(summary="下载安装包（计数）", description="version 可为 latest；配置了 RELEASES_PUBLIC_URL 时跳转到 CDN",
         responses={200: {"description": "the installer", "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
             302: {"description": "to the CDN copy (RELEASES_PUBLIC_URL)",
                   "headers": {"Location": {"schema": {"type": "string"}}}},
-            **errors({404: ["no_release", "release_file_missing"]})})
+            **errors({400: ["invalid_platform", "invalid_version"],
+                      404: ["no_release", "release_file_missing"]})})
 def download(platform: str, version: str, path):
     release, path = service.download(platform, version)
     cdn = current_app.config.get("RELEASES_PUBLIC_URL")
