@@ -95,6 +95,9 @@ def roles(stack, releases_dir) -> Roles:
                          headers={"Authorization": f"Bearer {bound['token']}"},
                          data={"prompt": "把背景换成海边"}, files={"images": ("a.png", png())}, timeout=10)
     assert task.status_code == 202, task.text
+    warm = requests.get(stack.url + "/api/v1/location", params={"lat": 39.9, "lon": 116.4},  # loads geodata
+                        headers={"Authorization": f"Bearer {device}"}, timeout=120)
+    assert warm.status_code == 200, warm.text
     return Roles(device=device, bound=bound["token"], h5_cookie=http.cookies["xintu_h5"], operator=operator,
                  viewer=admin("contract-viewer"), logout=admin("contract-op"), user_id=bound["user"]["id"],
                  out_trade_no=order["out_trade_no"], task_id=task.json()["task_id"])
