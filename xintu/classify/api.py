@@ -37,8 +37,12 @@ class ImageUpload(Schema):
         unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
 
 
+# What base64.b64decode(validate=True) takes, after an optional data: URI prefix.
+BASE64 = r"^(data:[^,]*,)?(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
 class ImageBase64(Schema):
-    image_base64 = String(required=True, validate=Length(1), metadata={
+    image_base64 = String(required=True, validate=[Length(1), Regexp(BASE64)], metadata={
         "description": "the image bytes in base64, optionally as a `data:image/…;base64,` URI",
         "example": "data:image/png;base64," + EXAMPLE_PNG_BASE64})
 
@@ -55,8 +59,8 @@ class BatchUpload(Schema):
 
 
 class BatchItem(Schema):
-    image_base64 = String(required=True, validate=Length(1), metadata={"description": "base64 or data: URI",
-                                                                       "example": EXAMPLE_PNG_BASE64})
+    image_base64 = String(required=True, validate=[Length(1), Regexp(BASE64)],
+                          metadata={"description": "base64 or data: URI", "example": EXAMPLE_PNG_BASE64})
     filename = String(metadata={"description": "echoed in the result (first 200 characters)",
                                 "example": "IMG_0001.png"})
 
