@@ -15,6 +15,7 @@ import click
 # name → ("module:attribute", one-line help shown by `xintu --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
     "admin": ("xintu_cli.admin:admin", "Admin dashboard accounts (管理后台)."),
+    "api": ("xintu_cli.api:api", "The OpenAPI document (the clients' contract)."),
     "classify": ("xintu_cli.classify:classify", "Classify photos into the 8 categories."),
     "conf": ("xintu_cli.conf:conf", "Render and check nginx / lighttpd / gunicorn / MariaDB configs."),
     "config": ("xintu_cli.config:config", "Show the effective configuration; runtime switches."),

@@ -24,6 +24,7 @@ from apiflask.fields import String
 from apiflask.validators import Length, OneOf, Regexp
 from flask import current_app, g, request
 
+from xintu.apidoc import errors
 from xintu.budgets import network_of
 from xintu.errors import RateLimited
 from xintu.timeutil import iso, utcnow
@@ -149,7 +150,8 @@ class RegisterOut(Schema):
 @bp.input(RegisterIn, arg_name="body")
 @bp.output(RegisterOut, status_code=201)
 @bp.doc(summary="Register an app install and get its device token",
-        responses={201: "registered", 429: "too many registrations from this address or IPv6 /64"})
+        responses={201: "registered",
+                   **errors({429: ["registration_rate_limited", "registration_net_rate_limited"]})})
 def register(body):
     token, session = register_client(body["client_id"], body["platform"], request.remote_addr)
     return {"token": token, "client_id": session.client_id, "kind": session.kind,

@@ -11,6 +11,7 @@ from apiflask.validators import FileSize, Length, OneOf, Range
 from flask import current_app, g, request
 
 from xintu.admin import auth, service
+from xintu.apidoc import JSONInteger, errors
 from xintu.admin.auth import admin_auth, operator_only
 from xintu.releases import service as releases
 from xintu.timeutil import iso
@@ -31,6 +32,13 @@ def _cors(response):
     return response
 
 
+def _OPERATOR_ERRORS(*pairs):  # noqa: N802  views of the operator role: 403 for a viewer
+    table = {403: ["operator_required"]}
+    for status, codes in zip(pairs[::2], pairs[1::2]):
+        table[status] = codes
+    return errors(table)
+
+
 class LoginIn(Schema):
     username = String(required=True, validate=Length(1, 64))
     password = String(required=True, validate=Length(1, 256))
@@ -49,7 +57,7 @@ class OrdersQuery(Schema):
 
 
 class AdjustIn(Schema):
-    delta = Integer(required=True, strict=True, validate=Range(-service.MAX_ADJUST, service.MAX_ADJUST))
+    delta = JSONInteger(required=True, validate=Range(-service.MAX_ADJUST, service.MAX_ADJUST))
     reason = String(required=True, validate=Length(1, 200))
 
 
@@ -66,7 +74,8 @@ class ReleaseIn(Schema):
 
 @bp.post("/login")
 @bp.input(LoginIn, arg_name="body")
-@bp.doc(summary="管理员登录", description="失败过多会锁定账号并限制来源地址")
+@bp.doc(summary="管理员登录", description="失败过多会锁定账号并限制来源地址",
+        responses=errors({401: ["bad_credentials"], 429: ["login_rate_limited", "account_locked"]}))
 def login(body):
     token, session = auth.login(body["username"], body["password"], request.remote_addr or "")
     return {"token": token, "expires_at": iso(session.expires_at), "username": session.admin.username,
@@ -105,6 +114,7 @@ def users(query):
 
 @bp.get("/users/<int:user_id>")
 @bp.auth_required(admin_auth)
+@bp.doc(responses=errors({404: ["user_not_found"]}))
 def user(user_id: int):
     return service.user_detail(user_id)
 
@@ -113,7 +123,9 @@ def user(user_id: int):
 @bp.auth_required(admin_auth)
 @operator_only
 @bp.input(AdjustIn, arg_name="body")
-@bp.doc(summary="调整积分（运营角色）", description="写入积分流水，reason=admin_adjust，记录操作人")
+@bp.doc(summary="调整积分（运营角色）", description="写入积分流水，reason=admin_adjust，记录操作人",
+        responses=_OPERATOR_ERRORS(400, ["reason_required", "invalid_delta"], 402, ["insufficient_credits"],
+                                   404, ["user_not_found"]))
 def adjust_credits(user_id: int, body):
     return service.adjust_credits(user_id, body["delta"], body["reason"], operator=g.admin.username)
 
@@ -135,7 +147,10 @@ def release_list():
 @bp.auth_required(admin_auth)
 @operator_only
 @bp.input(ReleaseIn, location="form_and_files", arg_name="form")
-@bp.doc(summary="上传新版本（运营角色）", description="服务器计算 SHA-256")
+@bp.doc(summary="上传新版本（运营角色）", description="服务器计算 SHA-256",
+        responses={201: "created", **_OPERATOR_ERRORS(400, ["invalid_version", "empty_file"],
+                                                     409, ["release_exists"],
+                                                     415, ["invalid_installer_type"])})
 def release_upload(form):
     upload = form["file"]
     release = releases.upload(upload.stream, upload.filename, platform=form["platform"],
@@ -153,5 +168,6 @@ def inference():
 @bp.auth_required(admin_auth)
 @operator_only
 @bp.input(InferenceIn, arg_name="body")
+@bp.doc(responses=_OPERATOR_ERRORS())
 def set_inference(body):
     return service.set_inference(body["mode"], operator=g.admin.username)

@@ -6,10 +6,12 @@ import binascii
 import time
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import Dict, Float, Integer, List, Nested, String
+from apiflask.fields import Dict, File, Float, Integer, List, Nested, String
 from apiflask.validators import Length, Regexp
+from marshmallow import EXCLUDE
 from flask import g, request
 
+from xintu.apidoc import EXAMPLE_PNG_BASE64, errors, json_alternative
 from xintu.auth import client_auth
 from xintu.classify.intake import MAX_BYTES
 from xintu.classify.service import MAX_BATCH, get_service
@@ -20,6 +22,67 @@ MAX_CHECK = 100
 _BODY_DOC = ("Send the image as multipart/form-data field `image` (batch: repeated field `images`), or as JSON "
              "`{\"image_base64\": \"…\"}` (batch: `{\"images\": [{\"image_base64\": \"…\", \"filename\": \"…\"}]}`). "
              "jpg/png/webp/gif/mpo/heic, ≤ 10 MB each. The server hashes the bytes itself.")
+
+
+_IMAGE_DOC = "jpg/png/webp/gif/mpo/heic, ≤ 10 MB"
+_ONE_ERRORS = errors({400: ["image_missing", "image_empty", "image_base64_invalid", "image_corrupt",
+                            "image_truncated"],
+                      413: ["image_too_large", "image_too_many_pixels"], 415: ["image_unsupported"]})
+
+
+class ImageUpload(Schema):
+    image = File(required=True, metadata={"description": _IMAGE_DOC})
+
+    class Meta:
+        unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
+
+
+# What base64.b64decode(validate=True) takes, after an optional data: URI prefix.
+BASE64 = r"^(data:[^,]*,)?(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+class ImageBase64(Schema):
+    image_base64 = String(required=True, validate=[Length(1), Regexp(BASE64)], metadata={
+        "description": "the image bytes in base64, optionally as a `data:image/…;base64,` URI",
+        "example": "data:image/png;base64," + EXAMPLE_PNG_BASE64})
+
+    class Meta:
+        unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
+
+
+class BatchUpload(Schema):
+    images = List(File(), required=True, validate=Length(1, MAX_BATCH),
+                  metadata={"description": f"1–{MAX_BATCH} images (repeat the field), {_IMAGE_DOC} each"})
+
+    class Meta:
+        unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
+
+
+class BatchItem(Schema):
+    image_base64 = String(required=True, validate=[Length(1), Regexp(BASE64)],
+                          metadata={"description": "base64 or data: URI", "example": EXAMPLE_PNG_BASE64})
+    filename = String(metadata={"description": "echoed in the result (first 200 characters)",
+                                "example": "IMG_0001.png"})
+
+    class Meta:
+        unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
+
+
+class BatchBase64(Schema):
+    images = List(Nested(BatchItem), required=True, validate=Length(1, MAX_BATCH))
+
+    class Meta:
+        unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
+
+
+class BatchItemOut(Schema):
+    filename = String()
+    sha256 = String()
+    category = String()
+    confidence = Float()
+    description = String()
+    method = String()
+    error = Dict(metadata={"description": "`{code, message}` when this image failed"})
 
 
 class ResultOut(Schema):
@@ -37,8 +100,9 @@ class ResultOut(Schema):
 class BatchOut(Schema):
     count = Integer()
     elapsed_ms = Integer()
-    results = List(Dict(), metadata={"description": "per image, in order: a result with `filename`, "
-                                                    "or `{filename, error: {code, message}}`"})
+    results = List(Nested(BatchItemOut), metadata={
+        "description": "per image, in order: a result with `filename`, "
+                       "or `{filename, error: {code, message}}`"})
 
 
 class CheckIn(Schema):
@@ -104,7 +168,10 @@ def _many_images() -> list[tuple[str, bytes]]:
     out = []
     for i, item in enumerate(items):
         item = item if isinstance(item, dict) else {}
-        out.append((str(item.get("filename") or f"image{i}")[:200], _b64(item.get("image_base64"))))
+        name = item.get("filename")
+        if "filename" in item and not isinstance(name, str):
+            raise BadRequest(f"第 {i + 1} 张的 filename 必须是字符串", code="invalid_filename")
+        out.append(((name or f"image{i}")[:200], _b64(item.get("image_base64"))))
     return out
 
 
@@ -117,32 +184,41 @@ def _owner() -> tuple:
     return g.client.id, g.client.user_id
 
 
+# The uploads are parsed by hand (validation=False) so each problem keeps its stable code; the
+# decorators document the multipart body and json_alternative its JSON base64 twin.
 @bp.post("")
 @bp.auth_required(client_auth)
+@bp.input(ImageUpload, location="files", arg_name="form", validation=False)
+@json_alternative(ImageBase64)
 @bp.output(ResultOut)
 @bp.doc(summary="Classify one image (cache → LLM → local model)", description=_BODY_DOC,
-        responses={400: "bad or missing image", 413: "image too large", 415: "not a supported image"})
-def classify():
+        responses=_ONE_ERRORS)
+def classify(form):
     return get_service().classify(_one_image(), endpoint="classify", client=_client(), owner=_owner())
 
 
 @bp.post("/local")
 @bp.auth_required(client_auth)
+@bp.input(ImageUpload, location="files", arg_name="form", validation=False)
+@json_alternative(ImageBase64)
 @bp.output(ResultOut)
 @bp.doc(summary="Classify one image with the local model only (no LLM), with the cues it used",
-        description=_BODY_DOC, responses={400: "bad or missing image", 413: "image too large",
-                                          415: "not a supported image"})
-def classify_local():
+        description=_BODY_DOC, responses=_ONE_ERRORS)
+def classify_local(form):
     return get_service().classify(_one_image(), method="local", endpoint="classify/local", client=_client(),
                                   details=True)
 
 
 @bp.post("/batch")
 @bp.auth_required(client_auth)
+@bp.input(BatchUpload, location="files", arg_name="form", validation=False)
+@json_alternative(BatchBase64)
 @bp.output(BatchOut)
 @bp.doc(summary=f"Classify up to {MAX_BATCH} images concurrently; per-item results and errors",
-        description=_BODY_DOC, responses={400: "no images or too many"})
-def classify_batch():
+        description=_BODY_DOC + " A bad image fails only its own item (`error` in the result).",
+        responses=errors({400: ["image_missing", "image_base64_invalid", "invalid_filename",
+                                "batch_too_large"], 413: ["image_too_large"]}))
+def classify_batch(form):
     start = time.perf_counter()
     items = _many_images()
     results = get_service().classify_many(items, endpoint="classify/batch", client=_client(), owner=_owner())

@@ -1,9 +1,11 @@
 """POST /api/v1/image-edit and GET /api/v1/image-edit/{task} — thin over ImageEditService."""
 from __future__ import annotations
 
-from apiflask import APIBlueprint, Schema, fields
+from apiflask import APIBlueprint, Schema, fields, validators as validate
 from flask import Response, current_app, g, request
+from marshmallow import EXCLUDE
 
+from xintu.apidoc import errors
 from xintu.auth import client_auth
 from xintu.classify.intake import MAX_BYTES
 from xintu.edit.images import MAX_IMAGES, check_count
@@ -19,18 +21,25 @@ _TASK_DOC = ("status queued|running|succeeded|partial|failed; images[i] {index, 
 
 
 class EditForm(Schema):
-    images = fields.List(fields.File(), metadata={"description": f"1–{MAX_IMAGES} photos, ≤ 10 MB each"})
-    prompt = fields.String(metadata={"description": "instruction, ≤ 800 characters", "example": "把背景换成海边"})
+    images = fields.List(fields.File(), required=True, validate=validate.Length(1, MAX_IMAGES),
+                         metadata={"description": f"1–{MAX_IMAGES} photos, ≤ 10 MB each"})
+    prompt = fields.String(required=True, validate=validate.Length(1, 800), metadata={
+        "description": "instruction, ≤ 800 characters", "example": "把背景换成海边"})
     options = fields.String(metadata={"description": 'JSON: {"negative_prompt": "…", "watermark": false}'})
+
+    class Meta:
+        unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
 
 
 @bp.post("/image-edit")
 @bp.auth_required(client_auth, roles=["user"])
 @bp.input(EditForm, location="form_and_files", arg_name="form", validation=False)
 @bp.doc(summary="Queue an image edit (paid in credits)", description=_TASK_DOC, responses={
-    202: "task accepted", 400: "no_images / too_many_images / prompt_required / prompt_too_long / "
-    "image_truncated / image_corrupt / invalid_options", 402: "insufficient_credits", 413: "image_too_large",
-    415: "image_unsupported", 503: "edit_upstream_unavailable (DashScope quota/billing trouble: try later)"})
+    202: "task accepted", **errors({
+        400: ["no_images", "too_many_images", "prompt_required", "prompt_too_long", "prompt_invalid",
+              "image_empty", "image_truncated", "image_corrupt", "invalid_options"],
+        402: ["insufficient_credits"], 413: ["image_too_large", "image_too_many_pixels"],
+        415: ["image_unsupported"], 503: ["edit_upstream_unavailable", "edit_not_configured"]})})
 def create(form):
     # Parsed here (validation=False) so each problem gets its stable code rather than a generic 422.
     files = request.files.getlist("images")
@@ -44,7 +53,8 @@ def create(form):
 
 @bp.get("/image-edit/<string:task_id>")
 @bp.auth_required(client_auth, roles=["user"])
-@bp.doc(summary="Poll an image edit task", description=_TASK_DOC, responses={404: "edit_task_not_found"})
+@bp.doc(summary="Poll an image edit task", description=_TASK_DOC,
+        responses=errors({404: ["edit_task_not_found"]}))
 def show(task_id):
     return ImageEditService(current_app.config).get(g.user, task_id)
 
@@ -58,7 +68,7 @@ def show(task_id):
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/webp": {"schema": {"type": "string", "format": "binary"}}}},
-            304: "not modified", 404: "edit_task_not_found / edit_result_not_found"})
+            304: "not modified", **errors({404: ["edit_task_not_found", "edit_result_not_found"]})})
 def result(task_id, index):
     data, mime, etag = ImageEditService(current_app.config).result(g.user, task_id, index)
     rsp = Response(data, mimetype=mime)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apiflask import APIBlueprint, Schema, fields
+from apiflask import APIBlueprint, Schema, fields, validators as validate
 from flask import current_app, request
+from marshmallow import EXCLUDE
 
+from xintu.apidoc import errors
 from xintu.auth import client_auth
 from xintu.errors import BadRequest
-from xintu.location.service import MAX_BATCH, LocationService
+from xintu.location.service import COORD_SYSTEMS, MAX_BATCH, LocationService
 
 bp = APIBlueprint("location", __name__, url_prefix="/api/v1", tag="location")
 
@@ -16,18 +18,60 @@ _PLACE_DOC = ("country, country_code, province, city, district, adcode (China), 
               "confidence 0–1, source polygon|nearest_city; lat/lon are the WGS-84 point used")
 
 
+_COORD = fields.String(load_default="wgs84", validate=validate.OneOf(COORD_SYSTEMS), metadata={
+    "description": "wgs84 (EXIF, default) | gcj02 (AMap/Tencent) | bd09"})
+_POINT_CODES = ["invalid_coordinate", "latitude_out_of_range", "longitude_out_of_range",
+                "invalid_coord_system"]
+
+
+# Documented as numbers; parsed by the service (validation=False), so a bad number gets its stable 400
+# code (`invalid_coordinate`, `…_out_of_range`) rather than a generic 422.
 class PointQuery(Schema):
-    # Strings on purpose: the service gives bad numbers a stable 400 code instead of a generic 422.
-    lat = fields.String(metadata={"description": "latitude, −90…90", "example": "39.9087"})
-    lon = fields.String(metadata={"description": "longitude, −180…180", "example": "116.3975"})
-    coord = fields.String(load_default="wgs84",
-                          metadata={"description": "wgs84 (EXIF, default) | gcj02 (AMap/Tencent) | bd09"})
+    lat = fields.Float(required=True, validate=validate.Range(-90, 90),
+                       metadata={"description": "latitude, −90…90", "example": 39.9087})
+    lon = fields.Float(required=True, validate=validate.Range(-180, 180),
+                       metadata={"description": "longitude, −180…180", "example": 116.3975})
+    coord = _COORD
+
+    class Meta:
+        unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
+
+
+class Point(Schema):
+    lat = fields.Float(required=True, validate=validate.Range(-90, 90), metadata={"example": 39.9087})
+    lon = fields.Float(required=True, validate=validate.Range(-180, 180), metadata={"example": 116.3975})
+
+    class Meta:
+        unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
 
 
 class BatchBody(Schema):
-    points = fields.Raw(required=True, metadata={
-        "description": f"1–{MAX_BATCH} objects {{lat, lon}}", "example": [{"lat": 39.9087, "lon": 116.3975}]})
-    coord = fields.String(load_default="wgs84")
+    points = fields.List(fields.Nested(Point), required=True, validate=validate.Length(1, MAX_BATCH),
+                         metadata={"description": f"1–{MAX_BATCH} points"})
+    coord = _COORD
+
+    class Meta:
+        unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
+
+
+class PlaceOut(Schema):
+    country = fields.String(allow_none=True)
+    country_code = fields.String(allow_none=True)
+    province = fields.String(allow_none=True)
+    city = fields.String(allow_none=True)
+    district = fields.String(allow_none=True)
+    adcode = fields.String(allow_none=True, metadata={"description": "China only"})
+    distance_km = fields.Float(allow_none=True)
+    confidence = fields.Float()
+    source = fields.String(metadata={"description": "polygon | nearest_city"})
+    coord = fields.String()
+    lat = fields.Float()
+    lon = fields.Float()
+
+
+class PlacesOut(Schema):
+    results = fields.List(fields.Nested(PlaceOut))
+    count = fields.Integer()
 
 
 def location_service() -> LocationService:
@@ -44,23 +88,43 @@ def _preload(state) -> None:
 
 @bp.get("/location")
 @bp.auth_required(client_auth)
-@bp.input(PointQuery, location="query", arg_name="query")
+@bp.input(PointQuery, location="query", arg_name="query", validation=False)
+@bp.output(PlaceOut)
 @bp.doc(summary="GPS point → place (Chinese names)", description=_PLACE_DOC,
-        responses={200: "the place", 400: "invalid_coordinate / latitude_out_of_range / "
-                   "longitude_out_of_range / invalid_coord_system"})
+        responses=errors({400: _POINT_CODES}))
 def lookup(query):
-    return location_service().lookup(query.get("lat"), query.get("lon"), query.get("coord"))
+    args = request.args
+    coord = _check_coord(args.get("coord", "wgs84"))
+    return location_service().lookup(args.get("lat"), args.get("lon"), coord)
 
 
 @bp.post("/location/batch")
 @bp.auth_required(client_auth)
 @bp.doc(summary=f"Up to {MAX_BATCH} points → places, in order", description=_PLACE_DOC,
-        responses={200: "{results: [place, …]}", 400: "invalid_batch / batch_too_large / a point's code"})
+        responses=errors({400: ["invalid_json", "invalid_batch", "batch_too_large", *_POINT_CODES]}))
 @bp.input(BatchBody, location="json", arg_name="body", validation=False)
+@bp.output(PlacesOut)
 def batch(body):
     # Our own parsing (validation=False): the service's codes name the bad point precisely.
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise BadRequest("请求体必须是 JSON 对象 {points: [...]}", code="invalid_json")
-    results = location_service().lookup_many(payload.get("points"), payload.get("coord"))
+    coord = payload.get("coord", "wgs84")
+    _check_coord(coord)
+    points = payload.get("points")
+    for i, point in enumerate(points if isinstance(points, list) else []):
+        # JSON numbers, as documented: a string or a [lat, lon] pair is not a point of this API
+        if not isinstance(point, dict) or not all(_is_number(point.get(k)) for k in ("lat", "lon")):
+            raise BadRequest(f"第 {i + 1} 个点应为 {{lat: 数字, lon: 数字}}", code="invalid_coordinate")
+    results = location_service().lookup_many(points, coord)
     return {"results": results, "count": len(results)}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_coord(coord) -> str:
+    if coord not in COORD_SYSTEMS:   # exactly as documented (the service alone would also take "WGS84")
+        raise BadRequest("coord 只能是 wgs84、gcj02 或 bd09", code="invalid_coord_system")
+    return coord

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import String
+from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf
 from flask import current_app, g, request, send_from_directory
 
 from xintu import package_data
+from xintu.apidoc import H5_COOKIE, errors
 from xintu.auth import client_auth
 from xintu.errors import NotFound
 from xintu.member import prices
@@ -31,7 +32,79 @@ class TicketIn(Schema):
 
 class OrderIn(Schema):
     kind = String(required=True, validate=OneOf(("member", "credits")))
-    package = String(load_default=None, validate=Length(1, 16))
+    package = String(load_default=None, validate=Length(1, 16), metadata={
+        "description": "credits: a `package` of GET /api/v1/prices (e.g. \"10\"); ignored for member",
+        "example": "10"})
+
+
+class QrOut(Schema):
+    scene = String(metadata={"description": "poll GET /api/v1/auth/wechat/binding?scene= with it"})
+    ticket = String()
+    url = String(metadata={"description": "what the QR code encodes"})
+    expires_at = String()
+    expires_in = Integer(metadata={"description": "seconds"})
+    qr_image = String(metadata={"description": "the QR code as an SVG data: URI"})
+
+
+class ProfileOut(Schema):
+    id = Integer()
+    nickname = String(allow_none=True)
+    subscribed = Boolean()
+    is_member = Boolean()
+    member_expires_at = String(allow_none=True)
+    credits_balance = Integer()
+    created_at = String()
+
+
+class BindingOut(Schema):
+    status = String(metadata={"description": "pending|scanned|bound|expired"})
+    expires_at = String()
+    token = String(metadata={"description": "the bound client token, in the first bound answer only"})
+    user = Nested(ProfileOut, metadata={"description": "with token"})
+
+
+class LedgerOut(Schema):
+    delta = Integer()
+    reason = String()
+    balance_after = Integer()
+    created_at = String()
+
+
+class H5MeOut(ProfileOut):
+    ledger = List(Nested(LedgerOut), metadata={"description": "the 10 latest credit movements"})
+
+
+class OkOut(Schema):
+    ok = Boolean()
+
+
+class OrderOut(Schema):
+    out_trade_no = String()
+    kind = String()
+    package = String(allow_none=True)
+    quantity = Integer()
+    amount_fen = Integer(metadata={"description": "from the server's price table, in fen"})
+    status = String(metadata={"description": "pending|paid|closed|refunded"})
+    created_at = String()
+    paid_at = String(allow_none=True)
+
+
+class PayStep(Schema):
+    mode = String(metadata={"description": "jsapi (WeixinJSBridge) | sandbox (offline cashier)"})
+    params = Dict(metadata={"description": "appId, timeStamp, nonceStr, package, signType, paySign"})
+    cashier_url = String(metadata={"description": "sandbox only"})
+
+
+class NewOrderOut(OrderOut):
+    pay = Nested(PayStep)
+
+
+class OrderItem(OrderOut):
+    """An order in a list (its own name: APIFlask registers a schema met first as a Nested only once)."""
+
+
+class OrderListOut(Schema):
+    items = List(Nested(OrderItem))
 
 
 @bp.after_request
@@ -49,8 +122,10 @@ def _cors(response):
 # -- PC/mobile clients (device or bound token) ----------------------------------------------------
 @bp.post("/api/v1/auth/wechat/qrcode")
 @bp.auth_required(client_auth)
+@bp.output(QrOut, status_code=201)
 @bp.doc(summary="Create a follow QR code that binds this client to the WeChat user who scans it",
-        responses={201: "created", 429: "QR budget of this device, address (IPv6 /64) or the service spent"})
+        responses=errors({429: ["qrcode_rate_limited", "qrcode_address_rate_limited",
+                                "qrcode_global_rate_limited"]}))
 def create_qrcode():
     return BindingService(current_app.config).create(g.client, request.remote_addr), 201
 
@@ -58,13 +133,16 @@ def create_qrcode():
 @bp.get("/api/v1/auth/wechat/binding")
 @bp.auth_required(client_auth)
 @bp.input(SceneQuery, location="query", arg_name="query")
-@bp.doc(summary="Binding status; once bound, returns the client session token exactly once")
+@bp.output(BindingOut)
+@bp.doc(summary="Binding status; once bound, returns the client session token exactly once",
+        responses=errors({404: ["binding_not_found"]}))
 def binding_status(query):
     return BindingService(current_app.config).poll(g.client, query["scene"])
 
 
 @bp.get("/api/v1/me")
 @bp.auth_required(client_auth, roles=["user"])
+@bp.output(ProfileOut)
 @bp.doc(summary="The bound user's profile, credits and membership (no openid)")
 def me():
     return profile(g.user)
@@ -79,7 +157,9 @@ def price_list():
 # -- the H5 member page (session cookie after WeChat OAuth) ---------------------------------------
 @bp.post("/api/v1/h5/session")
 @bp.input(TicketIn, arg_name="body")
-@bp.doc(summary="Trade the OAuth hand-off ticket for the HttpOnly session cookie")
+@bp.output(OkOut, headers={"Set-Cookie": String(metadata={"description": "xintu_h5=…; HttpOnly"})})
+@bp.doc(summary="Trade the OAuth hand-off ticket for the HttpOnly session cookie",
+        responses=errors({401: ["h5_ticket_invalid", "h5_ticket_used"]}))
 def h5_session(body):
     user_id = h5.redeem_ticket(body["ticket"])
     response = current_app.json.response({"ok": True})
@@ -88,7 +168,8 @@ def h5_session(body):
 
 
 @bp.get("/api/v1/h5/me")
-@bp.doc(summary="Profile, credits and recent ledger for the H5 page")
+@bp.output(H5MeOut)
+@bp.doc(summary="Profile, credits and recent ledger for the H5 page", security=H5_COOKIE)
 def h5_me():
     user = h5.current_user()
     ledger = [{"delta": e.delta, "reason": e.reason, "balance_after": e.balance_after,
@@ -98,19 +179,24 @@ def h5_me():
 
 @bp.post("/api/v1/orders")
 @bp.input(OrderIn, arg_name="body")
-@bp.doc(summary="Create a WeChat Pay JSAPI order; the amount comes from the server's price table")
+@bp.output(NewOrderOut, status_code=201)
+@bp.doc(summary="Create a WeChat Pay JSAPI order; the amount comes from the server's price table",
+        security=H5_COOKIE, responses=errors({400: ["unknown_package"], 429: ["too_many_pending_orders"],
+                                              502: ["pay_prepay_failed"]}))
 def create_order(body):
     return OrderService(current_app.config).create(h5.current_user(), body["kind"], body["package"]), 201
 
 
 @bp.get("/api/v1/orders")
-@bp.doc(summary="The H5 user's orders")
+@bp.output(OrderListOut)
+@bp.doc(summary="The H5 user's orders", security=H5_COOKIE)
 def list_orders():
     return {"items": [order_view(o) for o in user_orders(h5.current_user().id)]}
 
 
 @bp.get("/api/v1/orders/<out_trade_no>")
-@bp.doc(summary="One order of the H5 user")
+@bp.output(OrderOut)
+@bp.doc(summary="One order of the H5 user", security=H5_COOKIE, responses=errors({404: ["order_not_found"]}))
 def get_order(out_trade_no):
     return order_view(user_order(h5.current_user().id, out_trade_no))
 

@@ -1,9 +1,12 @@
 """Routes WeChat calls (through the web tier): event callback, OAuth landing, pay notification."""
 from __future__ import annotations
 
-from apiflask import APIBlueprint
+from apiflask import APIBlueprint, Schema
+from apiflask.fields import String
+from apiflask.validators import URL
 from flask import current_app, redirect, request
 
+from xintu.apidoc import errors
 from xintu.errors import PayloadTooLarge
 from xintu.wechat import events, oauth
 from xintu.wechat.internal import internal_only
@@ -33,10 +36,20 @@ def callback():
     return reply, 200, {"Content-Type": "application/xml" if reply != "success" else "text/plain"}
 
 
+class StartQuery(Schema):
+    next = String(validate=URL(require_tld=False, schemes={"http", "https"}), metadata={
+        "description": "page to return to; must be on the H5 page's own origin (default: the H5 page)",
+        "format": "uri"})
+
+
 @bp.get("/wechat/oauth/start")
-@bp.doc(summary="Start WeChat OAuth for the H5 member page (302 to WeChat)")
-def oauth_start():
-    return redirect(oauth.authorize_url(current_app.config, request.args.get("next")), 302)
+@bp.input(StartQuery, location="query", arg_name="query")
+@bp.doc(summary="Start WeChat OAuth for the H5 member page (302 to WeChat)", responses={
+    302: {"description": "to WeChat's authorize page", "headers": {
+        "Location": {"description": "WeChat OAuth URL", "schema": {"type": "string"}}}},
+    **errors({400: ["bad_redirect"]})})
+def oauth_start(query):
+    return redirect(oauth.authorize_url(current_app.config, query.get("next")), 302)
 
 
 @bp.get("/wechat/oauth")

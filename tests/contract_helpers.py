@@ -1,0 +1,103 @@
+"""Real credentials of every role on a live MemberStack (tests/member_fixtures.py), for the contract
+tests: a device token, a bound-user token (QR code → sandbox scan → poll), the H5 session cookie
+(sandbox OAuth → hand-off ticket), operator and viewer admin sessions, plus one order, one image-edit
+task and one release so that operations taking their ids have something to find."""
+from __future__ import annotations
+
+import io
+import secrets
+from dataclasses import dataclass, field
+
+import requests
+from PIL import Image
+
+ADMIN_PASSWORD = "contract password!"
+
+
+@dataclass
+class Roles:
+    device: str
+    bound: str
+    h5_cookie: str
+    operator: str
+    viewer: str
+    logout: str                # a session of its own, for POST /api/v1/admin/logout
+    user_id: int
+    out_trade_no: str
+    task_id: str
+    extra: dict = field(default_factory=dict)
+
+    def headers(self, security: list, admin: str = "operator") -> dict:
+        """The headers an operation with this OpenAPI ``security`` requirement needs."""
+        for requirement in security or []:
+            for scheme, roles in requirement.items():
+                if scheme == "BearerAuth":
+                    return {"Authorization": f"Bearer {self.bound if roles else self.device}"}
+                if scheme == "AdminBearerAuth":
+                    return {"Authorization": f"Bearer {getattr(self, admin)}"}
+                if scheme == "H5Cookie":
+                    return {"Cookie": f"xintu_h5={self.h5_cookie}"}
+        return {}
+
+
+def png(color="orange", size=(64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+def open_limits(app) -> None:
+    """The fuzzer is one very busy client and tries many wrong logins: lift the throttles."""
+    app.config.update(CLIENT_REQUESTS_PER_MINUTE=0, CLIENT_REGISTRATIONS_PER_HOUR=10 ** 6,
+                      ADMIN_LOGIN_ATTEMPTS_PER_10MIN=10 ** 6, ADMIN_MAX_FAILURES=10 ** 6)
+
+
+def bind_by_qr(stack, device: str, openid: str) -> dict:
+    """QR code → the sandbox WeChat user scans and follows → the poll hands out the bound token."""
+    auth = {"Authorization": f"Bearer {device}"}
+    qr = requests.post(stack.url + "/api/v1/auth/wechat/qrcode", headers=auth, timeout=10).json()
+    status, _ = stack.sandbox.mp.simulate_scan(qr["scene"], openid, first_follow=True)
+    assert status == 200
+    bound = requests.get(stack.url + "/api/v1/auth/wechat/binding", params={"scene": qr["scene"]},
+                         headers=auth, timeout=10).json()
+    assert bound["status"] == "bound", bound
+    return bound
+
+
+def roles(stack, releases_dir) -> Roles:
+    from xintu.admin.auth import create_admin
+
+    app = stack.app
+    open_limits(app)
+    app.config["RELEASES_DIR"] = str(releases_dir)
+    openid = "o-contract-" + secrets.token_hex(4)
+    device = stack.register_device()
+    bound = bind_by_qr(stack, stack.register_device(), openid)
+    http = stack.h5_login(openid)
+    order = stack.buy(http, "member")
+    with stack.in_app():
+        create_admin("contract-op", ADMIN_PASSWORD, "operator")
+        create_admin("contract-viewer", ADMIN_PASSWORD, "viewer")
+
+    def admin(name):
+        resp = requests.post(stack.url + "/api/v1/admin/login",
+                             json={"username": name, "password": ADMIN_PASSWORD}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["token"]
+
+    operator = admin("contract-op")
+    upload = requests.post(stack.url + "/api/v1/admin/releases",
+                           headers={"Authorization": f"Bearer {operator}"},
+                           data={"platform": "windows", "version": "1.0.0"},
+                           files={"file": ("xintu-setup.exe", b"MZ installer bytes")}, timeout=10)
+    assert upload.status_code == 201, upload.text
+    task = requests.post(stack.url + "/api/v1/image-edit",
+                         headers={"Authorization": f"Bearer {bound['token']}"},
+                         data={"prompt": "把背景换成海边"}, files={"images": ("a.png", png())}, timeout=10)
+    assert task.status_code == 202, task.text
+    warm = requests.get(stack.url + "/api/v1/location", params={"lat": 39.9, "lon": 116.4},  # loads geodata
+                        headers={"Authorization": f"Bearer {device}"}, timeout=120)
+    assert warm.status_code == 200, warm.text
+    return Roles(device=device, bound=bound["token"], h5_cookie=http.cookies["xintu_h5"], operator=operator,
+                 viewer=admin("contract-viewer"), logout=admin("contract-op"), user_id=bound["user"]["id"],
+                 out_trade_no=order["out_trade_no"], task_id=task.json()["task_id"])
