@@ -82,6 +82,8 @@ class BatchItemOut(Schema):
     confidence = Float()
     description = String()
     method = String()
+    details = Dict(metadata={"description": "`llm_skipped` (budget_device|budget_user|budget_global) when "
+                                            "a budget was spent"})
     error = Dict(metadata={"description": "`{code, message}` when this image failed"})
 
 
