@@ -68,7 +68,8 @@ def adjust(user, delta, reason, operator, fmt):
 @output_options
 @with_app
 def audit(fmt):
-    """Recompute every balance from the ledger; print drift; exit 1 if any."""
+    """Recompute every balance from the ledger; print drift; exit 1 if any. Also lists refund shortfalls
+    (credits spent before their order was refunded), which are not drift."""
     from xintu.member.credits import CreditService
 
     from xintu.member.refunds import attention
