@@ -324,3 +324,55 @@ def test_a_failed_prepay_is_closed_at_wechat_too(mysql_member_stack):
         [order] = Order.select()
     assert order.status == "closed"
     assert stack.sandbox.pay.orders[order.out_trade_no]["state"] == "CLOSED"
+
+
+def test_concurrent_refund_requests_for_one_order_start_one_refund(mysql_member_stack):
+    from xintu.member.refunds import RefundService
+
+    stack = mysql_member_stack
+    stack.sandbox.pay.refund_outcome = None
+    no = _paid(stack, "oTWOOPS", "credits", "20")
+    barrier, outcomes = threading.Barrier(6), []
+
+    def start():
+        barrier.wait()
+        with stack.in_app():
+            try:
+                outcomes.append(RefundService(stack.app.config).start(no, "并发", operator="x").out_refund_no)
+            except Exception as exc:  # noqa: BLE001
+                outcomes.append(getattr(exc, "code", repr(exc)))
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    # A request that finds R1 not yet acknowledged asks again for R1 itself: WeChat sees one refund.
+    assert set(outcomes) <= {no + "R1", "refund_in_progress"} and no + "R1" in outcomes
+    assert list(stack.sandbox.pay.refunds) == [no + "R1"]
+    assert stack.sandbox.pay.notify_refund(no + "R1") == [204]
+    order, _, ledger, refunds, _ = _state(stack, no)
+    assert order.refunded_fen == 1800 and ledger == [("purchase", 20), ("refund", -20)] and len(refunds) == 1
+
+
+def test_m0010_upgrades_an_older_orders_table_and_keeps_what_orders_granted(mysql_app):
+    from xintu import db, migrations
+
+    with mysql_app.app_context():
+        user = User.create(openid="o-old")
+        member = Order.create(out_trade_no="XTOLDMEMBER", user=user.id, kind="member", package="member",
+                              quantity=30, amount_fen=2990, status="paid")
+        Order.create(out_trade_no="XTOLDCREDITS", user=user.id, kind="credits", package="20", quantity=20,
+                     amount_fen=1800, status="paid")
+        CreditLedger.create(user=user.id, delta=7, reason="membership_bonus", ref=member.out_trade_no,
+                            balance_after=7)
+        sql = db.primary.execute_sql
+        sql("DROP TABLE refunds")
+        for column in ("time_expire", "grant_days", "grant_credits", "refunded_fen"):
+            sql(f"ALTER TABLE orders DROP COLUMN {column}")
+        sql("ALTER TABLE orders MODIFY status VARCHAR(16) NOT NULL")
+        sql("DELETE FROM schema_migrations WHERE version = 10")
+        assert migrations.migrate(db.primary.obj) == [(10, "order_refunds")]
+        grants = {o.out_trade_no: (o.grant_days, o.grant_credits, o.refunded_fen) for o in Order.select()}
+        assert grants == {"XTOLDMEMBER": (30, 7, 0), "XTOLDCREDITS": (0, 20, 0)}
+        Order.update(status="partially_refunded").where(Order.id == member.id).execute()
+        assert Order.get_by_id(member.id).status == "partially_refunded"
+        assert Refund.select().count() == 0

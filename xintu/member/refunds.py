@@ -113,7 +113,9 @@ class RefundService:
     # -- WeChat's answer or notification ----------------------------------------------------------
     def handle_notification(self, data: dict) -> Refund:
         """An opened REFUND.* notification (``xintu.member.pay.open_notification``)."""
-        resource = data.get("resource") or {}
+        resource = data.get("resource")
+        if not isinstance(resource, dict):
+            raise BadRequest("退款数据不完整", code="refund_notify_invalid")
         expected = {"REFUND.SUCCESS": "SUCCESS", "REFUND.ABNORMAL": "ABNORMAL", "REFUND.CLOSED": "CLOSED"}
         if expected.get(data.get("event_type")) != resource.get("refund_status"):
             raise Unauthorized("退款通知类型与状态不符", code="refund_notify_mismatch")
@@ -124,7 +126,7 @@ class RefundService:
         if resource.get("mchid") != self.config.get("WECHATPAY_MCHID"):
             raise Unauthorized("退款通知的商户号与本商户不符", code="pay_notify_wrong_merchant")
         status = WX_STATUS.get(str(resource.get("refund_status")))
-        amount = resource.get("amount") or {}
+        amount = resource.get("amount") if isinstance(resource.get("amount"), dict) else {}
         no, fen = str(resource.get("out_refund_no") or ""), amount.get("refund")
         if status is None or not (1 <= len(no) <= 64) or not isinstance(fen, int) or fen <= 0:
             raise BadRequest("退款数据不完整", code="refund_notify_invalid")
