@@ -189,8 +189,13 @@ def test_abnormal_refund_is_surfaced_then_settles_and_a_closed_one_keeps_the_ord
     listed = stack.cli("orders", "list", "--status", "refunding", "--format", "json")
     assert [o["out_trade_no"] for o in json.loads(listed.output)] == [no]
     with stack.in_app():
-        from xintu.member.refunds import attention
-        assert [r["out_refund_no"] for r in attention()["abnormal"]] == [no + "R1"]
+        from xintu.admin.auth import create_admin
+        create_admin("watcher", "w" * 12, "viewer")
+    token = requests.post(stack.url + "/api/v1/admin/login", json={"username": "watcher", "password": "w" * 12},
+                          timeout=10).json()["token"]
+    overview = requests.get(stack.url + "/api/v1/admin/overview", headers={"Authorization": "Bearer " + token},
+                            timeout=30).json()
+    assert [r["out_refund_no"] for r in overview["refunds"]["abnormal"]] == [no + "R1"]
     assert metrics.REFUNDS.labels("abnormal")._value.get() - abnormal_before == 1
     assert _state(stack, no)[2] == [("purchase", 10)]         # nothing taken back yet
     assert pay.notify_refund(no + "R1", "SUCCESS") == [204]   # the operator fixed it in the portal
