@@ -51,6 +51,7 @@ class RefundService:
         if amount_fen is not None and (not isinstance(amount_fen, int) or isinstance(amount_fen, bool)
                                        or amount_fen <= 0):
             raise BadRequest("退款金额必须是正整数（分）", code="invalid_amount")
+        pay_client(self.config)   # refuse before recording anything when WeChat Pay is not configured
         with db.atomic():
             order = _lock_order(out_trade_no)
             unsent = (Refund.select().where(Refund.order == order.id, Refund.status == "processing",
