@@ -45,9 +45,10 @@ def list_(status, limit, fmt):
 
 @orders.command()
 @click.argument("out_trade_no")
-@click.option("--reason", required=True, help="Why (sent to WeChat Pay, shown to the payer; ≤ 80 characters).")
-@click.option("--amount-fen", type=click.IntRange(1), help="Refund only this much (default: all that is left).")
-@click.option("--operator", default=getpass.getuser, show_default="current login", help="Recorded on the refund.")
+@click.option("--reason", required=True, help="Why (sent to WeChat Pay, shown to the payer; ≤ 80 chars).")
+@click.option("--amount-fen", type=click.IntRange(1), help="Refund only this much (default: all that is left)")
+@click.option("--operator", default=getpass.getuser, show_default="current login",
+              help="Recorded on the refund.")
 @output_options
 @with_app
 def refund(out_trade_no, reason, amount_fen, operator, fmt):

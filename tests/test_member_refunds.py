@@ -98,7 +98,8 @@ def test_spent_credits_are_a_recorded_shortfall_shown_by_the_audit(mysql_member_
     assert metrics.REFUND_SHORTFALL._value.get() - shortfall_before == 8
     audit = stack.cli("credits", "audit")
     assert audit.exit_code == 0
-    assert f"refund shortfall: user {user.id} order {no} refund {no}R1: 8 credits already spent" in audit.output
+    line = f"refund shortfall: user {user.id} order {no} refund {no}R1: 8 credits already spent"
+    assert line in audit.output
 
 
 def test_concurrent_duplicate_refund_notifications_apply_once(mysql_member_stack):
@@ -149,7 +150,8 @@ def test_a_refund_racing_spends_never_goes_negative_nor_loses_a_ledger_row(mysql
         barrier.wait()
         codes.append(pay.deliver_refund(no + "R1", headers, body))
 
-    threads = [threading.Thread(target=spend, args=(i,)) for i in range(15)] + [threading.Thread(target=notify)]
+    threads = [threading.Thread(target=spend, args=(i,)) for i in range(15)]
+    threads.append(threading.Thread(target=notify))
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert codes == [204]
@@ -191,10 +193,10 @@ def test_abnormal_refund_is_surfaced_then_settles_and_a_closed_one_keeps_the_ord
     with stack.in_app():
         from xintu.admin.auth import create_admin
         create_admin("watcher", "w" * 12, "viewer")
-    token = requests.post(stack.url + "/api/v1/admin/login", json={"username": "watcher", "password": "w" * 12},
-                          timeout=10).json()["token"]
-    overview = requests.get(stack.url + "/api/v1/admin/overview", headers={"Authorization": "Bearer " + token},
-                            timeout=30).json()
+    token = requests.post(stack.url + "/api/v1/admin/login", timeout=10,
+                          json={"username": "watcher", "password": "w" * 12}).json()["token"]
+    overview = requests.get(stack.url + "/api/v1/admin/overview", timeout=30,
+                            headers={"Authorization": "Bearer " + token}).json()
     assert [r["out_refund_no"] for r in overview["refunds"]["abnormal"]] == [no + "R1"]
     assert metrics.REFUNDS.labels("abnormal")._value.get() - abnormal_before == 1
     assert _state(stack, no)[2] == [("purchase", 10)]         # nothing taken back yet

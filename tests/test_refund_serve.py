@@ -57,7 +57,10 @@ def test_refund_through_the_cli_against_xintu_serve(served):
     before = json.loads(xintu("sandbox", "buy", "o_refund_demo", "credits:10", "--format", "json").stdout)
     no = before["out_trade_no"]
     assert before["status"] == "paid"
-    balance = lambda: json.loads(xintu("credits", "show", "o_refund_demo", "--format", "json").stdout)["balance"]  # noqa: E731
+
+    def balance():
+        return json.loads(xintu("credits", "show", "o_refund_demo", "--format", "json").stdout)["balance"]
+
     paid_balance = balance()
     assert paid_balance == 10
 

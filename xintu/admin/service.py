@@ -104,7 +104,8 @@ def list_orders(status: str = "", page: int = 1, per_page: int = 50) -> dict:
         rows = query.order_by(Order.id.desc()).paginate(page, per_page)
         items = [{"id": o.id, "out_trade_no": o.out_trade_no, "user_id": o.user.id, "nickname": o.user.nickname,
                   "kind": o.kind, "package": o.package, "quantity": o.quantity, "amount_fen": o.amount_fen,
-                  "refunded_fen": o.refunded_fen, "status": o.status, "created_at": iso(o.created_at), "paid_at": iso(o.paid_at)}
+                  "refunded_fen": o.refunded_fen, "status": o.status, "created_at": iso(o.created_at),
+                  "paid_at": iso(o.paid_at)}
                  for o in rows]
         return {"items": items, "total": query.count(), "page": page, "per_page": per_page}
     return stale_call(read)

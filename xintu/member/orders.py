@@ -48,8 +48,8 @@ class OrderService:
         expire = now + timedelta(minutes=int(self.config.get("PAY_ORDER_EXPIRE_MINUTES") or 30))
         member = product.kind == "member"
         order = Order.create(out_trade_no=new_trade_no(), user=user.id, kind=product.kind,
-                             package=product.package, quantity=product.quantity, amount_fen=product.amount_fen,
-                             created_at=now, time_expire=expire, grant_days=product.quantity if member else 0,
+                             package=product.package, quantity=product.quantity,
+                             amount_fen=product.amount_fen, created_at=now, time_expire=expire, grant_days=product.quantity if member else 0,
                              grant_credits=product.bonus_credits if member else product.quantity)
         wp = pay_client(self.config)
         try:
@@ -117,7 +117,8 @@ class OrderService:
         with db.atomic():
             flipped = 0
             if honourable:
-                flipped = (Order.update(status="paid", transaction_id=tx.get("transaction_id"), paid_at=utcnow())
+                flipped = (Order.update(status="paid", transaction_id=tx.get("transaction_id"),
+                                        paid_at=utcnow())
                            .where(Order.id == order.id, Order.status.in_(("created", "closed"))).execute())
             if flipped == 1:
                 if order.grant_days:
@@ -153,8 +154,8 @@ class OrderService:
         if flipped != 1:
             return None   # a duplicate notification: the first one recorded the refund
         log.warning("order %s was paid after it closed: refunding it", order.out_trade_no)
-        return Refund.create(out_refund_no=f"{order.out_trade_no}R1", order=order.id, amount_fen=order.amount_fen,
-                             reason=AUTO_REFUND_REASON, source="auto")
+        return Refund.create(out_refund_no=f"{order.out_trade_no}R1", order=order.id,
+                             amount_fen=order.amount_fen, reason=AUTO_REFUND_REASON, source="auto")
 
     # -- housekeeping -----------------------------------------------------------------------------
     def sweep(self, older_than: timedelta = SWEEP_AFTER, now: datetime | None = None) -> dict:
@@ -209,8 +210,8 @@ def h5_url(config) -> str:
 def order_view(order: Order) -> dict:
     return {"out_trade_no": order.out_trade_no, "kind": order.kind, "package": order.package,
             "quantity": order.quantity, "amount_fen": order.amount_fen, "status": order.status,
-            "refunded_fen": order.refunded_fen, "created_at": iso(order.created_at), "paid_at": iso(order.paid_at),
-            "time_expire": iso(order.time_expire)}
+            "refunded_fen": order.refunded_fen, "created_at": iso(order.created_at),
+            "paid_at": iso(order.paid_at), "time_expire": iso(order.time_expire)}
 
 
 def user_orders(user_id: int, limit: int = 20) -> list[Order]:

@@ -102,7 +102,8 @@ class RefundService:
         if 400 <= code < 500 and code != 429:
             with db.atomic():
                 _lock_order(order.out_trade_no)
-                Refund.update(status="failed", error=f"{wx_code}: {message}"[:255], updated_at=utcnow()).where(
+                failed = f"{wx_code}: {message}"[:255]
+                Refund.update(status="failed", error=failed, updated_at=utcnow()).where(
                     Refund.id == refund.id, Refund.status == "processing", Refund.sent == False  # noqa: E712
                 ).execute()
                 _restore_status(order.id)
@@ -276,7 +277,8 @@ def list_refunds(status=None, limit=50) -> list[Refund]:
 
 def attention() -> dict:
     """What operators must look at: abnormal refunds, and credits refunds could not take back."""
-    abnormal = [refund_view(r) for r in Refund.select().where(Refund.status == "abnormal").order_by(Refund.id)]
+    abnormal = [refund_view(r)
+                for r in Refund.select().where(Refund.status == "abnormal").order_by(Refund.id)]
     short = (Refund.select(Refund, Order, User).join(Order).join(User)
              .where(Refund.credits_shortfall > 0).order_by(Refund.id.desc()).limit(100))
     return {"abnormal": abnormal,

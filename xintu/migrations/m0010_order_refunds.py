@@ -28,9 +28,9 @@ def up(db, migrator):
                     "WHERE l.reason = 'membership_bonus' AND l.ref = orders.out_trade_no), %d) "
                     "WHERE kind = 'member'" % DEFAULT_MEMBER_BONUS)
     if is_mysql(db):   # SQLite does not enforce VARCHAR lengths
-        width = db.execute_sql("SELECT CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS WHERE "
-                               "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'orders' AND COLUMN_NAME = 'status'"
-                               ).fetchone()[0]
+        width = db.execute_sql(
+            "SELECT CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME = 'orders' AND COLUMN_NAME = 'status'").fetchone()[0]
         if width < 20:
             db.execute_sql("ALTER TABLE orders MODIFY status VARCHAR(20) NOT NULL")
     with db.bind_ctx([Refund]):

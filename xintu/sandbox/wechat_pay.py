@@ -223,8 +223,10 @@ class PaySandbox(SandboxServer):
         result = {"refund_id": refund["refund_id"], "out_refund_no": refund["out_refund_no"],
                   "transaction_id": order["transaction_id"], "out_trade_no": order["out_trade_no"],
                   "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
-                  "create_time": refund["create_time"], "status": refund["status"], "funds_account": "AVAILABLE",
-                  "amount": {"total": order["amount"], "refund": refund["refund"], "payer_total": order["amount"],
+                  "create_time": refund["create_time"], "status": refund["status"],
+                  "funds_account": "AVAILABLE",
+                  "amount": {"total": order["amount"], "refund": refund["refund"],
+                             "payer_total": order["amount"],
                              "payer_refund": refund["refund"], "settlement_total": order["amount"],
                              "settlement_refund": refund["refund"], "discount_refund": 0, "currency": "CNY",
                              "refund_fee": 0, "from": []},
@@ -260,8 +262,8 @@ class PaySandbox(SandboxServer):
                   "transaction_id": order["transaction_id"], "out_refund_no": refund["out_refund_no"],
                   "refund_id": refund["refund_id"], "refund_status": refund["status"],
                   "user_received_account": "支付用户零钱",
-                  "amount": {"total": order["amount"], "refund": refund["refund"], "payer_total": order["amount"],
-                             "payer_refund": refund["refund"]}}
+                  "amount": {"total": order["amount"], "refund": refund["refund"],
+                             "payer_total": order["amount"], "payer_refund": refund["refund"]}}
         if refund["success_time"]:
             result["success_time"] = refund["success_time"]
         return result
@@ -303,7 +305,8 @@ class PaySandbox(SandboxServer):
             order = self.orders[out_trade_no]
             if order["state"] != "SUCCESS" or amount > order["amount"] - order["refunded"]:
                 raise ValueError("not refundable")
-            refund = self._new_refund(order, "MP" + secrets.token_hex(15).upper(), amount, order["notify_url"])
+            no = "MP" + secrets.token_hex(15).upper()
+            refund = self._new_refund(order, no, amount, order["notify_url"])
         if notify:
             self.notify_refund(refund["out_refund_no"], outcome)
         return refund
