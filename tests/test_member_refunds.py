@@ -383,3 +383,25 @@ def test_m0010_upgrades_an_older_orders_table_and_keeps_what_orders_granted(mysq
         Order.update(status="partially_refunded").where(Order.id == member.id).execute()
         assert Order.get_by_id(member.id).status == "partially_refunded"
         assert Refund.select().count() == 0
+
+
+def test_the_sweep_resends_an_unsent_refund_and_queries_an_unsettled_one(mysql_member_stack):
+    stack = mysql_member_stack
+    pay = stack.sandbox.pay
+    unsent, quiet = _paid(stack, "oSWEEPREF"), _paid(stack, "oQUIET")
+    gateway = stack.app.config["WECHATPAY_BASE_URL"]
+    stack.app.config["WECHATPAY_BASE_URL"] = "http://127.0.0.1:9"
+    assert _refund(stack, unsent).exit_code == 1                   # never reached WeChat
+    stack.app.config["WECHATPAY_BASE_URL"] = gateway
+    pay.refund_outcome = None                                      # reached it; the notification gets lost
+    assert _refund(stack, quiet).exit_code == 0
+    pay.settle_refund(quiet + "R1", "SUCCESS")
+    pay.refund_outcome = "SUCCESS"
+    with stack.in_app():
+        Refund.update(updated_at=utcnow() - timedelta(minutes=5)).execute()
+    swept = stack.cli("orders", "sweep", "--format", "json")
+    assert swept.exit_code == 0, swept.output
+    counts = json.loads(swept.output)
+    assert (counts["refunds_sent"], counts["refunds_settled"], counts["refunds_failed"]) == (1, 1, 0)
+    _wait(stack, unsent, "refunded")
+    assert _state(stack, quiet)[0].status == "refunded" and _state(stack, quiet)[2][-1] == ("refund", -10)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 from peewee import IntegrityError, fn
 
@@ -180,10 +181,8 @@ class RefundService:
     def resume(self, older_than_seconds: int = 60) -> dict:
         """Sweep step: re-send refunds that never reached WeChat, query those still unsettled."""
         result = {"refunds_sent": 0, "refunds_settled": 0, "refunds_failed": 0}
-        cutoff = utcnow().timestamp() - older_than_seconds
-        for refund in Refund.select().where(Refund.status.in_(OPEN)):
-            if refund.updated_at.timestamp() > cutoff:
-                continue
+        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+        for refund in Refund.select().where(Refund.status.in_(OPEN), Refund.updated_at <= cutoff):
             try:
                 done = self.sync(refund) if refund.sent else self.send(refund)
                 result["refunds_settled" if done.status not in OPEN else "refunds_sent"] += 1
