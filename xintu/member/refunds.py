@@ -52,6 +52,8 @@ class RefundService:
         if amount_fen is not None and (not isinstance(amount_fen, int) or isinstance(amount_fen, bool)
                                        or amount_fen <= 0):
             raise BadRequest("退款金额必须是正整数（分）", code="invalid_amount")
+        if not Order.select().where(Order.out_trade_no == str(out_trade_no)).exists():
+            raise NotFound(f"订单不存在: {out_trade_no}", code="order_not_found")
         pay_client(self.config)   # refuse before recording anything when WeChat Pay is not configured
         with db.atomic():
             order = _lock_order(out_trade_no)
