@@ -68,13 +68,20 @@ def adjust(user, delta, reason, operator, fmt):
 @output_options
 @with_app
 def audit(fmt):
-    """Recompute every balance from the ledger; print drift; exit 1 if any."""
+    """Recompute every balance from the ledger; print drift; exit 1 if any. Also lists refund shortfalls
+    (credits spent before their order was refunded), which are not drift."""
     from xintu.member.credits import CreditService
+
+    from xintu.member.refunds import attention
 
     drift = CreditService.audit()
     if drift or fmt != "table":
         emit(drift, fmt, ["user_id", "balance", "ledger", "drift"])
     else:
         click.echo("no drift: every balance equals the sum of its ledger")
+    if fmt == "table":   # not drift (the ledger says so): credits spent before their order was refunded
+        for row in attention()["shortfalls"]:
+            click.echo(f"refund shortfall: user {row['user_id']} order {row['out_trade_no']} refund "
+                       f"{row['out_refund_no']}: {row['credits_shortfall']} credits already spent")
     if drift:
         raise click.exceptions.Exit(1)

@@ -196,3 +196,27 @@ def test_viewer_has_no_write_controls_and_expired_session_returns_to_login(dashb
     page.click("a[data-page=orders]")
     page.wait_for_selector("#login-view:not([hidden])")
     assert page.inner_text("#login-error") == "登录已过期，请重新登录"
+
+
+def test_refunds_needing_attention_are_alerts_and_operators_get_the_refund_form(dashboard, page, mysql_app,
+                                                                               mariadb):
+    from xintu.models import Order, Refund
+
+    with mysql_app.app_context():
+        order = Order.get(Order.out_trade_no == "T1")
+        Refund.create(out_refund_no="T1R1", order=order.id, amount_fen=order.amount_fen, status="abnormal",
+                      reason="用户申请", sent=True)
+        Refund.create(out_refund_no="T1R0", order=order.id, amount_fen=100, status="success",
+                      credits_taken=1, credits_shortfall=4, succeeded_at=utcnow())
+    mariadb.wait_replica()
+    _login(page, dashboard["url"], "op1", "operator password")
+    page.wait_for_selector("#refund-alerts")
+    assert "T1R1" in page.inner_text('#refund-alerts li[data-key="refund_abnormal"]')
+    assert "少收回 4 积分" in page.inner_text('#refund-alerts li[data-key="refund_shortfall"]')
+    page.click("a[data-page=orders]")
+    page.wait_for_selector("#refund-submit")
+    page.fill("#refund-order", "T2")
+    page.fill("#refund-reason", "测试")
+    page.click("#refund-submit")
+    page.wait_for_selector("text=微信支付未配置")   # the form reached the API with the operator's token
+    _shot(page, "refund-alerts")

@@ -152,7 +152,8 @@ def test_sweep_applies_paid_orders_and_closes_stale_ones(mysql_member_stack):
             Order.out_trade_no.in_([paid["out_trade_no"], unpaid["out_trade_no"]])).execute()
     result = stack.cli("orders", "sweep", "--format", "json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"paid": 1, "closed": 1, "failed": 0}
+    assert json.loads(result.output) == {"paid": 1, "closed": 1, "failed": 0, "refunds_sent": 0,
+                                         "refunds_settled": 0, "refunds_failed": 0}
     with stack.in_app():
         status = {o.out_trade_no: o.status for o in Order.select()}
     assert status == {paid["out_trade_no"]: "paid", unpaid["out_trade_no"]: "closed", fresh["out_trade_no"]: "created"}

@@ -68,6 +68,10 @@ DEFAULTS: dict = {
     "PRICE_MEMBER_DAYS": 30,
     "PRICE_MEMBER_BONUS": 10,
     "PRICE_CREDITS": ["10:990", "20:1800", "50:3900"],
+    # Orders: WeChat refuses payment after time_expire (created + this); a payment for an order we already
+    # closed is granted if made by time_expire + the grace, else refunded automatically.
+    "PAY_ORDER_EXPIRE_MINUTES": 30,
+    "PAY_LATE_GRACE_MINUTES": 10,
     # DashScope (Qwen3-VL classification, image edit). Model names are checked against
     # xintu.upstreams.MODELS; a newer one Model Studio offers can be declared in DASHSCOPE_EXTRA_MODELS.
     "DASHSCOPE_API_KEY": None,

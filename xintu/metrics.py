@@ -33,6 +33,10 @@ LLM_ERRORS = Counter("xintu_llm_errors", "Failed upstream LLM calls by kind and 
 CREDITS_SPENT = Counter("xintu_credits_spent", "Credits spent on image edits")
 CREDITS_REFUNDED = Counter("xintu_credits_refunded", "Credits given back for failed image edits")
 CREDITS_GRANTED = Counter("xintu_credits_granted", "Credits granted by reason", ["reason"])
+# alert on increase(xintu_refunds_total{status="abnormal"}[1h]) > 0: an abnormal refund needs an operator
+REFUNDS = Counter("xintu_refunds", "Refunds reaching a state (success / abnormal / closed / failed)",
+                  ["status"])
+REFUND_SHORTFALL = Counter("xintu_refund_shortfall_credits", "Credits a refund could not take back (spent)")
 DOWNLOADS = Counter("xintu_app_downloads", "APP installer downloads by platform", ["platform"])
 
 
@@ -56,3 +60,9 @@ def count_credits(delta: int, reason: str) -> None:
         CREDITS_REFUNDED.inc(abs(delta))
     elif delta > 0:
         CREDITS_GRANTED.labels(reason).inc(delta)
+
+
+def count_refund(status: str, shortfall: int = 0) -> None:
+    REFUNDS.labels(status).inc()
+    if shortfall:
+        REFUND_SHORTFALL.inc(shortfall)

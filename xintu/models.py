@@ -126,15 +126,48 @@ class Order(BaseModel):
     package = CharField(16)
     quantity = IntegerField(default=1)
     amount_fen = IntegerField()
-    status = CharField(16, default="created", index=True)   # created / paid / closed / refunded
+    # created / paid / closed / refunding / partially_refunded / refunded
+    status = CharField(20, default="created", index=True)
     prepay_id = CharField(64, null=True)
     transaction_id = CharField(64, null=True, unique=True)
     created_at = DateTimeField(default=utcnow, index=True)
     paid_at = DateTimeField(null=True, index=True)
     closed_at = DateTimeField(null=True)
+    time_expire = DateTimeField(null=True)        # sent in the prepay: WeChat refuses payment after it
+    # What the order grants, fixed at creation (a later price change does not alter a paid order).
+    grant_days = IntegerField(default=0)
+    grant_credits = IntegerField(default=0)
+    refunded_fen = IntegerField(default=0)        # sum of successful refunds
 
     class Meta:
         table_name = "orders"
+
+
+class Refund(BaseModel):
+    """A refund of (part of) an order: started here (CLI, 管理后台, paid-after-close) or in the merchant
+    portal (then created from WeChat's notification). What it took back is recorded when it succeeds."""
+
+    id = BigAutoField()
+    out_refund_no = CharField(64, unique=True)
+    order = ForeignKeyField(Order, backref="refunds", on_delete="RESTRICT")
+    amount_fen = IntegerField()
+    reason = CharField(80, null=True)
+    operator = CharField(64, null=True)
+    source = CharField(16, default="cli")     # cli / admin / auto / merchant
+    # processing / success / abnormal / closed (WeChat's refund states) or failed (refused by WeChat)
+    status = CharField(16, default="processing", index=True)
+    refund_id = CharField(64, null=True)       # WeChat's
+    sent = BooleanField(default=False)         # WeChat acknowledged the request (or it came from WeChat)
+    error = CharField(255, null=True)
+    credits_taken = IntegerField(default=0)
+    credits_shortfall = IntegerField(default=0)   # credits already spent, not recoverable
+    member_seconds_taken = BigIntegerField(default=0)
+    created_at = DateTimeField(default=utcnow, index=True)
+    updated_at = DateTimeField(default=utcnow)
+    succeeded_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "refunds"
 
 
 class ClassifyCache(BaseModel):
@@ -364,6 +397,6 @@ class UsageCounter(BaseModel):
         indexes = ((("key", "window"), True),)
 
 
-ALL_MODELS = (User, CreditLedger, ClientSession, QrBinding, WechatEvent, Order, ClassifyCache,
+ALL_MODELS = (User, CreditLedger, ClientSession, QrBinding, WechatEvent, Order, Refund, ClassifyCache,
               RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken, Admin,
               AdminSession, AdminLoginAttempt, Setting, WechatNonce, UsageCounter)

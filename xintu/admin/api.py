@@ -61,6 +61,11 @@ class AdjustIn(Schema):
     reason = String(required=True, validate=Length(1, 200))
 
 
+class RefundIn(Schema):
+    reason = String(required=True, validate=Length(1, 80))
+    amount_fen = Integer(load_default=None, strict=True, validate=Range(1, 10**9))
+
+
 class InferenceIn(Schema):
     mode = String(required=True, validate=OneOf(("auto", "llm", "local")))
 
@@ -135,6 +140,17 @@ def adjust_credits(user_id: int, body):
 @bp.input(OrdersQuery, location="query", arg_name="query")
 def orders(query):
     return service.list_orders(query["status"], query["page"], query["per_page"])
+
+
+@bp.post("/orders/<out_trade_no>/refund")
+@bp.auth_required(admin_auth)
+@operator_only
+@bp.input(RefundIn, arg_name="body")
+@bp.doc(summary="退款（运营角色）", description="经微信支付退款（默认退剩余全部），记录操作人与原因；"
+        "微信确认后按退款比例收回积分与会员天数")
+def refund_order(out_trade_no: str, body):
+    return service.refund_order(current_app.config, out_trade_no[:64], body["reason"], body["amount_fen"],
+                                operator=g.admin.username), 201
 
 
 @bp.get("/releases")

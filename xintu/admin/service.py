@@ -6,6 +6,7 @@ from datetime import timedelta
 from xintu.db import stale_call
 from xintu.errors import BadRequest, NotFound
 from xintu.member.credits import CreditService
+from xintu.member.refunds import attention as refund_attention
 from xintu.models import CreditLedger, Order, User
 from xintu.settings_store import get_setting, set_setting
 from xintu.stats import charts
@@ -14,7 +15,7 @@ from xintu.stats.service import StatsService
 from xintu.timeutil import iso, local_today
 
 MAX_PER_PAGE = 100
-ORDER_STATUSES = ("created", "paid", "closed", "refunded")
+ORDER_STATUSES = ("created", "paid", "closed", "refunding", "partially_refunded", "refunded")
 MAX_ADJUST = 100_000   # one adjustment larger than this is a typo, not a decision
 
 
@@ -45,6 +46,7 @@ def overview() -> dict:
         "today": trend[-1].as_dict(),
         "trend": [d.as_dict() for d in trend],
         "anomalies": [a.__dict__ for a in detect_anomalies(yesterday, trend[:-2])],
+        "refunds": stale_call(refund_attention),
         **members,
         "charts": {"requests": charts.requests_trend(trend), "ratios": charts.ratio_trend(trend),
                    "revenue": charts.revenue_trend(trend), "methods": charts.method_mix(trend[-1]),
@@ -102,10 +104,20 @@ def list_orders(status: str = "", page: int = 1, per_page: int = 50) -> dict:
         rows = query.order_by(Order.id.desc()).paginate(page, per_page)
         items = [{"id": o.id, "out_trade_no": o.out_trade_no, "user_id": o.user.id, "nickname": o.user.nickname,
                   "kind": o.kind, "package": o.package, "quantity": o.quantity, "amount_fen": o.amount_fen,
-                  "status": o.status, "created_at": iso(o.created_at), "paid_at": iso(o.paid_at)}
+                  "refunded_fen": o.refunded_fen, "status": o.status, "created_at": iso(o.created_at),
+                  "paid_at": iso(o.paid_at)}
                  for o in rows]
         return {"items": items, "total": query.count(), "page": page, "per_page": per_page}
     return stale_call(read)
+
+
+def refund_order(config, out_trade_no: str, reason: str, amount_fen: int | None, operator: str) -> dict:
+    from xintu.member.refunds import RefundService, refund_view
+
+    if not (reason or "").strip():
+        raise BadRequest("请填写退款原因", code="refund_reason_required")
+    return refund_view(RefundService(config).start(out_trade_no, reason, amount_fen, operator=operator,
+                                                   source="admin"))
 
 
 def inference() -> dict:

@@ -6,6 +6,7 @@ Interface (all amounts are positive ints; all return a :class:`Movement`)::
     CreditService.spend(user_id, amount, reason, ref)    # − credits, PaymentRequired if short
     CreditService.refund(user_id, amount, reason, ref)   # + credits back (edit_refund)
     CreditService.adjust(user_id, delta, operator, note) # operator correction, ± (admin_adjust)
+    CreditService.claw_back(user_id, amount, reason, ref) # − up to amount, never below 0 (refund)
 
 Guarantees:
 - a change is one guarded UPDATE (``balance = balance - n WHERE balance >= n``) plus one ledger row with
@@ -26,7 +27,8 @@ from xintu import db, metrics
 from xintu.errors import BadRequest, NotFound, PaymentRequired
 from xintu.models import CreditLedger, User
 
-REASONS = ("signup_bonus", "membership_bonus", "purchase", "edit_spend", "edit_refund", "admin_adjust")
+REASONS = ("signup_bonus", "membership_bonus", "purchase", "edit_spend", "edit_refund", "admin_adjust",
+           "refund")
 SIGNUP_BONUS = 10
 
 
@@ -55,6 +57,26 @@ class CreditService:
                operator=None, note=None) -> Movement:
         _check(amount, reason, ref)
         return _move(user_id, amount, reason, ref, operator, note)
+
+    @staticmethod
+    def claw_back(user_id: int, amount: int, reason: str = "refund", ref: str = "", *,
+                  operator=None, note=None) -> Movement | None:
+        """Take back up to ``amount`` (what a refunded order granted): as much as the balance still holds,
+        never below zero. ``Movement.delta`` says what was taken; None when the balance was already 0."""
+        _check(amount, reason, ref)
+        for _ in range(5):   # on SQLite (no row lock) a concurrent spend can lower the balance under us
+            query = User.select(User.credits_balance).where(User.id == user_id)
+            balance = (query.for_update() if db.is_mysql() else query).scalar()
+            if balance is None:
+                raise NotFound("用户不存在", code="user_not_found")
+            take = min(balance, amount)
+            if take <= 0:
+                return None
+            try:
+                return _move(user_id, -take, reason, ref, operator, note)
+            except PaymentRequired:
+                continue
+        raise PaymentRequired("积分余额变化过快，请重试", code="credits_contended")
 
     @staticmethod
     def adjust(user_id: int, delta: int, operator: str, note: str) -> Movement:

@@ -2,27 +2,32 @@
 
 An order becomes paid exactly once: ``created → paid`` is a compare-and-set UPDATE, and the grant runs in
 the same transaction, so duplicate notifications (WeChat Pay re-sends until it sees a 2xx) and a
-notification racing the sweep's query cannot grant twice.
+notification racing the sweep's query cannot grant twice. What an order grants (days, credits) is fixed
+when it is created; WeChat is told when it expires (``time_expire``). A payment for an order we already
+closed is granted while still honourable (paid by ``time_expire`` + PAY_LATE_GRACE_MINUTES), otherwise
+refunded in full automatically (docs/MEMBER.md); either way WeChat gets its 2xx.
 """
 from __future__ import annotations
 
 import json
 import logging
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from xintu import db
 from xintu.errors import Conflict, NotFound, RateLimited, Unauthorized, UpstreamError
 from xintu.member import prices
 from xintu.member.credits import CreditService
-from xintu.member.pay import jsapi_params, notify_url, pay_client, verify_notification
+from xintu.member.pay import check_transaction, jsapi_params, notify_url, open_notification, pay_client
 from xintu.member.users import extend_membership
-from xintu.models import Order, User
+from xintu.models import Order, Refund, User
 from xintu.timeutil import iso, utcnow
 
 log = logging.getLogger(__name__)
 PENDING_LIMIT = 10             # unpaid orders a user may open within SWEEP_AFTER
 SWEEP_AFTER = timedelta(minutes=30)
+CST = timezone(timedelta(hours=8))
+AUTO_REFUND_REASON = "订单已关闭后才付款，自动退款"
 
 
 def new_trade_no() -> str:
@@ -39,24 +44,42 @@ class OrderService:
                                       Order.created_at > utcnow() - SWEEP_AFTER).count()
         if recent >= PENDING_LIMIT:
             raise RateLimited("未支付的订单太多，请稍后再试", code="too_many_pending_orders")
+        now = utcnow().replace(microsecond=0)
+        expire = now + timedelta(minutes=int(self.config.get("PAY_ORDER_EXPIRE_MINUTES") or 30))
+        member = product.kind == "member"
         order = Order.create(out_trade_no=new_trade_no(), user=user.id, kind=product.kind,
-                             package=product.package, quantity=product.quantity, amount_fen=product.amount_fen)
+                             package=product.package, quantity=product.quantity,
+                             amount_fen=product.amount_fen, created_at=now, time_expire=expire, grant_days=product.quantity if member else 0,
+                             grant_credits=product.bonus_credits if member else product.quantity)
         wp = pay_client(self.config)
         try:
             code, text = wp.pay(description=product.description, out_trade_no=order.out_trade_no,
                                 amount={"total": product.amount_fen, "currency": "CNY"},
-                                payer={"openid": user.openid}, notify_url=notify_url(self.config))
+                                payer={"openid": user.openid}, notify_url=notify_url(self.config),
+                                time_expire=wechat_time(expire))
             prepay_id = json.loads(text)["prepay_id"] if code == 200 else None
         except Exception as exc:  # noqa: BLE001  network error, or the SDK refusing an unsigned answer
             log.warning("prepay failed for %s: %s", order.out_trade_no, exc)
             prepay_id = None
         if not prepay_id:
+            self._close_at_wechat(wp, order)
             Order.update(status="closed", closed_at=utcnow()).where(Order.id == order.id).execute()
             raise UpstreamError("微信支付下单失败，请稍后再试", code="pay_prepay_failed")
         Order.update(prepay_id=prepay_id).where(Order.id == order.id).execute()
         order.prepay_id = prepay_id
         params = jsapi_params(wp, self.config["WECHAT_APP_ID"], prepay_id)
         return {**order_view(order), "pay": self._pay_step(order, params)}
+
+    @staticmethod
+    def _close_at_wechat(wp, order) -> None:
+        """WeChat may have created the order before the prepay failed for us: close it there too (best
+        effort; time_expire and the paid-after-close rule cover a close that does not get through)."""
+        try:
+            code, _ = wp.close(out_trade_no=order.out_trade_no)
+            if code not in (204, 404):
+                log.warning("close of %s at WeChat Pay answered %s", order.out_trade_no, code)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("close of %s at WeChat Pay failed: %s", order.out_trade_no, exc)
 
     def _pay_step(self, order, params) -> dict:
         if not (self.config.get("SANDBOX") and self.config.get("SANDBOX_PAY_CASHIER_URL")):
@@ -69,9 +92,14 @@ class OrderService:
                                                                                       "return_url": back})}
 
     # -- payment confirmation ---------------------------------------------------------------------
-    def handle_notify(self, headers, body) -> Order:
-        resource = verify_notification(headers, body, self.config)
-        return self.apply_payment(resource)
+    def handle_notify(self, headers, body):
+        """A WeChat Pay notification: a payment, or a refund's outcome (REFUND.*)."""
+        data = open_notification(headers, body, self.config)
+        if str(data.get("event_type") or "").startswith("REFUND."):
+            from xintu.member.refunds import RefundService
+
+            return RefundService(self.config).handle_notification(data)
+        return self.apply_payment(check_transaction(data, self.config))
 
     def apply_payment(self, tx: dict) -> Order:
         """Mark paid and grant, once. ``tx`` is a verified transaction (notify or query answer)."""
@@ -84,22 +112,50 @@ class OrderService:
         owner = User.get_by_id(order.user_id)
         if (tx.get("payer") or {}).get("openid") not in (None, owner.openid):
             raise Unauthorized("付款人与订单用户不符", code="pay_payer_mismatch")
+        honourable = self.honourable(order, tx)
+        refund = None
         with db.atomic():
-            flipped = (Order.update(status="paid", transaction_id=tx.get("transaction_id"), paid_at=utcnow())
-                       .where(Order.id == order.id, Order.status == "created").execute())
+            flipped = 0
+            if honourable:
+                flipped = (Order.update(status="paid", transaction_id=tx.get("transaction_id"),
+                                        paid_at=utcnow())
+                           .where(Order.id == order.id, Order.status.in_(("created", "closed"))).execute())
             if flipped == 1:
-                if order.kind == "member":
-                    extend_membership(order.user_id, order.quantity)
-                    product = prices.lookup(self.config, "member", "member")
-                    if product.bonus_credits:
-                        CreditService.grant(order.user_id, product.bonus_credits, "membership_bonus",
-                                            order.out_trade_no)
-                else:
-                    CreditService.grant(order.user_id, order.quantity, "purchase", order.out_trade_no)
+                if order.grant_days:
+                    extend_membership(order.user_id, order.grant_days)
+                if order.grant_credits:
+                    CreditService.grant(order.user_id, order.grant_credits,
+                                        "membership_bonus" if order.kind == "member" else "purchase",
+                                        order.out_trade_no)
+            elif not honourable:
+                refund = self._refund_late_payment(order, tx)
+        if refund is not None:
+            from xintu.member.refunds import RefundService
+            try:
+                RefundService(self.config).send(refund)
+            except Exception as exc:  # noqa: BLE001  the row is recorded: `xintu orders sweep` re-sends it
+                log.warning("automatic refund %s not sent yet: %s", refund.out_refund_no, exc)
         order = Order.get_by_id(order.id)
-        if flipped != 1 and order.status != "paid":
+        if order.status == "created":   # cannot happen after the updates above; never keep money silently
             raise Conflict(f"订单状态为 {order.status}，不能再入账", code="order_not_payable")
         return order
+
+    def honourable(self, order: Order, tx: dict) -> bool:
+        """May a payment for this order still be granted? Yes if paid by time_expire + grace."""
+        grace = timedelta(minutes=int(self.config.get("PAY_LATE_GRACE_MINUTES") or 0))
+        deadline = (order.time_expire or order.created_at + SWEEP_AFTER) + grace
+        return _paid_at(tx) <= deadline
+
+    def _refund_late_payment(self, order: Order, tx: dict):
+        """Inside the payment's transaction: an order paid too late grants nothing and is refunded."""
+        flipped = (Order.update(status="refunding", transaction_id=tx.get("transaction_id"), paid_at=utcnow(),
+                                grant_days=0, grant_credits=0)
+                   .where(Order.id == order.id, Order.status.in_(("created", "closed"))).execute())
+        if flipped != 1:
+            return None   # a duplicate notification: the first one recorded the refund
+        log.warning("order %s was paid after it closed: refunding it", order.out_trade_no)
+        return Refund.create(out_refund_no=f"{order.out_trade_no}R1", order=order.id,
+                             amount_fen=order.amount_fen, reason=AUTO_REFUND_REASON, source="auto")
 
     # -- housekeeping -----------------------------------------------------------------------------
     def sweep(self, older_than: timedelta = SWEEP_AFTER, now: datetime | None = None) -> dict:
@@ -126,7 +182,25 @@ class OrderService:
             except Exception as exc:  # noqa: BLE001  one bad order must not stop the sweep
                 log.warning("sweep of %s failed: %s", order.out_trade_no, exc)
                 result["failed"] += 1
+        from xintu.member.refunds import RefundService
+        result.update(RefundService(self.config).resume())
         return result
+
+
+def wechat_time(value: datetime) -> str:
+    """Naive UTC → the RFC 3339 time WeChat Pay wants (Beijing time with its offset)."""
+    return value.replace(tzinfo=timezone.utc).astimezone(CST).isoformat(timespec="seconds")
+
+
+def _paid_at(tx: dict) -> datetime:
+    """The transaction's success_time as naive UTC (now if WeChat left it out or it is unreadable)."""
+    try:
+        when = datetime.fromisoformat(str(tx.get("success_time")))
+    except ValueError:
+        return utcnow()
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=CST)
+    return when.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def h5_url(config) -> str:
@@ -136,7 +210,8 @@ def h5_url(config) -> str:
 def order_view(order: Order) -> dict:
     return {"out_trade_no": order.out_trade_no, "kind": order.kind, "package": order.package,
             "quantity": order.quantity, "amount_fen": order.amount_fen, "status": order.status,
-            "created_at": iso(order.created_at), "paid_at": iso(order.paid_at)}
+            "refunded_fen": order.refunded_fen, "created_at": iso(order.created_at),
+            "paid_at": iso(order.paid_at), "time_expire": iso(order.time_expire)}
 
 
 def user_orders(user_id: int, limit: int = 20) -> list[Order]:

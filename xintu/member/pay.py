@@ -102,6 +102,11 @@ def held_serials(wp, config) -> set[str]:
 
 def verify_notification(headers, body: bytes | str, config) -> dict:
     """The decrypted transaction of a genuine, fresh TRANSACTION.SUCCESS notification, else raise."""
+    return check_transaction(open_notification(headers, body, config), config)
+
+
+def open_notification(headers, body: bytes | str, config) -> dict:
+    """A genuine, fresh notification of any event type (payment, REFUND.*), resource decrypted, else raise."""
     canonical = {name: headers.get(name, "") for name in NOTIFY_HEADERS}
     ts = canonical["Wechatpay-Timestamp"]
     if not ts.isdigit() or abs(time.time() - int(ts)) > MAX_SKEW:
@@ -119,6 +124,11 @@ def verify_notification(headers, body: bytes | str, config) -> dict:
         data = None
     if not data:
         raise Unauthorized("通知签名或密文无效", code="pay_notify_bad_signature")
+    return data
+
+
+def check_transaction(data: dict, config) -> dict:
+    """The transaction of an opened TRANSACTION.SUCCESS notification for this merchant, else raise."""
     resource = data.get("resource") or {}
     if data.get("event_type") != "TRANSACTION.SUCCESS" or resource.get("trade_state") != "SUCCESS":
         raise Unauthorized("不是支付成功通知", code="pay_notify_not_success")

@@ -45,6 +45,20 @@ def extend_membership(user_id: int, days: int) -> User:
     return user
 
 
+def shorten_membership(user_id: int, seconds: int) -> int:
+    """Take ``seconds`` off the expiry (a refunded membership); call inside a transaction. Returns the
+    seconds taken (0 when the user has no expiry)."""
+    if seconds <= 0:
+        return 0
+    query = User.select().where(User.id == user_id)
+    user = (query.for_update() if db.is_mysql() else query).get()
+    if user.member_expires_at is None:
+        return 0
+    User.update(member_expires_at=user.member_expires_at - timedelta(seconds=seconds)).where(
+        User.id == user_id).execute()
+    return seconds
+
+
 def get_user(ref: str | int) -> User:
     """By numeric id or openid (operators paste either)."""
     ref = str(ref).strip()

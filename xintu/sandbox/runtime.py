@@ -52,8 +52,9 @@ def read_state(config: dict) -> dict | None:
 
 
 def running_overrides(config: dict) -> dict:
+    """The running sandbox's settings, and the server's own address (what a refund's notify_url names)."""
     state = read_state(config)
-    return dict(state["overrides"]) if state else {}
+    return {"PUBLIC_BASE_URL": state["server"], **state["overrides"]} if state else {}
 
 
 def _write_state(path: Path, state: dict) -> None:

@@ -1,4 +1,4 @@
-"""Fake WeChat Pay API v3 (JSAPI): prepay, query, close, and the payment notification.
+"""Fake WeChat Pay API v3 (JSAPI): prepay, query, close, refund, refund query, and the notifications.
 
 Speaks the real wire protocol so wechatpayv3 can be pointed at it by its gateway
 (``xintu.member.pay.gateway_wechatpay_class``):
@@ -7,6 +7,12 @@ merchant public key), every 2xx answer is signed with the platform key generated
 verifies it, the empty 204 of close included), and notifications are signed the same way with the
 ``resource`` sealed by AEAD_AES_256_GCM under the APIv3 key. ``/sandbox/cashier`` stands in for the
 WeChat cashier that WeixinJSBridge would open: it checks the JSAPI ``paySign`` and then pays.
+
+Refunds answer like WeChat's (``PROCESSING``, then a REFUND.SUCCESS / ABNORMAL / CLOSED notification a
+moment later, per ``refund_outcome``) with its error codes: PARAM_ERROR, RESOURCE_NOT_EXISTS (no such
+order or refund), INVALID_REQUEST (unpaid order, a refund above what is left, an out_refund_no reused with
+other values), NOT_ENOUGH (the merchant's balance, ``merchant_balance_fen``, cannot cover it).
+``portal_refund`` plays a refund made in the merchant portal: an out_refund_no the merchant never sent.
 """
 from __future__ import annotations
 
@@ -57,10 +63,18 @@ class PaySandbox(SandboxServer):
         self.lock = threading.Lock()
         self.orders: dict[str, dict] = {}   # out_trade_no -> transaction
         self.by_prepay: dict[str, str] = {}  # prepay_id -> out_trade_no
+        self.refunds: dict[str, dict] = {}   # out_refund_no -> refund
+        self.refund_outcome = "SUCCESS"      # SUCCESS / ABNORMAL / CLOSED, or None: no notification
+        self.refund_delay = 0.3              # seconds before the refund notification
+        self.merchant_balance_fen = 10**9
+        self.notified: list[tuple[str, int]] = []   # (out_refund_no, HTTP status of our server)
+        self.fail_prepay = False             # create the order, then answer 500 SYSTEM_ERROR
         for method, pattern, handler in [
             ("POST", "/v3/pay/transactions/jsapi", self._jsapi),
             ("GET", "/v3/pay/transactions/out-trade-no/(?P<no>[^/]+)", self._query),
             ("POST", "/v3/pay/transactions/out-trade-no/(?P<no>[^/]+)/close", self._close),
+            ("POST", "/v3/refund/domestic/refunds", self._refund),
+            ("GET", "/v3/refund/domestic/refunds/(?P<no>[^/]+)", self._query_refund),
             ("GET", "/sandbox/cashier", self._cashier_page),
             ("POST", "/sandbox/cashier", self._cashier_pay),
         ]:
@@ -119,9 +133,12 @@ class PaySandbox(SandboxServer):
                 order = {"out_trade_no": no, "amount": total, "openid": openid, "state": "NOTPAY",
                          "description": data["description"], "notify_url": data["notify_url"],
                          "attach": data.get("attach", ""), "prepay_id": "wx" + secrets.token_hex(16),
-                         "transaction_id": None, "success_time": None}
+                         "transaction_id": None, "success_time": None, "refunded": 0,
+                         "time_expire": data.get("time_expire")}
                 self.orders[no] = order
                 self.by_prepay[order["prepay_id"]] = no
+        if self.fail_prepay:
+            return self._error(500, "SYSTEM_ERROR", "系统错误")
         return self._signed(200, {"prepay_id": order["prepay_id"]})
 
     def transaction(self, order) -> dict:
@@ -158,6 +175,143 @@ class PaySandbox(SandboxServer):
             order["state"] = "CLOSED"
         return self._signed(204)
 
+    # -- refunds ----------------------------------------------------------------------------------
+    def _refund(self, req):
+        data = req.json()
+        amount = data.get("amount") or {}
+        no, refund = data.get("out_refund_no") or "", amount.get("refund")
+        if not (1 <= len(no) <= 64 and isinstance(refund, int) and refund > 0
+                and isinstance(amount.get("total"), int) and amount.get("currency", "CNY") == "CNY"
+                and (data.get("out_trade_no") or data.get("transaction_id"))):
+            return self._error(400, "PARAM_ERROR", "参数错误")
+        if len(data.get("reason") or "") > 80:
+            return self._error(400, "PARAM_ERROR", "退款原因不能超过80个字符")
+        with self.lock:
+            order = self.orders.get(data.get("out_trade_no") or "") or next(
+                (o for o in self.orders.values() if o["transaction_id"]
+                 and o["transaction_id"] == data.get("transaction_id")), None)
+            if order is None:
+                return self._error(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+            existing = self.refunds.get(no)
+            if existing:
+                if existing["out_trade_no"] != order["out_trade_no"] or existing["refund"] != refund:
+                    return self._error(400, "INVALID_REQUEST", "同一退款单号的请求参数不一致")
+                return self._signed(200, self.refund_object(existing))
+            if order["state"] != "SUCCESS":
+                return self._error(400, "INVALID_REQUEST", "订单未支付，不能退款")
+            if amount["total"] != order["amount"]:
+                return self._error(400, "INVALID_REQUEST", "订单金额与原订单不符")
+            if refund > order["amount"] - order["refunded"]:
+                return self._error(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
+            if refund > self.merchant_balance_fen:
+                return self._error(403, "NOT_ENOUGH", "基本账户余额不足，请充值后重新发起")
+            created = self._new_refund(order, no, refund, data.get("notify_url") or order["notify_url"])
+        self._notify_later(created)
+        return self._signed(200, self.refund_object(created))
+
+    def _new_refund(self, order, no, amount, notify_url) -> dict:
+        """Called with the lock held: reserve the amount on the order, record the refund."""
+        order["refunded"] += amount
+        self.merchant_balance_fen -= amount
+        created = {"out_refund_no": no, "refund_id": "50" + secrets.token_hex(14), "refund": amount,
+                   "out_trade_no": order["out_trade_no"], "status": "PROCESSING", "notify_url": notify_url,
+                   "create_time": datetime.now(CST).isoformat(timespec="seconds"), "success_time": None}
+        self.refunds[no] = created
+        return created
+
+    def refund_object(self, refund) -> dict:
+        order = self.orders[refund["out_trade_no"]]
+        result = {"refund_id": refund["refund_id"], "out_refund_no": refund["out_refund_no"],
+                  "transaction_id": order["transaction_id"], "out_trade_no": order["out_trade_no"],
+                  "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
+                  "create_time": refund["create_time"], "status": refund["status"],
+                  "funds_account": "AVAILABLE",
+                  "amount": {"total": order["amount"], "refund": refund["refund"],
+                             "payer_total": order["amount"],
+                             "payer_refund": refund["refund"], "settlement_total": order["amount"],
+                             "settlement_refund": refund["refund"], "discount_refund": 0, "currency": "CNY",
+                             "refund_fee": 0, "from": []},
+                  "promotion_detail": []}
+        if refund["success_time"]:
+            result["success_time"] = refund["success_time"]
+        return result
+
+    def _query_refund(self, req):
+        refund = self.refunds.get(req.match["no"])
+        if refund is None:
+            return self._error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return self._signed(200, self.refund_object(refund))
+
+    def settle_refund(self, out_refund_no, outcome="SUCCESS") -> dict:
+        """WeChat finishes the refund: SUCCESS, ABNORMAL (the payer's card is gone; not final) or CLOSED
+        (the amount goes back to the refundable balance)."""
+        with self.lock:
+            refund = self.refunds[out_refund_no]
+            if refund["status"] in ("PROCESSING", "ABNORMAL"):
+                refund["status"] = outcome
+                if outcome == "SUCCESS":
+                    refund["success_time"] = datetime.now(CST).isoformat(timespec="seconds")
+                elif outcome == "CLOSED":
+                    self.orders[refund["out_trade_no"]]["refunded"] -= refund["refund"]
+                    self.merchant_balance_fen += refund["refund"]
+            return refund
+
+    def refund_resource(self, refund) -> dict:
+        """The decrypted resource of a refund notification (WeChat's shape: no appid, amounts only)."""
+        order = self.orders[refund["out_trade_no"]]
+        result = {"mchid": self.mchid, "out_trade_no": order["out_trade_no"],
+                  "transaction_id": order["transaction_id"], "out_refund_no": refund["out_refund_no"],
+                  "refund_id": refund["refund_id"], "refund_status": refund["status"],
+                  "user_received_account": "支付用户零钱",
+                  "amount": {"total": order["amount"], "refund": refund["refund"],
+                             "payer_total": order["amount"], "payer_refund": refund["refund"]}}
+        if refund["success_time"]:
+            result["success_time"] = refund["success_time"]
+        return result
+
+    def build_refund_notification(self, out_refund_no, *, resource=None, **kw):
+        refund = self.refunds[out_refund_no]
+        plain = resource if resource is not None else self.refund_resource(refund)
+        event = {"SUCCESS": ("REFUND.SUCCESS", "退款成功"), "ABNORMAL": ("REFUND.ABNORMAL", "退款异常"),
+                 "CLOSED": ("REFUND.CLOSED", "退款关闭")}[plain.get("refund_status", refund["status"])]
+        return self._envelope(plain, event_type=event[0], summary=event[1], original_type="refund", **kw)
+
+    def deliver_refund(self, out_refund_no, headers, body) -> int:
+        url = self.refunds[out_refund_no]["notify_url"]
+        code = requests.post(url, data=body.encode("utf-8"), headers=headers, timeout=10).status_code
+        self.notified.append((out_refund_no, code))
+        return code
+
+    def notify_refund(self, out_refund_no, outcome="SUCCESS", repeat=1) -> list[int]:
+        self.settle_refund(out_refund_no, outcome)
+        headers, body = self.build_refund_notification(out_refund_no)
+        return [self.deliver_refund(out_refund_no, headers, body) for _ in range(repeat)]
+
+    def _notify_later(self, refund):
+        outcome = self.refund_outcome
+        if not outcome:
+            return
+
+        def run():
+            time.sleep(self.refund_delay)
+            try:
+                self.notify_refund(refund["out_refund_no"], outcome)
+            except requests.RequestException:
+                pass   # WeChat would retry; tests and the shell can deliver again
+        threading.Thread(target=run, name="refund-notify", daemon=True).start()
+
+    def portal_refund(self, out_trade_no, amount, outcome="SUCCESS", notify=True) -> dict:
+        """A refund made by staff in the merchant portal: WeChat picks the out_refund_no."""
+        with self.lock:
+            order = self.orders[out_trade_no]
+            if order["state"] != "SUCCESS" or amount > order["amount"] - order["refunded"]:
+                raise ValueError("not refundable")
+            no = "MP" + secrets.token_hex(15).upper()
+            refund = self._new_refund(order, no, amount, order["notify_url"])
+        if notify:
+            self.notify_refund(refund["out_refund_no"], outcome)
+        return refund
+
     # -- acting as WeChat Pay towards our notify URL ----------------------------------------------
     def pay(self, prepay_id) -> dict:
         """The payer confirms: the order becomes SUCCESS (once)."""
@@ -165,6 +319,9 @@ class PaySandbox(SandboxServer):
             order = self.orders[self.by_prepay[prepay_id]]
             if order["state"] == "CLOSED":
                 raise ValueError("order closed")
+            expire = order.get("time_expire")
+            if order["state"] == "NOTPAY" and expire and datetime.fromisoformat(expire) < datetime.now(CST):
+                raise ValueError("order expired")
             if order["state"] == "NOTPAY":
                 order.update(state="SUCCESS", transaction_id="4200" + secrets.token_hex(12),
                              success_time=datetime.now(CST).isoformat(timespec="seconds"))
@@ -175,13 +332,18 @@ class PaySandbox(SandboxServer):
         a changed ``resource``, a stale ``timestamp``, another ``sign_key`` or ``apiv3_key``."""
         order = self.orders[self.by_prepay[prepay_id]]
         plain = resource if resource is not None else self.transaction(order)
-        nonce, aad = secrets.token_hex(6), "transaction"
+        return self._envelope(plain, event_type="TRANSACTION.SUCCESS", summary="支付成功",
+                              original_type="transaction", timestamp=timestamp, sign_key=sign_key,
+                              apiv3_key=apiv3_key)
+
+    def _envelope(self, plain, *, event_type, summary, original_type, timestamp=None, sign_key=None,
+                  apiv3_key=None):
+        nonce, aad = secrets.token_hex(6), original_type
         cipher = AESGCM((apiv3_key or self.apiv3_key).encode()).encrypt(
             nonce.encode(), json.dumps(plain, ensure_ascii=False).encode("utf-8"), aad.encode())
         envelope = {"id": secrets.token_hex(18), "create_time": datetime.now(CST).isoformat(timespec="seconds"),
-                    "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
-                    "summary": "支付成功",
-                    "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                    "resource_type": "encrypt-resource", "event_type": event_type, "summary": summary,
+                    "resource": {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
                                  "ciphertext": base64.b64encode(cipher).decode(), "associated_data": aad,
                                  "nonce": nonce}}
         body = json.dumps(envelope, ensure_ascii=False)

@@ -9,8 +9,9 @@ const ROLE_LABELS = { viewer: "只读", operator: "运营" };
 const CATEGORY_LABELS = { social_activities: "社交活动", pets: "宠物", single_person: "单人照", foods: "美食",
   travel_scenery: "旅行风景", screenshot: "截图", idcard: "证件", other: "其他" };
 const REASON_LABELS = { signup_bonus: "关注赠送", membership_bonus: "会员赠送", purchase: "购买",
-  edit_spend: "修图消耗", edit_refund: "修图退回", admin_adjust: "后台调整" };
-const STATUS_LABELS = { created: "待支付", paid: "已支付", closed: "已关闭", refunded: "已退款" };
+  edit_spend: "修图消耗", edit_refund: "修图退回", admin_adjust: "后台调整", refund: "订单退款收回" };
+const STATUS_LABELS = { created: "待支付", paid: "已支付", closed: "已关闭", refunding: "退款中",
+  partially_refunded: "部分退款", refunded: "已退款" };
 let me = null;
 
 // ---------- helpers ----------

@@ -19,10 +19,22 @@ PAGES.overview = async (main) => {
   main.replaceChildren(
     el("h2", {}, "概览 · ", el("span", { id: "overview-day" }, data.day)),
     data.anomalies.length ? el("ul", { class: "alerts" }, data.anomalies.map((a) => el("li", { class: a.level, "data-key": a.key }, a.message))) : "",
+    refundAlerts(data.refunds),
     el("div", { class: "cards", id: "overview-cards" }, cards.map(([key, label, value]) =>
       el("div", { class: "card", "data-key": key }, el("div", { class: "label" }, label), el("div", { class: "value" }, value)))),
     el("div", { class: "charts" }, ["requests", "ratios", "revenue", "methods", "categories"].map(chart)));
 };
+
+// Abnormal refunds need an operator in the merchant portal; shortfalls are credits spent before a refund.
+function refundAlerts(r) {
+  const items = [
+    ...r.abnormal.map((x) => el("li", { class: "critical", "data-key": "refund_abnormal" },
+      "退款异常：订单 " + x.out_trade_no + " 退款单 " + x.out_refund_no + "（" + yuan(x.amount_fen) + "），请在商户平台处理")),
+    ...r.shortfalls.map((x) => el("li", { class: "warning", "data-key": "refund_shortfall" },
+      "退款未能收回积分：用户 " + x.user_id + " 订单 " + x.out_trade_no + " 少收回 " + x.credits_shortfall + " 积分")),
+  ];
+  return items.length ? el("ul", { class: "alerts", id: "refund-alerts" }, items) : "";
+}
 
 PAGES.users = async (main, id) => {
   if (id) return userDetail(main, id);
@@ -87,12 +99,31 @@ PAGES.orders = async (main) => {
     list.replaceChildren(table([
       { key: "out_trade_no", label: "订单号" }, { key: "nickname", label: "用户" },
       { key: "kind", label: "类型", fmt: (v, r) => (v === "member" ? "会员" : "积分包 " + r.package) },
-      { key: "amount_fen", label: "金额", num: true, fmt: yuan }, { key: "status", label: "状态", fmt: (v) => STATUS_LABELS[v] || v },
+      { key: "amount_fen", label: "金额", num: true, fmt: yuan }, { key: "refunded_fen", label: "已退", num: true, fmt: (v) => (v ? yuan(v) : "") },
+      { key: "status", label: "状态", fmt: (v) => STATUS_LABELS[v] || v },
       { key: "created_at", label: "下单时间", fmt: when }, { key: "paid_at", label: "支付时间", fmt: when },
     ], data.items), el("p", { class: "muted" }, "共 " + data.total + " 笔"));
   };
   status.addEventListener("change", () => load().catch(showError));
-  main.replaceChildren(el("h2", {}, "订单 ", el("span", { class: "muted" }, "（北京时间）")), el("div", { class: "toolbar" }, el("label", {}, "状态", status)), list);
+  const refund = el("div", { class: "panel", id: "refund-panel" });
+  if (canOperate()) {
+    const no = el("input", { name: "out_trade_no", id: "refund-order", required: true, size: "34" });
+    const fen = el("input", { name: "amount_fen", id: "refund-amount", type: "number", min: "1", step: "1", placeholder: "留空退剩余全部" });
+    const reason = el("input", { name: "reason", id: "refund-reason", required: true, maxlength: "80", placeholder: "必填" });
+    const done = el("span", { id: "refund-status", class: "ok" });
+    refund.append(el("h3", {}, "退款"), el("form", { onsubmit: async (ev) => {
+      ev.preventDefault(); done.textContent = "";
+      try {
+        const body = { reason: reason.value.trim() };
+        if (fen.value) body.amount_fen = Number(fen.value);
+        const r = await api("/orders/" + encodeURIComponent(no.value.trim()) + "/refund", { method: "POST", body });
+        await load();
+        done.textContent = "已提交退款 " + r.out_refund_no + "（" + yuan(r.amount_fen) + "）";
+      } catch (e) { showError(e); }
+    } }, el("label", {}, "订单号", no), el("label", {}, "金额（分）", fen), el("label", {}, "原因", reason),
+      el("button", { type: "submit", id: "refund-submit" }, "退款"), done));
+  }
+  main.replaceChildren(el("h2", {}, "订单 ", el("span", { class: "muted" }, "（北京时间）")), el("div", { class: "toolbar" }, el("label", {}, "状态", status)), refund, list);
   await load();
 };
 

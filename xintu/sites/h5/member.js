@@ -2,8 +2,9 @@
 "use strict";
 const API = window.XINTU_API_BASE || "";
 const REASONS = { signup_bonus: "关注奖励", membership_bonus: "会员赠送", purchase: "购买积分",
-  edit_spend: "图片编辑", edit_refund: "编辑退还", admin_adjust: "人工调整" };
-const STATUS = { created: "待支付", paid: "已支付", closed: "已关闭", refunded: "已退款" };
+  edit_spend: "图片编辑", edit_refund: "编辑退还", admin_adjust: "人工调整", refund: "订单退款" };
+const STATUS = { created: "待支付", paid: "已支付", closed: "已关闭", refunding: "退款中",
+  partially_refunded: "部分退款", refunded: "已退款" };
 const $ = (id) => document.getElementById(id);
 
 async function api(path, options = {}) {
