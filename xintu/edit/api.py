@@ -27,7 +27,7 @@ class EditForm(Schema):
 @bp.doc(summary="Queue an image edit (paid in credits)", description=_TASK_DOC, responses={
     202: "task accepted", 400: "no_images / too_many_images / prompt_required / prompt_too_long / "
     "image_truncated / image_corrupt / invalid_options", 402: "insufficient_credits", 413: "image_too_large",
-    415: "image_unsupported"})
+    415: "image_unsupported", 503: "edit_not_configured (nothing reserved)"})
 def create(form):
     # Parsed here (validation=False) so each problem gets its stable code rather than a generic 422.
     uploads = [f.read() for f in request.files.getlist("images")]
