@@ -186,3 +186,21 @@ def test_job_commands_get_the_paths_of_each_deployment_separately(tmp_path):
     second = validate_settings(other)
     assert first["jobs"]["daily-report"]["command"] == "report daily --out /var/log/xintu/daily-report.html"
     assert second["jobs"]["daily-report"]["command"] == "report daily --out /data/logs/daily-report.html"
+
+
+def test_every_default_job_is_a_real_command_and_is_rendered_for_cron_and_systemd():
+    import shlex
+
+    from click.testing import CliRunner
+    from xintu_cli.main import cli
+
+    files = render.render_all(load_settings(EXAMPLE), GOLDEN_SECRET)
+    settings = load_settings(EXAMPLE)
+    assert {"order-reconcile", "edit-sweep", "edit-cache-cleanup"} <= set(settings["jobs"])
+    for name, job in settings["jobs"].items():
+        args = shlex.split(job["command"])
+        result = CliRunner().invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0, f"{name}: `xintu {job['command']}` is not a command: {result.output}"
+        assert f"xintu {job['command']}' >> " in files["cron/xintu"]
+        assert f"xintu {job['command']}" in files[f"systemd/xintu-{name}.service"]
+        assert job["on_calendar"] in files[f"systemd/xintu-{name}.timer"]
