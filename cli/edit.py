@@ -95,7 +95,7 @@ def run(image, prompt, model, output, timeout, sandbox):
 @output_options
 @with_app
 def sweep(expire_cache, fmt):
-    """Finish tasks past their deadline whose worker is gone, refunding them whatever went wrong. Cron-able."""
+    """Settle tasks past their deadline whose worker is gone, refunding them whatever went wrong. Cron."""
     from flask import current_app
 
     from xintu.edit.worker import EditWorker

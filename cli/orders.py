@@ -80,7 +80,7 @@ def reconcile(day, fmt):
                    f"{bill['refunds']} refunds {bill['refund_fen']} fen; here {ours['payments']} payments "
                    f"{ours['payment_fen']} fen; {len(report['problems'])} problems", err=True)
         if report["problems"] or fmt == "csv":
-            emit(report["problems"], fmt, ["problem", "kind", "out_trade_no", "out_refund_no", "transaction_id",
-                                           "bill_fen", "ours_fen", "detail"])
+            emit(report["problems"], fmt, ["problem", "kind", "out_trade_no", "out_refund_no",
+                                           "transaction_id", "bill_fen", "ours_fen", "detail"])
     if report["problems"]:
         raise SystemExit(1)

@@ -20,7 +20,7 @@ def test_submission_without_an_edit_upstream_is_503_and_reserves_nothing(app):
     user, headers = make_user(app, credits=3)
     r = post_edit(app.test_client(), headers, [photo("red"), photo("green")])
     assert r.status_code == 503
-    assert r.get_json() == {"error": {"code": "edit_not_configured", "message": r.get_json()["error"]["message"]}}
+    assert r.get_json()["error"]["code"] == "edit_not_configured" and r.get_json()["error"]["message"]
     with app.app_context():
         assert EditTask.select().count() == 0 and EditImage.select().count() == 0
         assert not CreditLedger.select().where(CreditLedger.reason.startswith("edit")).exists()
@@ -50,8 +50,9 @@ def test_worker_without_a_key_refunds_the_task_and_keeps_running(edit_app, dashs
         assert row.status == "failed" and row.credits_refunded == n and row.claimed_by is None
         assert all("edit_not_configured" in i["error"] or "未配置" in i["error"] for i in row.images)
     assert balance(edit_app, user) == 3
-    assert ledger(edit_app, user) == sorted([("edit_refund", 2, first["task_id"]), ("edit_spend", -2, first["task_id"]),
-                                             ("edit_refund", 1, second["task_id"]), ("edit_spend", -1, second["task_id"])])
+    assert ledger(edit_app, user) == sorted([
+        ("edit_refund", 2, first["task_id"]), ("edit_spend", -2, first["task_id"]),
+        ("edit_refund", 1, second["task_id"]), ("edit_spend", -1, second["task_id"])])
     assert dashscope_edit_fake.submissions == 0
 
 

@@ -42,8 +42,8 @@ def test_a_day_whose_bill_agrees_has_no_problems(mysql_member_stack):
     unpaid = mysql_member_stack.buy(mysql_member_stack.h5_login("oREC2"), "credits", "50")
     report = run(mysql_member_stack)
     assert report["matched"] and report["problems"] == []
-    assert report["bill"] == {"lines": 2, "found": True, "payments": 2, "payment_fen": 990 + 1800, "refunds": 0,
-                              "refund_fen": 0}
+    assert report["bill"] == {"lines": 2, "found": True, "payments": 2, "payment_fen": 990 + 1800,
+                              "refunds": 0, "refund_fen": 0}
     assert report["ours"] == {"payments": 2, "payment_fen": 2790}
     assert unpaid["out_trade_no"] not in {a["out_trade_no"], b["out_trade_no"]}
 
