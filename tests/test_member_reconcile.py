@@ -86,23 +86,59 @@ def test_a_day_without_a_bill_flags_what_we_paid(mysql_member_stack):
     assert problems(report) == [("here_not_there", "payment", order["out_trade_no"], None, 990)]
 
 
+def _rewrite(pay, change):
+    """Route the bill endpoints through ``change(resp)`` (a WeChat Pay that misbehaves one way)."""
+    def wrap(handler):
+        return lambda req: change(handler(req))
+    pay.routes = [(m, p, wrap(h) if p.pattern.startswith("/v3/bill") else h) for m, p, h in pay.routes]
+
+
 def test_a_bill_whose_sha1_does_not_match_is_refused(mysql_member_stack):
     paid_orders(mysql_member_stack, "oREC6", "10")
     pay = mysql_member_stack.sandbox.pay
-    original = pay._trade_bill
 
-    def lying(req):          # WeChat's answer says one digest, the file has another
-        resp = original(req)
-        info = json.loads(resp.body)
-        token = info["download_url"].rsplit("=", 1)[1]
-        pay.bill_files[token] = gzip.compress(gzip.decompress(pay.bill_files[token]) + b"\r\n")
+    def lying(resp):          # WeChat's answer says one digest, the file has another
+        if resp.headers.get("Content-Type") == "application/octet-stream":
+            resp.body = gzip.compress(gzip.decompress(resp.body) + b"\r\n")
         return resp
 
-    pay.routes = [(m, p, pay._authenticated(lying) if p.pattern.startswith("/v3/bill/") else h)
-                  for m, p, h in pay.routes]
+    _rewrite(pay, lying)
     with pytest.raises(BillError) as exc:
         run(mysql_member_stack)
     assert exc.value.code == "bill_hash_mismatch"
+
+
+def test_a_download_url_off_the_gateway_is_never_followed(mysql_member_stack):
+    paid_orders(mysql_member_stack, "oREC8", "10")
+    pay = mysql_member_stack.sandbox.pay
+
+    def elsewhere(resp):
+        info = json.loads(resp.body)
+        info["download_url"] = "http://127.0.0.2:9/v3/billdownload/file?token=x"
+        return pay._signed(200, info)
+
+    _rewrite(pay, elsewhere)
+    with pytest.raises(BillError) as exc:
+        run(mysql_member_stack)
+    assert exc.value.code == "bill_bad_url"
+
+
+def test_a_bill_that_unzips_beyond_the_limit_is_refused(mysql_member_stack):
+    paid_orders(mysql_member_stack, "oREC9", "10")
+    pay = mysql_member_stack.sandbox.pay
+    with mysql_member_stack.in_app():
+        mysql_member_stack.app.config["RECONCILE_MAX_BILL_BYTES"] = 1000
+        bomb = gzip.compress(b"0" * 10_000_000)
+
+        def inflate(resp):
+            if resp.headers.get("Content-Type") == "application/octet-stream":
+                resp.body = bomb
+            return resp
+
+        _rewrite(pay, inflate)
+        with pytest.raises(BillError) as exc:
+            reconcile(mysql_member_stack.app.config, today())
+    assert exc.value.code == "bill_too_large"
 
 
 def test_cli_prints_json_csv_and_exits_1_on_a_difference(mysql_member_stack):
