@@ -156,6 +156,13 @@ def test_cli_prints_json_csv_and_exits_1_on_a_difference(mysql_member_stack):
     assert lines[1].endswith(",1799,1800,here: paid")
 
 
+def test_a_future_day_is_refused_before_asking_wechat_pay(mysql_member_stack):
+    from datetime import timedelta
+
+    result = mysql_member_stack.cli("orders", "reconcile", "--date", (today() + timedelta(days=2)).isoformat())
+    assert result.exit_code == 1 and "还没有账单" in result.output
+
+
 # -- the parser on its own (no servers) -------------------------------------------------------------
 def _row(no, fen, state="SUCCESS", refund=0):
     return {"交易时间": "2026-11-30 12:00:00", "微信订单号": "4200" + no, "商户订单号": no, "交易状态": state,

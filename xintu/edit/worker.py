@@ -106,7 +106,7 @@ class EditWorker:
     @staticmethod
     def _fail_unfinished(images: list, error: str) -> None:
         for image in images:
-            if image["status"] not in TERMINAL:
+            if image.get("status") not in TERMINAL:
                 image.update(status="failed", error=error[:200])
 
     def abandon(self, task: EditTask, error: str) -> None:

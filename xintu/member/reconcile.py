@@ -30,8 +30,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Callable
 
-from xintu.errors import UpstreamError
-from xintu.timeutil import day_bounds_utc
+from xintu.errors import BadRequest, UpstreamError
+from xintu.timeutil import SHANGHAI, day_bounds_utc
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,8 @@ def compare(side: Side | None, kind: str, lines: list[BillLine], start: datetime
 
 def reconcile(config, day: date, sides: dict[str, Side | None] | None = None) -> dict:
     """The report for one Beijing-time day: counts of both sides and the list of problems."""
+    if day > datetime.now(SHANGHAI).date():
+        raise BadRequest(f"{day} 还没有账单", code="invalid_bill_date")
     raw = fetch_bill(config, day)
     bill = parse_bill(raw.decode("utf-8-sig", errors="replace")) if raw else Bill()
     start, end = day_bounds_utc(day)
