@@ -223,8 +223,12 @@ class EditWorker:
         upstream down, a step that raises): each is settled and its unfinished images refunded. Also
         drops expired cache entries unless ``expire_cache`` is off (`xintu edit expire-cache`)."""
         finished, seen = 0, set()
-        while (task := self.claim(overdue_only=True)) is not None and task.id not in seen:
-            seen.add(task.id)   # a task we could not settle stays claimed: never loop on it
+        while (task := self.claim(overdue_only=True)) is not None:
+            if task.id in seen:  # settled once in this run and still open: leave it, never loop on it
+                EditTask.update(claimed_by=None).where(EditTask.id == task.id,
+                                                       EditTask.claimed_by == self.id).execute()
+                break
+            seen.add(task.id)
             self._settle(task)
             finished += 1
         result = {"finished": finished}
