@@ -39,6 +39,7 @@ def edit():
       xintu edit run photo.jpg --prompt 把背景换成海边 -o out.png
       xintu worker                     # run queued tasks (as many processes/hosts as needed)
       xintu edit sweep                 # cron: refund tasks whose worker died
+      xintu edit expire-cache          # cron: drop cache entries past EDIT_CACHE_TTL
     """
 
 
@@ -100,15 +101,27 @@ def run(image, prompt, model, output, timeout, sandbox):
 
 
 @edit.command()
+@click.option("--cache/--no-cache", "expire_cache", default=True, show_default=True,
+              help="Also drop expired cache entries (the job does that apart: `edit expire-cache`).")
 @output_options
 @with_app
-def sweep(fmt):
-    """Finish tasks past their deadline whose worker died (refunding them); drop expired cache. Cron-able."""
+def sweep(expire_cache, fmt):
+    """Settle tasks past their deadline whose worker is gone, refunding them whatever went wrong. Cron."""
     from flask import current_app
 
     from xintu.edit.worker import EditWorker
 
-    emit(EditWorker(current_app.config).sweep(), fmt)
+    emit(EditWorker(current_app.config).sweep(expire_cache=expire_cache), fmt)
+
+
+@edit.command(name="expire-cache")
+@output_options
+@with_app
+def expire_cache_(fmt):
+    """Drop cache entries older than EDIT_CACHE_TTL (their stored results stay with the tasks). Cron-able."""
+    from xintu.edit.worker import EditWorker
+
+    emit({"cache_expired": EditWorker.expire_cache()}, fmt)
 
 
 @edit.command()

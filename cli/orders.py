@@ -23,6 +23,7 @@ def orders():
       xintu orders refund XT2026… --reason "少退一半" --amount-fen 495  # partial
       xintu orders list --status refunding   # refunds in progress or ABNORMAL (see `orders refunds`)
       xintu orders sweep             # cron: every 5 min; closes orders unpaid after 30 min
+      xintu orders reconcile --date 2026-11-30 --format json   # daily job: exit 1 when anything differs
     """
 
 
@@ -89,3 +90,38 @@ def sweep(older_than, fmt):
     from xintu.member.orders import OrderService
 
     emit(OrderService(current_app.config).sweep(timedelta(minutes=older_than)), fmt)
+
+
+@orders.command()
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]),
+              help="Beijing-time day of the bill (default: yesterday, whose bill is ready after 10:00).")
+@output_options
+@with_app
+def reconcile(day, fmt):
+    """Compare our orders with WeChat Pay's trade bill of one day; exit 1 when anything differs.
+
+    \b
+    Problems: here_not_there (paid here, not in the bill), there_not_here (in the bill, not paid here;
+    refund lines too, until refunds are recorded here), amount_mismatch. Table/CSV print the problems
+    (a summary line goes to stderr); JSON prints the whole report."""
+    from datetime import datetime
+
+    from flask import current_app
+
+    from xintu.member.reconcile import reconcile as run
+    from xintu.timeutil import SHANGHAI
+
+    day = day.date() if day else (datetime.now(SHANGHAI) - timedelta(days=1)).date()
+    report = run(current_app.config, day)
+    if fmt == "json":
+        emit(report, fmt)
+    else:
+        bill, ours = report["bill"], report["ours"]
+        click.echo(f"{report['date']}: bill {bill['payments']} payments {bill['payment_fen']} fen, "
+                   f"{bill['refunds']} refunds {bill['refund_fen']} fen; here {ours['payments']} payments "
+                   f"{ours['payment_fen']} fen; {len(report['problems'])} problems", err=True)
+        if report["problems"] or fmt == "csv":
+            emit(report["problems"], fmt, ["problem", "kind", "out_trade_no", "out_refund_no",
+                                           "transaction_id", "bill_fen", "ours_fen", "detail"])
+    if report["problems"]:
+        raise SystemExit(1)

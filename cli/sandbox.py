@@ -24,6 +24,7 @@ def sandbox():
       xintu qrcode issue --format json          # or the client's own QR: any scene
       xintu sandbox scan SCENE --openid o_demo   # the user scans and follows
       xintu sandbox buy o_demo credits:10        # H5 order, paid in the sandbox cashier
+      xintu sandbox bill --drop XT…              # today's trade bill loses that order's line
     """
 
 
@@ -54,6 +55,34 @@ def buy(openid, package, fmt):
     order = _client().buy(openid, kind, count or None)
     emit({k: order.get(k) for k in ("out_trade_no", "status", "kind", "package", "quantity", "amount_fen",
                                     "paid_at")}, fmt)
+
+
+def _pair(value, param):
+    if value is None:
+        return None
+    number, _, fen = value.partition("=")
+    if not number or not fen.isdigit():
+        raise click.BadParameter("expected OUT_TRADE_NO=FEN", param_hint=param)
+    return [number, int(fen)]
+
+
+@sandbox.command()
+@click.option("--drop", metavar="OUT_TRADE_NO", help="Leave this order's line out of the bill.")
+@click.option("--amount", metavar="OUT_TRADE_NO=FEN", help="Bill this order at another amount.")
+@click.option("--stranger", type=click.IntRange(1), metavar="FEN",
+              help="Add a payment of FEN that no one here ordered.")
+@click.option("--refund", metavar="OUT_TRADE_NO=FEN", help="Add a refund line for this order.")
+@click.option("--reset", is_flag=True, help="Forget earlier changes first.")
+@output_options
+def bill(drop, amount, stranger, refund, reset, fmt):
+    """Make the sandbox WeChat Pay's trade bills disagree with what happened (for `orders reconcile`).
+
+    Changes apply to every bill served from now on; new lines are dated now. Prints the changes."""
+    changes = {"drop": drop, "amount": _pair(amount, "--amount"), "stranger": stranger,
+               "refund": _pair(refund, "--refund"), "reset": reset}
+    result = _client().change_bill(**{k: v for k, v in changes.items() if v})
+    emit({k: ", ".join(map(str, v)) if isinstance(v, list) else ", ".join(f"{a}={b}" for a, b in v.items())
+          for k, v in result.items()} if fmt != "json" else result, fmt)
 
 
 @sandbox.command(hidden=True)

@@ -121,3 +121,34 @@ def test_concurrent_duplicate_grants_grant_once(ctx, mysql_app):
         duplicates = list(pool.map(grant, range(10)))
     assert duplicates.count(False) == 1
     assert User.get_by_id(user.id).credits_balance == 10 and CreditService.audit() == []
+
+
+def _session_counters():
+    """The server's own per-session statement counters (the SHOW itself counts as one question)."""
+    rows = db.primary.execute_sql("SHOW SESSION STATUS WHERE Variable_name IN "
+                                  "('Questions', 'Com_select', 'Com_update', 'Com_insert')").fetchall()
+    return {name: int(value) for name, value in rows}
+
+
+def test_a_move_is_one_update_and_one_insert_in_one_transaction_without_a_select(ctx):
+    user = _user(10, openid="oTRIPS")
+    before = _session_counters()
+    move = CreditService.spend(user.id, 3, "edit_spend", "task:trips")
+    after = _session_counters()
+    delta = {k: after[k] - before[k] for k in before}
+    # BEGIN, UPDATE, INSERT, COMMIT, and the second SHOW; no SELECT for balance_after
+    assert delta == {"Questions": 5, "Com_select": 0, "Com_update": 1, "Com_insert": 1}
+    assert move.balance_after == 7 and User.get_by_id(user.id).credits_balance == 7
+    entry = CreditLedger.get_by_id(move.ledger_id)
+    assert (entry.delta, entry.balance_after, entry.ref) == (-3, 7, "task:trips")
+
+
+def test_balance_after_comes_back_right_at_zero_and_on_a_savepoint(ctx):
+    user = _user(4, openid="oZERO")
+    assert CreditService.spend(user.id, 4, "edit_spend", "task:zero").balance_after == 0
+    with db.atomic():   # inside a caller's transaction: a savepoint, same result
+        assert CreditService.grant(user.id, 2, "purchase", "XTZERO").balance_after == 2
+        assert CreditService.spend(user.id, 1, "edit_spend", "task:zero2").balance_after == 1
+    assert [e.balance_after for e in CreditLedger.select().where(CreditLedger.user == user.id)
+            .order_by(CreditLedger.id)] == [4, 0, 2, 1]
+    assert CreditService.audit() == []

@@ -237,3 +237,21 @@ def test_nginx_answers_upstream_down_in_the_json_error_shape(rendered):
                               verify=settings["paths"]["tls_cert"], headers={"Host": app["domain"]})
     assert answer.status_code == 502 and answer.headers["Content-Type"] == "application/json"
     assert answer.json()["error"]["code"] == "upstream_unavailable"
+
+
+def test_every_default_job_is_a_real_command_and_is_rendered_for_cron_and_systemd():
+    import shlex
+
+    from click.testing import CliRunner
+    from xintu_cli.main import cli
+
+    files = render.render_all(load_settings(EXAMPLE), GOLDEN_SECRET)
+    settings = load_settings(EXAMPLE)
+    assert {"order-reconcile", "edit-sweep", "edit-cache-cleanup"} <= set(settings["jobs"])
+    for name, job in settings["jobs"].items():
+        args = shlex.split(job["command"])
+        result = CliRunner().invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0, f"{name}: `xintu {job['command']}` is not a command: {result.output}"
+        assert f"xintu {job['command']}' >> " in files["cron/xintu"]
+        assert f"xintu {job['command']}" in files[f"systemd/xintu-{name}.service"]
+        assert job["on_calendar"] in files[f"systemd/xintu-{name}.timer"]

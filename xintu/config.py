@@ -61,6 +61,7 @@ DEFAULTS: dict = {
     "WECHATPAY_PUBLIC_KEY": None,     # platform public key, PEM text or path
     "WECHATPAY_PUBLIC_KEY_ID": None,
     "WECHATPAY_BASE_URL": None,       # None → https://api.mch.weixin.qq.com
+    "RECONCILE_MAX_BILL_BYTES": 64 * 1024 * 1024,  # a bigger (unzipped) trade bill is refused
     "SANDBOX_DEMO_URL": None,          # set by the sandbox: a page that plays the PC client's QR login
     "SANDBOX_PAY_CASHIER_URL": None,  # set by the sandbox: the H5 page pays there instead of WeixinJSBridge
     # Price table (fen). Credit packages as "credits:fen".

@@ -1,16 +1,20 @@
 """Credit spends per second on MariaDB, against a bare single-row UPDATE measured in the same run.
 
-    python scripts/bench/credits.py [--ops 1500] [--threads 8] [--url mysql://user:pw@host:port/db]
+    python scripts/bench/credits.py [--ops 1500] [--threads 8] [--rounds 3]
+                                    [--url mysql://user:pw@host:port/db]
 
 Without --url a throwaway MariaDB is started in a temp folder.  Each case runs --ops spends; the
 baseline of a case is `UPDATE users SET credits_balance = credits_balance - 1 WHERE id = ?` in
 autocommit at the same concurrency — the least any debit can cost.  CreditService.spend adds the
-balance guard, the read of balance_after, the ledger insert (unique (reason, ref)) and the commit.
+balance guard (which also returns balance_after), the ledger insert (unique (reason, ref)) and the
+transaction.  The two are run alternately --rounds times and the medians compared, so a burst of load
+from a neighbour on a shared host hits both sides.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import tempfile
 import threading
 import time
@@ -51,6 +55,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=1500)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side per case")
     parser.add_argument("--url", help="MariaDB/MySQL URL of an empty database (default: start one)")
     args = parser.parse_args()
 
@@ -77,13 +82,17 @@ def main():
         def spend(uid, ref):
             CreditService.spend(uid, 1, "edit_spend", ref)
 
-        cases = [("1 thread, 1 user", 1, ids[:1]), (f"{args.threads} threads, 1 hot user", args.threads, ids[:1]),
+        cases = [("1 thread, 1 user", 1, ids[:1]),
+                 (f"{args.threads} threads, 1 hot user", args.threads, ids[:1]),
                  (f"{args.threads} threads, {args.threads} users", args.threads, ids)]
         run_case(app, ids, 2, 200, spend)  # warm the pool and the buffer pool
         print(f"{'case':28} {'bare UPDATE/s':>14} {'spend/s':>9} {'spend ÷ bare':>13}")
         for name, threads, users in cases:
-            base = run_case(app, users, threads, args.ops, bare)
-            rate = run_case(app, users, threads, args.ops, spend)
+            bases, rates = [], []
+            for _ in range(args.rounds):
+                bases.append(run_case(app, users, threads, args.ops, bare))
+                rates.append(run_case(app, users, threads, args.ops, spend))
+            base, rate = statistics.median(bases), statistics.median(rates)
             print(f"{name:28} {base:14.0f} {rate:9.0f} {rate / base:13.2f}")
         with app.app_context():
             drift = CreditService.audit()

@@ -14,8 +14,9 @@ from xintu.edit.service import ImageEditService
 bp = APIBlueprint("image_edit", __name__, url_prefix="/api/v1", tag="image-edit")
 
 _TASK_DOC = ("status queued|running|succeeded|partial|failed; images[i] {index, status, url, error, "
-             "error_code, cached}; error_code content_moderated (upstream moderation refused the photo or "
-             "result) | edit_failed | edit_timeout; "
+             "error_code, cached}; error_code (also in error) content_moderated (upstream moderation refused "
+             "the photo or result) | upstream_failed | result_url_refused | result_download_failed | "
+             "result_too_large | result_invalid | timeout | edit_not_configured | worker_error; "
              "url = GET /api/v1/image-edit/{task}/results/{index} once the image has a result; "
              "credits {reserved, charged, refunded}. One credit per image that succeeds; cached results are free.")
 

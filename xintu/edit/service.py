@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from xintu import db
 from xintu.edit.images import check_count, check_prompt, prepare_image
+from xintu.edit.upstream import edit_configured, not_configured
 from xintu.errors import BadRequest, NotFound, PaymentRequired, Unavailable
 from xintu.member.credits import CreditService
 from xintu.models import EditCache, EditImage, EditTask
@@ -54,10 +55,13 @@ def request_key(prompt: str, options: dict) -> str:
 
 class ImageEditService:
     def __init__(self, config):
+        self.config = config
         self.model = config.get("EDIT_MODEL") or DEFAULT_MODEL
         self.breaker = Breaker("dashscope.edit")
 
     def create(self, user, uploads: list[bytes], prompt, options=None) -> dict:
+        if not edit_configured(self.config):  # before anything is read, stored or reserved
+            raise not_configured()
         prompt = check_prompt(prompt)
         options = check_options(options)
         check_count(len(uploads))

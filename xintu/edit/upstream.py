@@ -58,13 +58,30 @@ def is_async_model(model: str) -> bool:
     return edit_api(model) != "multimodal"
 
 
+def edit_api_key(config) -> str | None:
+    return config.get("EDIT_DASHSCOPE_API_KEY") or config.get("DASHSCOPE_API_KEY")
+
+
+def edit_configured(config) -> bool:
+    """Whether a worker can reach an edit upstream: a key, or (outside production) the sandbox mode in
+    which ``xintu worker`` starts the DashScope fake in its own process (cli/edit.py)."""
+    if edit_api_key(config):
+        return True
+    return bool(config.get("SANDBOX")) and config.get("ENV") != "production"
+
+
+def not_configured():
+    from xintu.errors import Unavailable
+
+    return Unavailable("图片编辑服务未配置（EDIT_DASHSCOPE_API_KEY / DASHSCOPE_API_KEY）",
+                       code="edit_not_configured")
+
+
 class EditModelClient:
     def __init__(self, api_key: str | None, model: str, base_url: str | None = None,
                  call_timeout: float = 90.0, poll_timeout: float = 20.0):
         if not api_key:
-            from xintu.errors import Unavailable
-
-            raise Unavailable("图片编辑服务未配置 DASHSCOPE_API_KEY", code="edit_not_configured")
+            raise not_configured()
         self.api_key, self.model, self.base_url = api_key, model, base_url
         self.call_timeout, self.poll_timeout = float(call_timeout), float(poll_timeout)
         self.api = edit_api(model)
@@ -72,7 +89,7 @@ class EditModelClient:
     @classmethod
     def from_config(cls, config, model: str) -> EditModelClient:
         """EDIT_DASHSCOPE_* override DASHSCOPE_* so editing can use its own key / endpoint."""
-        return cls(config.get("EDIT_DASHSCOPE_API_KEY") or config.get("DASHSCOPE_API_KEY"), model,
+        return cls(edit_api_key(config), model,
                    config.get("EDIT_DASHSCOPE_BASE_URL") or config.get("DASHSCOPE_BASE_URL"),
                    call_timeout=float(config.get("EDIT_CALL_TIMEOUT", 90)))
 

@@ -89,7 +89,7 @@ class EditWorker:
     def step(self, task: EditTask) -> None:
         images = task.images
         overdue = utcnow() >= task.created_at + self.timeout
-        client = self._client(task.model or DEFAULT_MODEL)
+        client = None   # built at the first image that needs upstream: a last sweep may need none
         for image in images:
             if overdue and image["status"] == "queued":
                 continue  # too late to start; pending ones still get a last poll
@@ -97,6 +97,12 @@ class EditWorker:
                 continue
             if self.breaker.is_open():
                 break  # answered locally: the images wait (the task deadline refunds them at worst)
+            try:
+                client = client or self._client(task.model or DEFAULT_MODEL)
+            except Exception as exc:  # noqa: BLE001  no key, bad model, SDK missing: no image can run
+                log.error("task %s: edit upstream unusable: %s", task.task_id, exc)
+                self._fail_unfinished(images, "edit_not_configured")
+                break
             try:
                 with self._renewing(task):
                     if image["status"] == "queued":
@@ -120,11 +126,26 @@ class EditWorker:
             self._apply(task, image, outcome)
             self._save(task, images)  # progress is durable per image; also renews the lease
         if overdue:
-            for image in images:
-                if image["status"] not in TERMINAL:
-                    image.update(status="failed", error="timeout", error_code="edit_timeout")
+            self._fail_unfinished(images, "timeout")
         if task.claimed_by == self.id:  # else the last image's save already finished the task
             self._save(task, images, release=True)
+
+    @staticmethod
+    def _fail_unfinished(images: list, code: str) -> None:
+        """Every unfinished image fails with a stable ``code`` (the cause is in the log)."""
+        for image in images:
+            if image.get("status") not in TERMINAL:
+                image.update(status="failed", error=code, error_code=code)
+
+    def abandon(self, task: EditTask, error: str) -> None:
+        """End a task this worker holds that cannot go on: every unfinished image fails and is refunded
+        (the saved images, as stored in the DB, not whatever a failed step left in memory)."""
+        fresh = EditTask.get_or_none(EditTask.id == task.id, EditTask.claimed_by == self.id)
+        if fresh is None:
+            raise LostClaim(task.task_id)
+        images = fresh.images
+        self._fail_unfinished(images, error)
+        self._save(fresh, images, release=True)
 
     def _apply(self, task, image, outcome) -> None:
         if outcome.upstream_id:
@@ -214,19 +235,40 @@ class EditWorker:
         task = self.claim(overdue_only)
         if task is None:
             return False
+        self._settle(task)
+        return True
+
+    def _settle(self, task: EditTask) -> None:
+        """One step of ``task``; whatever goes wrong in it ends (and refunds) that task, not the worker."""
         try:
             self.step(task)
+            return
         except LostClaim:
             log.warning("task %s was taken over by another worker", task.task_id)
-        return True
+            return
+        except Exception:  # noqa: BLE001  one task must never stop the worker or strand credits
+            log.exception("task %s: step failed, refunding what is unfinished", task.task_id)
+            error = "worker_error"     # the cause is in the log above, never in the client's answer
+        try:
+            self.abandon(task, error)
+        except LostClaim:
+            log.warning("task %s was taken over by another worker", task.task_id)
+        except Exception:  # noqa: BLE001  e.g. the DB went away: the lease expires, sweep settles it
+            log.exception("task %s: could not settle it now; the sweep will", task.task_id)
 
     def run(self, stop: threading.Event | None = None, idle_sleep: float = 1.0, until_idle: bool = False) -> int:
         """Step tasks until ``stop`` is set (or, with ``until_idle``, nothing is claimable); returns steps."""
         stop = stop or threading.Event()
         steps = 0
         while not stop.is_set():
-            with db.primary.connection_context():
-                busy = self.run_once()
+            try:
+                with db.primary.connection_context():
+                    busy = self.run_once()
+            except Exception:  # noqa: BLE001  the queue itself is unreachable (DB down): wait, retry
+                log.exception("worker %s: cannot claim tasks; retrying in %s s", self.id, idle_sleep)
+                busy = False
+                if until_idle:
+                    raise
             steps += busy
             if not busy:
                 if until_idle:
@@ -234,10 +276,25 @@ class EditWorker:
                 stop.wait(idle_sleep)
         return steps
 
-    def sweep(self) -> dict:
-        """Finish tasks past their deadline whose worker is gone; drop expired cache entries."""
-        finished = 0
-        while self.run_once(overdue_only=True):
+    def sweep(self, expire_cache: bool = True) -> dict:
+        """Finish tasks past their deadline whose worker is gone, whatever the reason (no upstream key,
+        upstream down, a step that raises): each is settled and its unfinished images refunded. Also
+        drops expired cache entries unless ``expire_cache`` is off (`xintu edit expire-cache`)."""
+        finished, seen = 0, set()
+        while (task := self.claim(overdue_only=True)) is not None:
+            if task.id in seen:  # settled once in this run and still open: leave it, never loop on it
+                EditTask.update(claimed_by=None).where(EditTask.id == task.id,
+                                                       EditTask.claimed_by == self.id).execute()
+                break
+            seen.add(task.id)
+            self._settle(task)
             finished += 1
-        expired = EditCache.delete().where(EditCache.expires_at < utcnow()).execute()
-        return {"finished": finished, "cache_expired": expired}
+        result = {"finished": finished}
+        if expire_cache:
+            result["cache_expired"] = self.expire_cache()
+        return result
+
+    @staticmethod
+    def expire_cache() -> int:
+        """Drop cache entries past EDIT_CACHE_TTL (the stored results stay with their tasks)."""
+        return EditCache.delete().where(EditCache.expires_at < utcnow()).execute()

@@ -9,9 +9,10 @@ Interface (all amounts are positive ints; all return a :class:`Movement`)::
     CreditService.claw_back(user_id, amount, reason, ref) # − up to amount, never below 0 (refund)
 
 Guarantees:
-- a change is one guarded UPDATE (``balance = balance - n WHERE balance >= n``) plus one ledger row with
-  ``balance_after``, in one transaction (a savepoint when the caller already has one, so an order grant
-  commits or rolls back with the order's status flip);
+- a change is one guarded UPDATE (``balance = balance - n WHERE balance >= n``, which also hands back
+  the new balance: no SELECT) plus one ledger row with ``balance_after``, in one transaction (a
+  savepoint when the caller already has one, so an order grant commits or rolls back with the order's
+  status flip);
 - ``(reason, ref)`` is unique in the ledger, so replaying a call with the same reason and ref moves
   nothing and returns the original movement with ``duplicate=True``.  Callers pick refs that name the
   cause: an order number, ``task:<id>``, ``user:<id>`` for the one-time signup bonus.
@@ -19,13 +20,16 @@ Guarantees:
 from __future__ import annotations
 
 import uuid
+import weakref
 from dataclasses import dataclass
+from datetime import datetime
 
-from peewee import JOIN, IntegrityError, fn
+from peewee import JOIN, CharField, DateTimeField, IntegrityError, fn
 
 from xintu import db, metrics
 from xintu.errors import BadRequest, NotFound, PaymentRequired
 from xintu.models import CreditLedger, User
+from xintu.timeutil import utcnow
 
 REASONS = ("signup_bonus", "membership_bonus", "purchase", "edit_spend", "edit_refund", "admin_adjust",
            "refund")
@@ -123,22 +127,18 @@ def _check(amount, reason, ref):
 def _move(user_id, delta, reason, ref, operator, note) -> Movement:
     try:
         with db.atomic():
-            guard = User.id == user_id
-            if delta < 0:
-                guard &= User.credits_balance >= -delta
-            changed = (User.update(credits_balance=User.credits_balance + delta).where(guard).execute())
-            if changed != 1:
+            after = _apply_delta(user_id, delta)
+            if after is None:
                 if not User.select().where(User.id == user_id).exists():
                     raise NotFound("用户不存在", code="user_not_found")
                 raise PaymentRequired("积分不足", code="insufficient_credits")
-            # We hold the row lock from the UPDATE, so this read is our own result, not a neighbour's.
-            after = User.select(User.credits_balance).where(User.id == user_id).scalar()
-            entry = CreditLedger.create(user=user_id, delta=delta, reason=reason, ref=ref,
-                                        balance_after=after, operator=operator, note=note)
+            ledger_id = _statement("ledger_insert").run(
+                user=user_id, delta=delta, reason=reason, ref=ref, balance_after=after, operator=operator,
+                note=note, created_at=utcnow()).lastrowid
         # after the (save)point is released; a caller's outer rollback can still undo it, which a
         # counter tolerates (the ledger stays the truth, StatsService reads that)
         metrics.count_credits(delta, reason)
-        return Movement(entry.id, user_id, delta, after)
+        return Movement(ledger_id, user_id, delta, after)
     except IntegrityError:
         # (reason, ref) already in the ledger: the savepoint above undid our UPDATE; report the original.
         # A locking read sees the committed row even inside an older REPEATABLE READ snapshot.
@@ -147,3 +147,84 @@ def _move(user_id, delta, reason, ref, operator, note) -> Movement:
         if entry is None:
             raise
         return Movement(entry.id, entry.user_id, entry.delta, entry.balance_after, duplicate=True)
+
+
+def _apply_delta(user_id: int, delta: int) -> int | None:
+    """The guarded UPDATE; the new balance, or None when the guard (or the user) was not there.
+
+    The new balance comes back with the UPDATE itself, so no SELECT follows it: on MySQL/MariaDB the
+    statement sets ``credits_balance = LAST_INSERT_ID(credits_balance + d)`` and the server returns that
+    value as the OK packet's insert id (``cursor.lastrowid``); on SQLite it is ``RETURNING``. We hold
+    the row lock from the UPDATE until commit, so it is our own result, not a neighbour's."""
+    name = ("debit" if delta < 0 else "credit") + ("_mysql" if db.is_mysql() else "_sqlite")
+    params = {"user_id": user_id, "delta": delta, "minimum": -delta}
+    cursor = _statement(name).run(**params)
+    if db.is_mysql():
+        if cursor.rowcount != 1:   # CLIENT.FOUND_ROWS: matched rows, so 1 means the guard held
+            return None
+        after = cursor.lastrowid   # LAST_INSERT_ID is BIGINT UNSIGNED: a negative balance wraps
+        return after - (1 << 64) if after >= 1 << 63 else after
+    row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+# -- statements compiled once per database -------------------------------------------------------
+# Building a query through peewee costs more than the round trip of running it (measured on a 2-core
+# host: ~350 µs to build the guarded UPDATE, ~300 µs to run it), so the two statements of a move are
+# built by peewee once per database, with a sentinel value for each parameter, and then only run with
+# new values. The session's LAST_INSERT_ID is left at the ledger row's id by the INSERT that follows.
+
+class _Compiled:
+    def __init__(self, database, sql: str, names: list[str], converters: dict):
+        self.database, self.sql, self.names, self.converters = database, sql, names, converters
+
+    def run(self, **values):
+        params = [self.converters[n](values[n]) for n in self.names]
+        return self.database.execute_sql(self.sql, params)
+
+
+def _build(name):
+    """(peewee query, {param name: (sentinel, field)}) of a statement."""
+    if name == "ledger_insert":
+        fields = {"user": CreditLedger.user, "delta": CreditLedger.delta, "reason": CreditLedger.reason,
+                  "ref": CreditLedger.ref, "balance_after": CreditLedger.balance_after,
+                  "operator": CreditLedger.operator, "note": CreditLedger.note,
+                  "created_at": CreditLedger.created_at}
+        sentinels = {n: _sentinel(n, f, i) for i, (n, f) in enumerate(fields.items())}
+        return CreditLedger.insert({fields[n]: sentinels[n] for n in fields}), \
+            {n: (sentinels[n], fields[n]) for n in fields}
+    kind, _, dialect = name.partition("_")
+    spec = {"user_id": (910000001, User.id), "delta": (910000002, User.credits_balance)}
+    new_balance = User.credits_balance + spec["delta"][0]
+    guard = User.id == spec["user_id"][0]
+    if kind == "debit":
+        spec["minimum"] = (910000003, User.credits_balance)
+        guard &= User.credits_balance >= spec["minimum"][0]
+    if dialect == "mysql":
+        return User.update(credits_balance=fn.LAST_INSERT_ID(new_balance)).where(guard), spec
+    return User.update(credits_balance=new_balance).where(guard).returning(User.credits_balance), spec
+
+
+def _sentinel(name, field, i):
+    if isinstance(field, DateTimeField):
+        return datetime(1901, 2, 3, 4, 5, 6, 7 + i)
+    if isinstance(field, CharField):
+        return f"\x00sentinel:{name}"
+    return 920000000 + i
+
+
+def _statement(name) -> _Compiled:
+    database = db.primary.obj
+    per_db = _compiled.setdefault(database, {})
+    if name not in per_db:
+        query, spec = _build(name)
+        sql, params = database.get_sql_context().sql(query).query()
+        expected = {field.db_value(sentinel): n for n, (sentinel, field) in spec.items()}
+        names = [expected[p] for p in params]  # KeyError: a parameter we did not mean to have
+        if sorted(set(names)) != sorted(spec):
+            raise RuntimeError(f"statement {name}: parameters {names} do not match {sorted(spec)}")
+        per_db[name] = _Compiled(database, sql, names, {n: field.db_value for n, (_, field) in spec.items()})
+    return per_db[name]
+
+
+_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

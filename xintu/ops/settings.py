@@ -175,6 +175,12 @@ class JobSchema(_Strict):
 # The periodic CLI jobs (DESIGN §1). "{logs}" / "{root}" in a command stand for paths.logs / paths.root.
 DEFAULT_JOBS = {
     "order-sweep": {"command": "orders sweep", "on_calendar": "*:0/5", "cron": "*/5 * * * *"},
+    # Bills for a day are ready after 10:00 (Beijing) the next day; without --date: yesterday.
+    "order-reconcile": {"command": "orders reconcile --format json", "on_calendar": "*-*-* 10:30",
+                        "cron": "30 10 * * *"},
+    "edit-sweep": {"command": "edit sweep --no-cache", "on_calendar": "*:2/5", "cron": "2-59/5 * * * *"},
+    "edit-cache-cleanup": {"command": "edit expire-cache", "on_calendar": "*-*-* 03:40",
+                           "cron": "40 3 * * *"},
     "stats-rollup": {"command": "stats rollup --keep-days 90", "on_calendar": "*-*-* 00:20",
                      "cron": "20 0 * * *"},
     "daily-report": {"command": "report daily --out {logs}/daily-report.html", "on_calendar": "*-*-* 08:00",

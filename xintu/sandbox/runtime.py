@@ -113,6 +113,17 @@ class SandboxClient:
             raise ConfigError(f"sandbox: {data.get('errmsg') or resp.text}")
         return data
 
+    def change_bill(self, **changes) -> dict:
+        """Make the fake WeChat Pay's trade bills disagree with what happened (see PaySandbox.change_bill):
+        ``drop=NO``, ``amount=[NO, fen]``, ``stranger=fen``, ``refund=[NO, fen]``, ``reset=True``."""
+        pay = self.overrides["WECHATPAY_BASE_URL"].rstrip("/")
+        resp = requests.post(pay + "/sandbox/bill", json=changes, timeout=self.timeout,
+                             headers={CONTROL_HEADER: self.state["control_key"]})
+        data = resp.json()
+        if resp.status_code != 200:
+            raise ConfigError(f"sandbox: {data.get('message') or resp.text}")
+        return data
+
     def scan(self, scene: str, openid: str | None = None) -> dict:
         """A WeChat user scans the QR of ``scene`` and follows (or, already a follower, the SCAN event)."""
         return self._control("/sandbox/scan", {"scene": scene, "openid": openid})

@@ -57,7 +57,7 @@ def start_embedded(config: dict) -> dict:
         return {}
 
     sandbox = start(config["PUBLIC_BASE_URL"], host="127.0.0.1")
-    sandbox.mp.control_key = config.get("SANDBOX_CONTROL_KEY")
+    sandbox.mp.control_key = sandbox.pay.control_key = config.get("SANDBOX_CONTROL_KEY")
     add_demo(sandbox.mp, config["PUBLIC_BASE_URL"])
     _running.append(sandbox)
     print(f"sandbox WeChat on {sandbox.mp.base_url}  (demo: {sandbox.mp.base_url}/demo), "

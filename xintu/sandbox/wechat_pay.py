@@ -17,6 +17,8 @@ other values), NOT_ENOUGH (the merchant's balance, ``merchant_balance_fen``, can
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
 import html
 import json
 import re
@@ -37,6 +39,37 @@ from .keys import rsa_keypair
 
 CST = timezone(timedelta(hours=8))
 AUTH_RE = re.compile(r'(\w+)="([^"]*)"')
+BILL_COLUMNS = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
+                "货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,"
+                "商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注").split(",")
+BILL_SUMMARY = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额".split(",")
+FEE_RATE = 6  # per mille, as WeChat Pay charges most merchants
+
+
+def yuan(fen: int) -> str:
+    return f"{'-' if fen < 0 else ''}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def render_bill(rows: list[dict]) -> str:
+    """WeChat Pay's ALL trade bill text for ``rows`` (dicts of BILL_COLUMNS; amounts in fen under the
+    keys ``settled``, ``refund``, ``total``): every field backtick-prefixed, then the summary block."""
+    def line(cells):
+        return ",".join("`" + str(c).replace(",", " ") for c in cells)
+
+    out = [",".join(BILL_COLUMNS)]
+    fees = 0
+    for row in rows:
+        fee = row["settled"] * FEE_RATE // 1000
+        fees += fee
+        cells = {**row, "应结订单金额": yuan(row["settled"]), "代金券金额": "0.00", "退款金额": yuan(row["refund"]),
+                 "充值券退款金额": "0.00", "手续费": f"{fee / 100:.5f}", "费率": f"{FEE_RATE / 10:.2f}%",
+                 "订单金额": yuan(row["total"]), "申请退款金额": yuan(row["refund"]), "费率备注": ""}
+        out.append(line(cells.get(c, "") for c in BILL_COLUMNS))
+    out.append(",".join(BILL_SUMMARY))
+    settled, refund = sum(r["settled"] for r in rows), sum(r["refund"] for r in rows)
+    out.append(line([len(rows), yuan(settled), yuan(refund), "0.00", f"{fees / 100:.5f}",
+                     yuan(sum(r["total"] for r in rows)), yuan(refund)]))
+    return "\r\n".join(out) + "\r\n"
 
 
 def rsa_sign(private_pem: str, message: str) -> str:
@@ -69,13 +102,19 @@ class PaySandbox(SandboxServer):
         self.merchant_balance_fen = 10**9
         self.notified: list[tuple[str, int]] = []   # (out_refund_no, HTTP status of our server)
         self.fail_prepay = False             # create the order, then answer 500 SYSTEM_ERROR
+        self.control_key: str | None = None  # set by the embedded runtime: `xintu sandbox bill`
+        self.bill_files: dict[str, bytes] = {}   # download token -> gzip of a bill
+        self.bill_changes = _no_changes()    # how the bills disagree with what happened (tests)
         for method, pattern, handler in [
             ("POST", "/v3/pay/transactions/jsapi", self._jsapi),
             ("GET", "/v3/pay/transactions/out-trade-no/(?P<no>[^/]+)", self._query),
             ("POST", "/v3/pay/transactions/out-trade-no/(?P<no>[^/]+)/close", self._close),
             ("POST", "/v3/refund/domestic/refunds", self._refund),
             ("GET", "/v3/refund/domestic/refunds/(?P<no>[^/]+)", self._query_refund),
+            ("GET", "/v3/bill/tradebill", self._trade_bill),
+            ("GET", "/v3/billdownload/file", self._download_bill),
             ("GET", "/sandbox/cashier", self._cashier_page),
+            ("POST", "/sandbox/bill", self._control_bill),
             ("POST", "/sandbox/cashier", self._cashier_pay),
         ]:
             self.route(method, pattern, self._authenticated(handler) if pattern.startswith("/v3") else handler)
@@ -312,6 +351,112 @@ class PaySandbox(SandboxServer):
             self.notify_refund(refund["out_refund_no"], outcome)
         return refund
 
+    # -- trade bills ------------------------------------------------------------------------------
+    def bill_rows(self, day: str) -> list[dict]:
+        """The lines of ``day``'s ALL bill: payments that succeeded that day (Beijing time), as changed
+        by :meth:`change_bill` (lines dropped, amounts changed, strangers and refunds added)."""
+        changes = self.bill_changes
+        rows = []
+        with self.lock:
+            paid = [o for o in self.orders.values()
+                    if o["state"] == "SUCCESS" and (o["success_time"] or "")[:10] == day]
+        for order in sorted(paid, key=lambda o: o["success_time"]):
+            if order["out_trade_no"] in changes["drop"]:
+                continue
+            amount = changes["amounts"].get(order["out_trade_no"], order["amount"])
+            rows.append(self._bill_row(order, "SUCCESS", amount))
+        for stranger in changes["strangers"]:
+            if stranger["success_time"][:10] == day:
+                rows.append(self._bill_row(stranger, "SUCCESS", stranger["amount"]))
+        for refund in changes["refunds"]:
+            if refund["time"][:10] == day:
+                order = self.orders.get(refund["out_trade_no"]) or {
+                    "out_trade_no": refund["out_trade_no"], "transaction_id": "4200" + secrets.token_hex(12),
+                    "openid": "o" + secrets.token_hex(14), "description": "", "attach": "",
+                    "amount": refund["amount"], "success_time": refund["time"]}
+                rows.append(self._bill_row({**order, "success_time": refund["time"]}, "REFUND", 0,
+                                           refund=refund))
+        return rows
+
+    def _bill_row(self, order, state, amount, refund=None) -> dict:
+        row = {"交易时间": order["success_time"][:19].replace("T", " "), "公众账号ID": self.appid,
+               "商户号": self.mchid, "特约商户号": "0", "设备号": "", "微信订单号": order["transaction_id"],
+               "商户订单号": order["out_trade_no"], "用户标识": order["openid"], "交易类型": "JSAPI",
+               "交易状态": state, "付款银行": "OTHERS", "货币种类": "CNY", "商品名称": order["description"],
+               "商户数据包": order["attach"], "微信退款单号": "0", "商户退款单号": "0", "退款类型": "",
+               "退款状态": "", "settled": amount, "refund": 0, "total": amount}
+        if refund:
+            row.update({"微信退款单号": refund["refund_id"], "商户退款单号": refund["out_refund_no"],
+                        "退款类型": "ORIGINAL", "退款状态": "SUCCESS", "refund": refund["amount"]})
+        return row
+
+    def change_bill(self, *, drop=None, amount=None, stranger=None, refund=None, reset=False) -> dict:
+        """Make the bills disagree with what happened, as a real bill might: ``drop`` an order's line,
+        set an order's ``amount`` ((out_trade_no, fen)), add a ``stranger`` payment of so many fen that
+        no one here ordered, add a ``refund`` line ((out_trade_no, fen)) — dated now."""
+        now = datetime.now(CST).isoformat(timespec="seconds")
+        with self.lock:
+            if reset:
+                self.bill_changes = _no_changes()
+            changes = self.bill_changes
+            if drop:
+                changes["drop"].add(drop)
+            if amount:
+                changes["amounts"][amount[0]] = int(amount[1])
+            if stranger:
+                changes["strangers"].append({
+                    "out_trade_no": "XTSTRANGER" + secrets.token_hex(8).upper(), "amount": int(stranger),
+                    "transaction_id": "4200" + secrets.token_hex(12), "openid": "o" + secrets.token_hex(14),
+                    "description": "陌生订单", "attach": "", "success_time": now})
+            if refund:
+                changes["refunds"].append({"out_trade_no": refund[0], "amount": int(refund[1]), "time": now,
+                                           "out_refund_no": "RF" + secrets.token_hex(10).upper(),
+                                           "refund_id": "5030" + secrets.token_hex(12)})
+            return {"drop": sorted(changes["drop"]), "amounts": dict(changes["amounts"]),
+                    "strangers": [s["out_trade_no"] for s in changes["strangers"]],
+                    "refunds": [r["out_refund_no"] for r in changes["refunds"]]}
+
+    def _trade_bill(self, req):
+        day = req.arg("bill_date") or ""
+        try:
+            datetime.strptime(day, "%Y-%m-%d")
+        except ValueError:
+            return self._error(400, "PARAM_ERROR", "bill_date 格式错误")
+        kind = req.arg("bill_type", "ALL")
+        if kind not in ("ALL", "SUCCESS", "REFUND") or req.arg("tar_type") not in (None, "GZIP"):
+            return self._error(400, "PARAM_ERROR", "bill_type 或 tar_type 无效")
+        rows = self.bill_rows(day)
+        if kind != "ALL":
+            rows = [r for r in rows if r["交易状态"] == kind]
+        if not rows:
+            return self._error(400, "NO_STATEMENT_EXIST", "账单文件不存在")
+        text = render_bill(rows).encode("utf-8")
+        token = secrets.token_urlsafe(24)
+        self.bill_files[token] = gzip.compress(text) if req.arg("tar_type") == "GZIP" else text
+        return self._signed(200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(text).hexdigest(),
+                                  "download_url": f"{self.base_url}/v3/billdownload/file?token={token}"})
+
+    def _download_bill(self, req):
+        data = self.bill_files.get(req.arg("token") or "")
+        if data is None:
+            return self._error(400, "INVALID_REQUEST", "下载地址无效或已过期")
+        return Response(200, data, {"Content-Type": "application/octet-stream"})
+
+    def _control_bill(self, req):
+        """`xintu sandbox bill`: the shell's way to make the bills disagree (keyed, loopback only)."""
+        key = req.header("X-Sandbox-Key") or ""
+        if not self.control_key or not secrets.compare_digest(key, self.control_key):
+            return self._error(403, "NO_AUTH", "sandbox control key required")
+        data = req.json()
+        try:
+            pair = lambda key: data.get(key) and (str(data[key][0]), int(data[key][1]))  # noqa: E731
+            changes = self.change_bill(drop=data.get("drop"), amount=pair("amount"),
+                                       stranger=data.get("stranger") and int(data["stranger"]),
+                                       refund=pair("refund"), reset=bool(data.get("reset")))
+        except (TypeError, ValueError, IndexError):
+            return self._error(400, "PARAM_ERROR", "参数错误")
+        return Response.json(changes)
+
     # -- acting as WeChat Pay towards our notify URL ----------------------------------------------
     def pay(self, prepay_id) -> dict:
         """The payer confirms: the order becomes SUCCESS (once)."""
@@ -395,3 +540,7 @@ class PaySandbox(SandboxServer):
             sep = "&" if "?" in back else "?"
             return Response.redirect(back + sep + urlencode({"paid": "1" if codes[0] < 300 else "0"}))
         return Response.html(f"<p id=result>支付完成，通知返回 HTTP {codes[0]}</p>")
+
+
+def _no_changes() -> dict:
+    return {"drop": set(), "amounts": {}, "strangers": [], "refunds": []}
