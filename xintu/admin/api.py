@@ -147,7 +147,13 @@ def orders(query):
 @operator_only
 @bp.input(RefundIn, arg_name="body")
 @bp.doc(summary="退款（运营角色）", description="经微信支付退款（默认退剩余全部），记录操作人与原因；"
-        "微信确认后按退款比例收回积分与会员天数")
+        "微信确认后按退款比例收回积分与会员天数",
+        responses=errors({400: ["invalid_amount", "refund_exceeds_left", "refund_reason_required",
+                                "refund_reason_too_long"],
+                          404: ["order_not_found"],
+                          409: ["order_not_refundable", "order_refunded", "refund_in_progress"],
+                          502: ["refund_request_failed", "refund_query_failed"],
+                          503: ["refund_before_payment"]}))
 def refund_order(out_trade_no: str, body):
     return service.refund_order(current_app.config, out_trade_no[:64], body["reason"], body["amount_fen"],
                                 operator=g.admin.username), 201
