@@ -5,7 +5,7 @@ from apiflask import APIBlueprint
 from flask import current_app, redirect, request
 
 from xintu.errors import PayloadTooLarge
-from xintu.wechat import events, oauth
+from xintu.wechat import events, h5, oauth
 from xintu.wechat.internal import internal_only
 
 bp = APIBlueprint("wechat", __name__, tag="wechat")
@@ -36,7 +36,10 @@ def callback():
 @bp.get("/wechat/oauth/start")
 @bp.doc(summary="Start WeChat OAuth for the H5 member page (302 to WeChat)")
 def oauth_start():
-    return redirect(oauth.authorize_url(current_app.config, request.args.get("next")), 302)
+    nonce = h5.new_nonce()
+    response = redirect(oauth.authorize_url(current_app.config, request.args.get("next"), nonce), 302)
+    h5.set_nonce_cookie(response, nonce)
+    return response
 
 
 @bp.get("/wechat/oauth")
