@@ -103,6 +103,6 @@ def login_notice(config, binding: QrBinding) -> str:
 
     devices = with_query(config["PUBLIC_BASE_URL"].rstrip("/") + "/wechat/oauth/start",
                          next=with_query(h5_url(config), view="devices"))
-    when = to_local(binding.created_at).strftime("%m-%d %H:%M")
-    return (f"你正在登录芯图相册{platform_name(binding.client.platform)}客户端（二维码生成于 {when}）。"
-            f"如果不是你本人操作，请打开<a href=\"{devices}\">我的设备</a>退出该设备。")
+    when = to_local(binding.bound_at or utcnow()).strftime("%m-%d %H:%M")
+    return (f"客户端登录成功：{platform_name(binding.client.platform)}（{when} 北京时间），请回到电脑上继续使用。"
+            f"如果不是你本人在登录，请打开<a href=\"{devices}\">我的设备</a>退出该设备。")

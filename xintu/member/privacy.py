@@ -8,7 +8,6 @@ returning follower in as a new user without a second signup bonus.
 """
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from datetime import timedelta
