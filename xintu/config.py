@@ -111,7 +111,7 @@ DEFAULTS: dict = {
     "QR_SCAN_FRESH_SECONDS": 120,
     # Retention (`xintu users retention`, a daily job): request_log rows and stored edit images (uploads
     # left behind and results) older than this many days are deleted; 0 = keep.
-    "REQUEST_LOG_RETENTION_DAYS": 180,
+    "REQUEST_LOG_RETENTION_DAYS": 90,
     "EDIT_IMAGE_RETENTION_DAYS": 90,
     # 管理后台 (admin dashboard): login throttling, session lifetime, SPA origins allowed by CORS.
     # Failed logins within ADMIN_LOGIN_WINDOW_MINUTES, counted per (username, address), per address and per
