@@ -205,9 +205,9 @@ def _edit_task(user_id, client_id):
     from xintu.edit.service import store_image
 
     task = EditTask.create(task_id="t" + client_id[-8:], user=user_id, prompt="把我家猫变成老虎",
-                           images=[{"position": 0, "status": "succeeded", "stored": True,
-                                    "result_url": "https://upstream.example/r.png"}],
-                           n_images=1, status="succeeded")
+                           images=[], n_images=1, status="succeeded")
+    EditTask.update(images=[{"position": 0, "status": "succeeded", "stored": [task.id, 0],
+                             "result_url": "https://upstream.example/r.png"}]).where(EditTask.id == task.id).execute()
     store_image(task.id, 0, "image/png", b"\x89PNG result bytes", kind="result")
     RequestLog.create(endpoint="classify", client=client_id)
     RequestLog.create(endpoint="classify", client=client_id)

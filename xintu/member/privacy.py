@@ -181,8 +181,11 @@ def retention(config, now=None) -> dict:
                 break
             with db.atomic():
                 out["edit_images_deleted"] += _delete_task_images(pks)
+                gone = set(pks)
                 for task in EditTask.select(EditTask.id, EditTask.images).where(EditTask.id.in_(pks)):
-                    images = [{**i, "stored": False} for i in task.images]
+                    # "stored" is [task pk, position] of the bytes (another task's on a cache hit)
+                    images = [{**i, "stored": i.get("stored") if i.get("stored") and i["stored"][0] not in gone
+                               else False} for i in task.images]
                     EditTask.update(images=images).where(EditTask.id == task.id).execute()
                 out["edit_tasks_touched"] += len(pks)
     return out
