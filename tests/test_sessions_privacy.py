@@ -265,7 +265,8 @@ def test_export_and_forget_with_orders_and_ledger(mysql_member_stack):
         assert ForgottenIdentity.select().count() == 1
         assert "oFORGETME" not in json.dumps(list(ForgottenIdentity.select().dicts()), default=str)
 
-    # the same person follows again: a new user, without a second signup bonus
+    # the same person opens the H5 page, then follows again: a new user, without a second signup bonus
+    stack.h5_login("oFORGETME")
     status, reply = stack.sandbox.mp.simulate_subscribe("oFORGETME")
     assert status == 200 and "欢迎回到" in reply and "赠送" not in reply
     with stack.in_app():

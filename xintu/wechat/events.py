@@ -78,11 +78,12 @@ def handle_callback(config, args, body: bytes) -> str:
 
 def _dispatch(config, msg) -> str | None:
     if msg.event in ("subscribe", "subscribe_scan", "scan"):
-        user, created = ensure_user(msg.source)
+        user, _ = ensure_user(msg.source)
         mark_active(user.id, subscribed=True)
         parts = []
         if msg.event != "scan":
-            if created and was_forgotten(msg.source):   # erased before: no second bonus (docs/PRIVACY.md)
+            # erased before (even if the H5 page made the new user first): no second bonus (docs/PRIVACY.md)
+            if was_forgotten(msg.source):
                 parts.append("欢迎回到芯图相册！")
             else:
                 bonus = CreditService.grant(user.id, SIGNUP_BONUS, "signup_bonus", f"user:{user.id}")
