@@ -31,8 +31,9 @@ def client_ids(user_id: int) -> list[str]:
             .where(ClientSession.user == user_id)]
 
 
-def _stored_images(task_pks: list[int]) -> dict[int, list[dict]]:
-    size = fn.SUM(fn.LENGTH(EditImage.data))
+def _stored_images(task_pks: list[int], sizes: bool = True) -> dict[int, list[dict]]:
+    """Per task pk: the stored images (kind, position, mime and, with ``sizes``, bytes — which reads them)."""
+    size = fn.SUM(fn.LENGTH(EditImage.data)) if sizes else fn.COUNT(EditImage.id)
     rows = (EditImage.select(EditImage.task, EditImage.kind, EditImage.position, EditImage.mime,
                              size.alias("bytes"))
             .where(EditImage.task.in_(task_pks))
@@ -40,14 +41,16 @@ def _stored_images(task_pks: list[int]) -> dict[int, list[dict]]:
             .order_by(EditImage.task, EditImage.kind, EditImage.position).dicts()) if task_pks else []
     out: dict[int, list[dict]] = {}
     for row in rows:
-        out.setdefault(row["task"], []).append({"kind": row["kind"], "position": row["position"],
-                                                "mime": row["mime"], "bytes": int(row["bytes"] or 0)})
+        item = {"kind": row["kind"], "position": row["position"], "mime": row["mime"]}
+        if sizes:
+            item["bytes"] = int(row["bytes"] or 0)
+        out.setdefault(row["task"], []).append(item)
     return out
 
 
-def export(user: User) -> dict:
+def export(user: User, images: dict[int, list[dict]] | None = None) -> dict:
     """Everything we hold about ``user`` as one JSON-ready document (stored images are listed here and
-    sent as a zip by :func:`export_images_zip`)."""
+    sent as a zip by :func:`export_images_zip`, which passes the listing it made while reading them)."""
     from flask import current_app
 
     from xintu.member.sessions import session_view
@@ -56,7 +59,7 @@ def export(user: User) -> dict:
     orders = list(Order.select().where(Order.user == user.id).order_by(Order.id))
     ledger = list(CreditLedger.select().where(CreditLedger.user == user.id).order_by(CreditLedger.id))
     tasks = list(EditTask.select().where(EditTask.user == user.id).order_by(EditTask.id))
-    images = _stored_images([t.id for t in tasks])
+    images = images if images is not None else _stored_images([t.id for t in tasks])
     ids = client_ids(user.id)
     counts = (RequestLog.select(RequestLog.endpoint, fn.COUNT(RequestLog.id).alias("n"),
                                 fn.MIN(RequestLog.ts).alias("first"), fn.MAX(RequestLog.ts).alias("last"))
@@ -96,16 +99,18 @@ def export_images_zip(user: User, out) -> int:
     from xintu.edit.service import load_image
 
     tasks = list(EditTask.select().where(EditTask.user == user.id).order_by(EditTask.id))
-    listed = _stored_images([t.id for t in tasks])
+    listed = _stored_images([t.id for t in tasks], sizes=False)   # each image is read once, below
     count = 0
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr("data.json", json.dumps(export(user), ensure_ascii=False, indent=2))
         for task in tasks:
             for item in listed.get(task.id, []):
                 data, mime = load_image(task.id, item["position"], kind=item["kind"])
+                item["bytes"] = len(data)
                 name = f"images/{task.task_id}/{item['kind']}-{item['position']}.{ZIP_EXT.get(mime, 'bin')}"
                 archive.writestr(name, data)
+                del data
                 count += 1
+        archive.writestr("data.json", json.dumps(export(user, listed), ensure_ascii=False, indent=2))
     return count
 
 
