@@ -1,4 +1,6 @@
-"""``xintu users``: WeChat users, their sessions and personal data (credits change through `xintu credits`)."""
+"""``xintu users``: WeChat users, their sessions and personal data.
+
+Credits change through `xintu credits`."""
 from __future__ import annotations
 
 import click
@@ -51,8 +53,8 @@ def list_(members, limit, offset, fmt):
     emit(rows, fmt, COLUMNS)
 
 
-SESSION_COLUMNS = ["id", "platform", "client_id", "first_seen_at", "last_seen_at", "expires_at", "place", "ip",
-                   "active", "revoked_reason"]
+SESSION_COLUMNS = ["id", "platform", "client_id", "first_seen_at", "last_seen_at", "expires_at", "place",
+                   "ip", "active", "revoked_reason"]
 
 
 @users.command()
@@ -124,7 +126,8 @@ def forget(user_id, reason, yes, fmt):
     user = get_user(user_id, allow_forgotten=True)
     import sys
 
-    if not yes and sys.stdin.isatty() and not click.confirm(f"erase user {user.id} for good?", default=False, err=True):
+    asked = not yes and sys.stdin.isatty()
+    if asked and not click.confirm(f"erase user {user.id} for good?", default=False, err=True):
         raise click.Abort()
     emit(forget_user(user, reason, operator="cli"), fmt)
 

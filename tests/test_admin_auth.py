@@ -109,12 +109,12 @@ def test_operator_sees_and_revokes_user_sessions(mysql_app, mysql_client, admins
     from xintu.auth import issue_token, lookup
 
     with mysql_app.app_context():
-        token, _ = issue_token(client_id="pc-admin-view", kind="bound", user=User.get_by_id(admins["user_id"]),
-                               platform="mac", ip="10.3.3.3")
+        token, _ = issue_token(client_id="pc-admin-view", kind="bound", platform="mac", ip="10.3.3.3",
+                               user=User.get_by_id(admins["user_id"]))
     viewer, operator = bearer(mysql_client, "viewer1"), bearer(mysql_client, "op1")
     detail = mysql_client.get(f"/api/v1/admin/users/{admins['user_id']}", headers=viewer).get_json()
-    assert [(s["platform"], s["client_id"], s["place"]) for s in detail["sessions"]] == [("mac", "pc-admin-view",
-                                                                                          "局域网")]
+    shown = [(s["platform"], s["client_id"], s["place"]) for s in detail["sessions"]]
+    assert shown == [("mac", "pc-admin-view", "局域网")]
     url = f"/api/v1/admin/users/{admins['user_id']}/sessions/revoke"
     assert mysql_client.post(url, json={}, headers=viewer).status_code == 403
     done = mysql_client.post(url, json={"session_id": detail["sessions"][0]["id"]}, headers=operator)

@@ -48,7 +48,8 @@ def test_my_devices_and_account_erasure_in_chromium(member_stack):
             page.click("#devices li button")
             expect(page.locator("#notice")).to_contain_text("已退出")
             expect(page.locator("#devices li").first).to_contain_text("没有已登录的客户端")
-            dead = requests.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            dead = requests.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {token}"},
+                                timeout=10)
             assert dead.status_code == 401 and dead.json()["error"]["code"] == "token_revoked"
 
             page.click("#forget-start")

@@ -54,8 +54,8 @@ def served(tmp_path):
 
 def test_logout_export_forget_against_xintu_serve(served):
     base, cli = served
-    device = requests.post(base + "/api/v1/clients", json={"client_id": "pc-serve-0001", "platform": "windows"},
-                           timeout=10).json()["token"]
+    device = requests.post(base + "/api/v1/clients", timeout=10,
+                           json={"client_id": "pc-serve-0001", "platform": "windows"}).json()["token"]
     assert requests.post(base + "/api/v1/auth/logout", headers={"Authorization": f"Bearer {device}"},
                          timeout=10).status_code == 204
     dead = requests.post(base + "/api/v1/auth/wechat/qrcode", headers={"Authorization": f"Bearer {device}"},
@@ -82,7 +82,8 @@ def test_logout_export_forget_against_xintu_serve(served):
     assert exported["profile"]["openid"] == "o_serve_priv"
     assert [o["amount_fen"] for o in exported["orders"]] == [990]
 
-    forgotten = cli("users", "forget", "--user-id", str(user_id), "--reason", "用户来信要求注销", "--format", "json")
+    forgotten = cli("users", "forget", "--user-id", str(user_id), "--reason", "用户来信要求注销",
+                    "--format", "json")
     assert json.loads(forgotten.stdout)["sessions_revoked"] == 1
     after = cli("users", "export", "--user-id", str(user_id), "--format", "json").stdout
     assert "o_serve_priv" not in after and json.loads(after)["orders"][0]["amount_fen"] == 990

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from xintu.models import (ClientSession, CreditLedger, EditImage, EditTask, ForgottenIdentity, Order, QrBinding,
-                          RequestLog, User, WechatEvent)
+from xintu.models import (ClientSession, CreditLedger, EditImage, EditTask, ForgottenIdentity, Order,
+                          QrBinding, RequestLog, User, WechatEvent)
 from xintu.timeutil import utcnow
 
 pytestmark = pytest.mark.mariadb
@@ -182,7 +182,8 @@ def test_h5_ticket_made_for_another_browser_does_not_log_this_one_in(mysql_membe
     refused = victim.get(other_landing, allow_redirects=False, timeout=10)
     assert _error(refused) == (400, "oauth_state_foreign")
     # the browser that started the flow is let in
-    assert attacker.post(stack.url + "/api/v1/h5/session", json={"ticket": ticket}, timeout=10).status_code == 200
+    welcome = attacker.post(stack.url + "/api/v1/h5/session", json={"ticket": ticket}, timeout=10)
+    assert welcome.status_code == 200
 
 
 def test_my_devices_lists_and_revokes_sessions(mysql_member_stack):
@@ -196,7 +197,8 @@ def test_my_devices_lists_and_revokes_sessions(mysql_member_stack):
     assert _error(stranger.post(f"{stack.url}/api/v1/h5/sessions/{items[0]['id']}/revoke",
                                 timeout=10)) == (404, "session_not_found")
     assert _me(stack, token).status_code == 200
-    assert browser.post(f"{stack.url}/api/v1/h5/sessions/{items[0]['id']}/revoke", timeout=10).status_code == 204
+    mine = browser.post(f"{stack.url}/api/v1/h5/sessions/{items[0]['id']}/revoke", timeout=10)
+    assert mine.status_code == 204
     assert _error(_me(stack, token)) == (401, "token_revoked")
     assert browser.get(stack.url + "/api/v1/h5/sessions", timeout=10).json()["items"] == []
 
@@ -206,8 +208,9 @@ def _edit_task(user_id, client_id):
 
     task = EditTask.create(task_id="t" + client_id[-8:], user=user_id, prompt="把我家猫变成老虎",
                            images=[], n_images=1, status="succeeded")
-    EditTask.update(images=[{"position": 0, "status": "succeeded", "stored": [task.id, 0],
-                             "result_url": "https://upstream.example/r.png"}]).where(EditTask.id == task.id).execute()
+    images = [{"position": 0, "status": "succeeded", "stored": [task.id, 0],
+               "result_url": "https://upstream.example/r.png"}]
+    EditTask.update(images=images).where(EditTask.id == task.id).execute()
     store_image(task.id, 0, "image/png", b"\x89PNG result bytes", kind="result")
     RequestLog.create(endpoint="classify", client=client_id)
     RequestLog.create(endpoint="classify", client=client_id)
@@ -226,13 +229,15 @@ def test_export_and_forget_with_orders_and_ledger(mysql_member_stack):
         client_id = ClientSession.get(ClientSession.kind == "bound").client_id
         _edit_task(user.id, client_id)
         orders_before = [(o.out_trade_no, o.amount_fen, o.status) for o in Order.select()]
-        ledger_before = [(e.delta, e.reason, e.created_at) for e in CreditLedger.select().order_by(CreditLedger.id)]
+        ledger_before = [(e.delta, e.reason, e.created_at)
+                         for e in CreditLedger.select().order_by(CreditLedger.id)]
 
     exported = stack.cli("users", "export", "--user-id", str(user.id), "--format", "json")
     assert exported.exit_code == 0, exported.output
     data = json.loads(exported.output)
     assert data["profile"]["openid"] == "oFORGETME" and len(data["sessions"]) == 1
-    assert data["orders"][0]["amount_fen"] == 990 and data["orders"][0]["status"] == "paid" and data["ledger"][0]["reason"] == "signup_bonus"
+    assert data["orders"][0]["amount_fen"] == 990 and data["orders"][0]["status"] == "paid"
+    assert data["ledger"][0]["reason"] == "signup_bonus"
     assert data["edit_tasks"][0]["stored_images"] == [{"kind": "result", "position": 0, "mime": "image/png",
                                                        "bytes": 17}]
     assert data["requests"][0]["endpoint"] == "classify" and data["requests"][0]["count"] == 2
@@ -243,7 +248,8 @@ def test_export_and_forget_with_orders_and_ledger(mysql_member_stack):
     assert zipped.headers["Content-Type"] == "application/zip" and "data.json" in names
     assert any(n.endswith("result-0.png") for n in names)
 
-    forgotten = stack.cli("users", "forget", "--user-id", str(user.id), "--reason", "工单 42", "--format", "json")
+    forgotten = stack.cli("users", "forget", "--user-id", str(user.id), "--reason", "工单 42",
+                          "--format", "json")
     assert forgotten.exit_code == 0, forgotten.output
     assert json.loads(forgotten.output)["sessions_revoked"] == 1
 
@@ -295,8 +301,10 @@ def test_retention_deletes_old_request_log_and_edit_images(mysql_member_stack):
         user = User.create(openid="oRETAIN")
         old = _edit_task(user.id, "pc-old-client1")
         EditTask.update(created_at=utcnow() - timedelta(days=91)).where(EditTask.id == old.id).execute()
-        RequestLog.update(ts=utcnow() - timedelta(days=200)).where(RequestLog.client == "pc-old-client1").execute()
-        new = EditTask.create(task_id="tnew", user=user.id, prompt="p", images=[], n_images=1, status="succeeded")
+        RequestLog.update(ts=utcnow() - timedelta(days=200)).where(
+            RequestLog.client == "pc-old-client1").execute()
+        new = EditTask.create(task_id="tnew", user=user.id, prompt="p", images=[], n_images=1,
+                              status="succeeded")
         from xintu.edit.service import store_image
         store_image(new.id, 0, "image/png", b"new", kind="result")
     result = stack.cli("users", "retention", "--format", "json")

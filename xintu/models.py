@@ -350,5 +350,5 @@ class Setting(BaseModel):
 
 
 ALL_MODELS = (User, CreditLedger, ClientSession, ForgottenIdentity, QrBinding, WechatEvent, Order,
-              ClassifyCache, RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken, Admin,
-              AdminSession, AdminLoginAttempt, Setting)
+              ClassifyCache, RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken,
+              Admin, AdminSession, AdminLoginAttempt, Setting)

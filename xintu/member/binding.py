@@ -3,8 +3,9 @@ the signed event binds the scene to that WeChat user, and the polling client get
 
 The scene is random (192 bits) and only ever shown inside WeChat's QR ticket; a binding can be polled
 only by the device token that created it, and the bound token is handed out exactly once (a
-compare-and-set on ``token_delivered``), so neither a guessed scene nor a second poller gets an identity.  A follower's SCAN (no decision on their
-part) binds only a fresh code, and the reply says which client is being logged in with a link to 我的设备.
+compare-and-set on ``token_delivered``), so neither a guessed scene nor a second poller gets an identity.
+A follower's SCAN (no decision on their part) binds only a fresh code, and the reply says which client is
+being logged in, with a link to 我的设备.
 """
 from __future__ import annotations
 
@@ -104,5 +105,6 @@ def login_notice(config, binding: QrBinding) -> str:
     devices = with_query(config["PUBLIC_BASE_URL"].rstrip("/") + "/wechat/oauth/start",
                          next=with_query(h5_url(config), view="devices"))
     when = to_local(binding.bound_at or utcnow()).strftime("%m-%d %H:%M")
-    return (f"客户端登录成功：{platform_name(binding.client.platform)}（{when} 北京时间），请回到电脑上继续使用。"
+    return (f"客户端登录成功：{platform_name(binding.client.platform)}（{when} 北京时间），"
+            "请回到电脑上继续使用。"
             f"如果不是你本人在登录，请打开<a href=\"{devices}\">我的设备</a>退出该设备。")

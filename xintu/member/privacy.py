@@ -16,8 +16,8 @@ from peewee import fn
 
 from xintu import db
 from xintu.errors import BadRequest
-from xintu.models import (ClientSession, CreditLedger, EditCache, EditImage, EditTask, ForgottenIdentity, Order,
-                          QrBinding, RequestLog, User, WechatEvent)
+from xintu.models import (ClientSession, CreditLedger, EditCache, EditImage, EditTask, ForgottenIdentity,
+                          Order, QrBinding, RequestLog, User, WechatEvent)
 from xintu.timeutil import iso, utcnow
 
 FORMAT_VERSION = 1
@@ -137,7 +137,8 @@ def forget(user: User, reason: str, operator: str = "user") -> dict:
             EditTask.update(prompt="", options=None, upstream_ids=None, error=None).where(
                 EditTask.id.in_(task_pks)).execute()
             for task in EditTask.select(EditTask.id, EditTask.images).where(EditTask.id.in_(task_pks)):
-                EditTask.update(images=[_bare(i) for i in task.images]).where(EditTask.id == task.id).execute()
+                bare = [_bare(i) for i in task.images]
+                EditTask.update(images=bare).where(EditTask.id == task.id).execute()
         QrBinding.delete().where(QrBinding.user == user.id).execute()
         WechatEvent.delete().where(WechatEvent.openid == openid).execute()
         requests = RequestLog.delete().where(RequestLog.client.in_(ids)).execute() if ids else 0
@@ -148,7 +149,8 @@ def forget(user: User, reason: str, operator: str = "user") -> dict:
         CreditLedger.update(note=None).where(CreditLedger.user == user.id,
                                              CreditLedger.reason != "admin_adjust").execute()
     return {"user_id": user.id, "sessions_revoked": revoked, "images_deleted": images,
-            "request_log_deleted": requests, "orders_kept": Order.select().where(Order.user == user.id).count(),
+            "request_log_deleted": requests,
+            "orders_kept": Order.select().where(Order.user == user.id).count(),
             "ledger_kept": CreditLedger.select().where(CreditLedger.user == user.id).count(),
             "operator": operator}
 
@@ -179,9 +181,9 @@ def retention(config, now=None) -> dict:
     if image_days:
         cutoff = now - timedelta(days=image_days)
         while True:
-            pks = [t.id for t in EditTask.select(EditTask.id).join(EditImage, on=(EditImage.task == EditTask.id))
-                   .where(EditTask.created_at < cutoff,
-                          EditTask.status.not_in(("queued", "running"))).distinct().limit(DELETE_CHUNK)]
+            old = (EditTask.select(EditTask.id).join(EditImage, on=(EditImage.task == EditTask.id))
+                   .where(EditTask.created_at < cutoff, EditTask.status.not_in(("queued", "running"))))
+            pks = [t.id for t in old.distinct().limit(DELETE_CHUNK)]
             if not pks:
                 break
             with db.atomic():
@@ -189,7 +191,7 @@ def retention(config, now=None) -> dict:
                 gone = set(pks)
                 for task in EditTask.select(EditTask.id, EditTask.images).where(EditTask.id.in_(pks)):
                     # "stored" is [task pk, position] of the bytes (another task's on a cache hit)
-                    images = [{**i, "stored": i.get("stored") if i.get("stored") and i["stored"][0] not in gone
+                    images = [{**i, "stored": i["stored"] if i.get("stored") and i["stored"][0] not in gone
                                else False} for i in task.images]
                     EditTask.update(images=images).where(EditTask.id == task.id).execute()
                 out["edit_tasks_touched"] += len(pks)
