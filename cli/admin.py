@@ -54,10 +54,10 @@ def set_password(username, password_stdin):
 @output_options
 @with_app
 def list_users(fmt):
-    """Admin accounts, with lockout state."""
+    """Admin accounts, with failed logins since the last success (they slow logins down, lock nothing)."""
     from xintu.models import Admin
     from xintu.timeutil import iso
 
-    emit([{"username": a.username, "role": a.role, "locked_until": iso(a.locked_until),
+    emit([{"username": a.username, "role": a.role, "failed_logins": a.failed_logins,
            "last_login_at": iso(a.last_login_at)} for a in Admin.select().order_by(Admin.username)],
-         fmt, ["username", "role", "locked_until", "last_login_at"])
+         fmt, ["username", "role", "failed_logins", "last_login_at"])

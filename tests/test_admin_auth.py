@@ -1,5 +1,6 @@
-"""管理后台 authentication and roles on the real MariaDB primary: hashed passwords, lockout,
-per-address rate limit, session expiry, viewer vs operator."""
+"""管理后台 authentication and roles on the real MariaDB primary: hashed passwords, one answer for wrong
+user or password, progressive delays per account and address, the address allow-list, session expiry,
+viewer vs operator, and the operator's view of a user's client sessions."""
 from datetime import timedelta
 
 import pytest
@@ -53,24 +54,75 @@ def test_wrong_password_and_unknown_user_look_the_same(mysql_client, admins):
         "error": {"code": "bad_credentials", "message": "用户名或密码错误"}}
 
 
-def test_lockout_after_repeated_failures(mysql_app, mysql_client, admins):
-    for i in range(5):
-        assert login(mysql_client, "op1", f"guess {i}", ip=f"10.0.1.{i}").status_code == 401
-    # now even the right password is refused, from any address
-    locked = login(mysql_client, "op1", ip="10.0.2.1")
-    assert locked.status_code == 429 and locked.get_json()["error"]["code"] == "account_locked"
-    assert login(mysql_client, "viewer1", ip="10.0.2.1").status_code == 200   # others unaffected
-    with mysql_app.app_context():
-        Admin.update(locked_until=utcnow() - timedelta(seconds=1)).where(Admin.username == "op1").execute()
-    assert login(mysql_client, "op1", ip="10.0.2.1").status_code == 200       # lock ran out
+def _rewind_attempts(app, seconds):
+    from xintu.models import AdminLoginAttempt
+
+    with app.app_context():
+        for attempt in AdminLoginAttempt.select():
+            AdminLoginAttempt.update(created_at=attempt.created_at - timedelta(seconds=seconds)).where(
+                AdminLoginAttempt.id == attempt.id).execute()
 
 
-def test_one_address_is_rate_limited_across_usernames(mysql_client, admins):
-    for i in range(20):
+def test_failures_slow_the_next_try_down_without_locking_the_account(mysql_app, mysql_client, admins):
+    for i in range(3):
+        assert login(mysql_client, "op1", f"guess {i}", ip="10.0.1.1").status_code == 401
+    waiting = login(mysql_client, "op1", ip="10.0.1.1")   # even the right password waits its turn
+    assert waiting.status_code == 429 and waiting.get_json()["error"]["code"] == "login_throttled"
+    assert waiting.get_json()["error"]["details"]["retry_after"] in (1, 2)   # 2 s after the last failure
+    # an unknown username gets exactly the same treatment: the answer says nothing about accounts
+    for i in range(3):
+        assert login(mysql_client, "nobody", f"guess {i}", ip="10.0.1.1").status_code == 401
+    ghost = login(mysql_client, "nobody", ip="10.0.1.1")
+    assert ghost.status_code == 429 and ghost.get_json()["error"]["code"] == "login_throttled"
+    # the operator at another address is not locked out by the stranger's guesses
+    assert login(mysql_client, "op1", ip="10.0.2.1").status_code == 200
+    _rewind_attempts(mysql_app, 3)
+    assert login(mysql_client, "op1", ip="10.0.1.1").status_code == 200       # the delay ran out
+
+
+def test_delays_grow_per_address_and_cap(mysql_app, mysql_client, admins):
+    mysql_app.config.update(ADMIN_LOGIN_MAX_DELAY_SECONDS=8)
+    for i in range(6):   # one address trying many usernames: 2 × the free failures
+        _rewind_attempts(mysql_app, 10)   # each after the previous delay ran out
         assert login(mysql_client, f"guess{i}", "x", ip="10.9.9.9").status_code == 401
-    limited = login(mysql_client, "op1", ip="10.9.9.9")
-    assert limited.status_code == 429 and limited.get_json()["error"]["code"] == "login_rate_limited"
-    assert login(mysql_client, "op1", ip="10.9.9.10").status_code == 200
+    waits = []
+    for i in range(4):
+        probe = login(mysql_client, "op1", ip="10.9.9.9")
+        assert probe.status_code == 429
+        waits.append(probe.get_json()["error"]["details"]["retry_after"])
+        _rewind_attempts(mysql_app, 10)
+        assert login(mysql_client, f"more{i}", "x", ip="10.9.9.9").status_code == 401
+    # 2, 4, 8, 8 s (MariaDB keeps whole seconds, so each may read one less)
+    assert waits[0] in (1, 2) and waits[1] in (3, 4) and waits[2] in (7, 8) and waits[3] in (7, 8)
+    assert login(mysql_client, "op1", ip="10.9.9.10").status_code == 200   # other addresses unaffected
+
+
+def test_admin_api_answers_only_allowed_addresses(mysql_app, mysql_client, admins):
+    mysql_app.config.update(ADMIN_ALLOWED_ADDRS=["10.1.0.0/16", "192.168.5.5"])
+    outside = login(mysql_client, "op1", ip="10.2.0.1")
+    assert outside.status_code == 404 and outside.get_json()["error"]["code"] == "not_found"
+    assert login(mysql_client, "op1", ip="10.1.3.4").status_code == 200
+    assert login(mysql_client, "op1", ip="192.168.5.5").status_code == 200
+
+
+def test_operator_sees_and_revokes_user_sessions(mysql_app, mysql_client, admins):
+    from xintu.auth import issue_token, lookup
+
+    with mysql_app.app_context():
+        token, _ = issue_token(client_id="pc-admin-view", kind="bound", platform="mac", ip="10.3.3.3",
+                               user=User.get_by_id(admins["user_id"]))
+    viewer, operator = bearer(mysql_client, "viewer1"), bearer(mysql_client, "op1")
+    detail = mysql_client.get(f"/api/v1/admin/users/{admins['user_id']}", headers=viewer).get_json()
+    shown = [(s["platform"], s["client_id"], s["place"]) for s in detail["sessions"]]
+    assert shown == [("mac", "pc-admin-view", "局域网")]
+    url = f"/api/v1/admin/users/{admins['user_id']}/sessions/revoke"
+    assert mysql_client.post(url, json={}, headers=viewer).status_code == 403
+    done = mysql_client.post(url, json={"session_id": detail["sessions"][0]["id"]}, headers=operator)
+    assert done.status_code == 200 and done.get_json()["revoked"] == 1 and done.get_json()["sessions"] == []
+    with mysql_app.test_request_context():
+        with pytest.raises(Exception) as dead:
+            lookup(token)
+    assert getattr(dead.value, "code", None) == "token_revoked"
 
 
 def test_idle_and_absolute_session_expiry(mysql_app, mysql_client, admins):

@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 
 from tests.stats_fixtures import insert_stats_rows
 from xintu.admin.auth import create_admin
+from xintu.errors import Unauthorized
 from xintu.models import CreditLedger, User
 from xintu.timeutil import local_today, utcnow
 
@@ -135,6 +136,20 @@ def test_operator_sees_numbers_adjusts_credits_uploads_a_release(dashboard, page
     signup = page.locator("#ledger tbody tr:has-text('关注赠送') td[data-col=created_at]")
     assert signup.inner_text() == f"{dashboard['data'].day.isoformat()} 01:00"
     _shot(page, "user")
+    # the user's client logins: shown, and an operator ends one (its token then answers token_revoked)
+    from xintu.auth import issue_token, lookup
+
+    with mysql_app.app_context():
+        token, _ = issue_token(client_id="pc-alice-0001", kind="bound", platform="windows", ip="192.168.1.9",
+                               user=User.get(User.openid == "o-alice"))
+    page.reload()
+    expect(page.locator("#sessions tbody tr")).to_have_count(1)
+    expect(page.locator("#sessions tbody tr").first).to_contain_text("pc-alice-0001")
+    expect(page.locator("#sessions tbody tr").first).to_contain_text("局域网")
+    page.click("#sessions button[data-session]")
+    expect(page.locator("#sessions tbody tr").first).to_contain_text("暂无数据")
+    with mysql_app.test_request_context(), pytest.raises(Unauthorized, match="已注销"):
+        lookup(token)
     with mysql_app.app_context():
         entry = CreditLedger.select().order_by(CreditLedger.id.desc()).get()
         assert (entry.delta, entry.reason, entry.operator, entry.balance_after) == (7, "admin_adjust", "op1", 33)

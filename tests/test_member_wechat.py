@@ -92,8 +92,8 @@ def test_oauth_refuses_foreign_redirects_and_forged_state(member_stack):
 
 def test_h5_ticket_is_redeemed_once(member_stack):
     stack = member_stack
-    stack.h5_login("oREPLAY")
-    replay = requests.post(stack.url + "/api/v1/h5/session", json={"ticket": stack.last_ticket}, timeout=10)
+    browser = stack.h5_login("oREPLAY")
+    replay = browser.post(stack.url + "/api/v1/h5/session", json={"ticket": stack.last_ticket}, timeout=10)
     assert replay.status_code == 401 and replay.json()["error"]["code"] == "h5_ticket_used"
     assert "xintu_h5" not in replay.cookies
 

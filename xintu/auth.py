@@ -26,7 +26,7 @@ from flask import current_app, g, request
 
 from xintu.apidoc import errors
 from xintu.budgets import network_of
-from xintu.errors import RateLimited
+from xintu.errors import RateLimited, Unauthorized
 from xintu.timeutil import iso, utcnow
 
 TOKEN_PREFIX = "xt_"
@@ -52,7 +52,8 @@ def issue_token(*, client_id: str, kind: str = "device", user=None, platform: st
 
     token = new_token()
     session = ClientSession.create(token_hash=hash_token(token), kind=kind, client_id=client_id,
-                                   user=user, platform=platform, created_ip=ip, created_net=network_of(ip))
+                                   user=user, platform=platform, created_ip=ip, created_net=network_of(ip),
+                                   last_ip=ip)
     return token, session
 
 
@@ -75,18 +76,55 @@ def register_client(client_id: str, platform: str | None, ip: str | None) -> tup
     return issue_token(client_id=client_id, kind="device", platform=platform, ip=ip)
 
 
-def lookup(token: str):
-    """The live session for a presented token, or None."""
+def session_limits(config, kind: str) -> tuple[timedelta | None, timedelta | None]:
+    """(idle, absolute) lifetime of a session of ``kind`` from the SESSION_* config; None = no limit."""
+    prefix = "SESSION_BOUND" if kind == "bound" else "SESSION_DEVICE"
+    idle, most = int(config[f"{prefix}_IDLE_DAYS"]), int(config[f"{prefix}_MAX_DAYS"])
+    return (timedelta(days=idle) if idle else None), (timedelta(days=most) if most else None)
+
+
+def expires_at(config, session):
+    """When ``session`` dies if it is not used again (the earlier of idle and absolute end), or None."""
+    idle, most = session_limits(config, session.kind)
+    ends = [t for t in ((session.last_seen_at + idle) if idle else None,
+                        (session.created_at + most) if most else None) if t is not None]
+    return min(ends) if ends else None
+
+
+def revoke(session_ids, reason: str) -> int:
+    """End sessions (idempotent: an already revoked one keeps its first reason). Returns how many ended."""
+    from xintu.models import ClientSession
+
+    ids = list(session_ids)
+    if not ids:
+        return 0
+    return (ClientSession.update(revoked_at=utcnow(), revoked_reason=reason[:16])
+            .where(ClientSession.id.in_(ids), ClientSession.revoked_at.is_null()).execute())
+
+
+def lookup(token: str, ip: str | None = None, config=None):
+    """The live session for a presented token; raises Unauthorized naming why a known token is dead.
+
+    An unknown or malformed token returns None (the generic 401)."""
     from xintu.models import ClientSession
 
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
     session = ClientSession.get_or_none(ClientSession.token_hash == hash_token(token))
-    if session is None or session.revoked_at is not None:
+    if session is None:
         return None
+    if session.revoked_at is not None:
+        if session.revoked_reason == "expired":
+            raise Unauthorized("登录已过期，请重新登录", code="token_expired")
+        raise Unauthorized("该令牌已注销，请重新登录", code="token_revoked")
     now = utcnow()
-    if now - session.last_seen_at > LAST_SEEN_RESOLUTION:
-        type(session).update(last_seen_at=now).where(type(session).id == session.id).execute()
+    end = expires_at(config or current_app.config, session)
+    if end is not None and end <= now:
+        revoke([session.id], "expired")
+        raise Unauthorized("登录已过期，请重新登录", code="token_expired")
+    if now - session.last_seen_at > LAST_SEEN_RESOLUTION or (ip and ip != session.last_ip):
+        type(session).update(last_seen_at=now, last_ip=ip or session.last_ip).where(
+            type(session).id == session.id).execute()
     return session
 
 
@@ -118,7 +156,7 @@ def _limiter() -> ClientRateLimiter:
 
 @client_auth.verify_token
 def _verify(token):
-    session = lookup(token)
+    session = lookup(token, request.remote_addr)
     if session is not None:
         limit = current_app.config["CLIENT_REQUESTS_PER_MINUTE"]
         if limit and not _limiter().hit(session.id, limit):
@@ -144,6 +182,15 @@ class RegisterOut(Schema):
     client_id = String()
     kind = String()
     created_at = String()
+
+
+@bp.post("/auth/logout")
+@bp.auth_required(client_auth)
+@bp.output({}, status_code=204)
+@bp.doc(summary="End the presented token (device or bound); it answers 401 token_revoked afterwards")
+def logout():
+    revoke([g.client.id], "logout")
+    return ""
 
 
 @bp.post("/clients")

@@ -135,10 +135,27 @@ DEFAULTS: dict = {
     # CIDR networks), and then for TRUSTED_PROXIES hops.  Anyone else is taken at its TCP address.
     "TRUSTED_PROXY_ADDRS": ["127.0.0.1", "::1"],
     "TRUSTED_PROXIES": 1,             # X-Forwarded-For hops to trust (nginx in front)
+    # Client sessions (xintu.auth): a token dies after this many days without use (sliding) or after the
+    # absolute age, whichever comes first; 0 = no limit. Bound tokens name a WeChat user, device tokens not.
+    "SESSION_BOUND_IDLE_DAYS": 30,
+    "SESSION_BOUND_MAX_DAYS": 180,
+    "SESSION_DEVICE_IDLE_DAYS": 180,
+    "SESSION_DEVICE_MAX_DAYS": 730,
+    # A follower's SCAN binds a client only while its QR code is this young (seconds); a new follower's
+    # subscribe event may use the whole QR lifetime (10 min).
+    "QR_SCAN_FRESH_SECONDS": 120,
+    # Retention (`xintu users retention`, a daily job): request_log rows and stored edit images (uploads
+    # left behind and results) older than this many days are deleted; 0 = keep.
+    "REQUEST_LOG_RETENTION_DAYS": 90,
+    "EDIT_IMAGE_RETENTION_DAYS": 90,
     # 管理后台 (admin dashboard): login throttling, session lifetime, SPA origins allowed by CORS.
-    "ADMIN_MAX_FAILURES": 5,
-    "ADMIN_LOCKOUT_MINUTES": 15,
-    "ADMIN_LOGIN_ATTEMPTS_PER_10MIN": 20,
+    # Failed logins within ADMIN_LOGIN_WINDOW_MINUTES, counted per (username, address), per address and per
+    # username: after ADMIN_LOGIN_FREE_FAILURES the next try waits 2, 4, 8 … s up to
+    # ADMIN_LOGIN_MAX_DELAY_SECONDS (per username from all addresses: 4× the free failures first).
+    "ADMIN_LOGIN_FREE_FAILURES": 3,
+    "ADMIN_LOGIN_MAX_DELAY_SECONDS": 300,
+    "ADMIN_LOGIN_WINDOW_MINUTES": 15,
+    "ADMIN_ALLOWED_ADDRS": [],         # addresses / CIDR networks allowed to use /api/v1/admin; [] = any
     "ADMIN_SESSION_IDLE_MINUTES": 30,
     "ADMIN_SESSION_MAX_HOURS": 12,
     "ADMIN_ALLOWED_ORIGINS": [],

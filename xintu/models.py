@@ -44,6 +44,7 @@ class User(BaseModel):
     credits_balance = IntegerField(default=0)   # cache of SUM(credit_ledger.delta); audited
     created_at = DateTimeField(default=utcnow, index=True)
     last_active_at = DateTimeField(default=utcnow)
+    forgotten_at = DateTimeField(null=True)   # set by erasure: the row is then a tombstone (no identity)
 
     class Meta:
         table_name = "users"
@@ -82,11 +83,26 @@ class ClientSession(BaseModel):
     created_net = CharField(45, null=True)    # the address for IPv4, its /64 for IPv6 (registration limit)
     created_at = DateTimeField(default=utcnow, index=True)
     last_seen_at = DateTimeField(default=utcnow)
+    last_ip = CharField(45, null=True)
     revoked_at = DateTimeField(null=True)
+    revoked_reason = CharField(16, null=True)   # logout / user / operator / unsubscribe / expired / forgotten
 
     class Meta:
         table_name = "client_sessions"
         indexes = ((("created_ip", "created_at"), False), (("created_net", "created_at"), False))
+
+
+class ForgottenIdentity(BaseModel):
+    """What stays of an erased WeChat identity: a keyed hash of its openid (HMAC, key from SECRET_KEY),
+    so the same person following again gets no second signup bonus, and nothing that names them."""
+
+    openid_hash = CharField(64, unique=True)
+    user = ForeignKeyField(User, backref="tombstones", on_delete="CASCADE")   # the tombstone row
+    reason = CharField(255)
+    forgotten_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "forgotten_identities"
 
 
 class QrBinding(BaseModel):
@@ -397,6 +413,6 @@ class UsageCounter(BaseModel):
         indexes = ((("key", "window"), True),)
 
 
-ALL_MODELS = (User, CreditLedger, ClientSession, QrBinding, WechatEvent, Order, Refund, ClassifyCache,
-              RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken, Admin,
-              AdminSession, AdminLoginAttempt, Setting, WechatNonce, UsageCounter)
+ALL_MODELS = (User, CreditLedger, ClientSession, ForgottenIdentity, QrBinding, WechatEvent, Order, Refund,
+              ClassifyCache, RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken,
+              Admin, AdminSession, AdminLoginAttempt, Setting, WechatNonce, UsageCounter)

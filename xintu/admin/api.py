@@ -13,10 +13,20 @@ from flask import current_app, g, request
 from xintu.admin import auth, service
 from xintu.apidoc import JSONInteger, errors
 from xintu.admin.auth import admin_auth, operator_only
+from xintu.errors import NotFound
 from xintu.releases import service as releases
 from xintu.timeutil import iso
 
 bp = APIBlueprint("admin", __name__, url_prefix="/api/v1/admin", tag="admin")
+
+
+@bp.before_request
+def _allowed_address():
+    # ADMIN_ALLOWED_ADDRS: the 管理后台 API answers only these addresses / networks (the TCP peer after
+    # ProxyFix's trusted hops); others get the same 404 as an unknown path.
+    allowed = current_app.config.get("ADMIN_ALLOWED_ADDRS") or ()
+    if allowed and not auth.address_allowed(request.remote_addr or "", allowed):
+        raise NotFound("资源不存在", code="not_found")
 
 
 @bp.after_request
@@ -79,8 +89,9 @@ class ReleaseIn(Schema):
 
 @bp.post("/login")
 @bp.input(LoginIn, arg_name="body")
-@bp.doc(summary="管理员登录", description="失败过多会锁定账号并限制来源地址",
-        responses=errors({401: ["bad_credentials"], 429: ["login_rate_limited", "account_locked"]}))
+@bp.doc(summary="管理员登录",
+        description="用户名或密码错误只有一种回答；连续失败后按账号与来源地址逐步延迟（429 login_throttled）",
+        responses=errors({401: ["bad_credentials"], 429: ["login_throttled"]}))
 def login(body):
     token, session = auth.login(body["username"], body["password"], request.remote_addr or "")
     return {"token": token, "expires_at": iso(session.expires_at), "username": session.admin.username,
@@ -133,6 +144,20 @@ def user(user_id: int):
                                    404, ["user_not_found"]))
 def adjust_credits(user_id: int, body):
     return service.adjust_credits(user_id, body["delta"], body["reason"], operator=g.admin.username)
+
+
+class RevokeIn(Schema):
+    session_id = Integer(load_default=None, validate=Range(1))
+
+
+@bp.post("/users/<int:user_id>/sessions/revoke")
+@bp.auth_required(admin_auth)
+@operator_only
+@bp.input(RevokeIn, arg_name="body")
+@bp.doc(summary="注销用户的客户端登录（运营角色）",
+        description="session_id 为空时注销全部；令牌随即 401 token_revoked")
+def revoke_sessions(user_id: int, body):
+    return service.revoke_sessions(user_id, body["session_id"], operator=g.admin.username)
 
 
 @bp.get("/orders")

@@ -1,9 +1,15 @@
 """Admin accounts: hashed passwords, login throttling, expiring sessions, roles.
 
 Defences, each with its own knob (config):
-- wrong passwords lock the *account* for ADMIN_LOCKOUT_MINUTES after ADMIN_MAX_FAILURES in a row;
-- an *address* gets at most ADMIN_LOGIN_ATTEMPTS_PER_10MIN failed logins, whatever usernames it
-  tries (a lockout alone would let one address probe many accounts);
+- one answer (401 bad_credentials) for a wrong password and a username that does not exist;
+- no hard lock anyone could trigger: failed logins (within ADMIN_LOGIN_WINDOW_MINUTES, since the last
+  success in the same scope) make the next try wait, counted per (username, address), per address and
+  per username string — the same for usernames that exist and that do not, so the answer (429
+  login_throttled with Retry-After) tells nothing about accounts. After ADMIN_LOGIN_FREE_FAILURES the
+  wait is 2, 4, 8 … s up to ADMIN_LOGIN_MAX_DELAY_SECONDS; per username from all addresses it starts only
+  after 4× as many failures and stops at 60 s, so a stranger can slow an operator down but not lock
+  them out;
+- ADMIN_ALLOWED_ADDRS (optional) limits the API to the office networks;
 - sessions are bearer tokens (stored hashed) that die after ADMIN_SESSION_IDLE_MINUTES without use
   and ADMIN_SESSION_MAX_HOURS after login, or at logout.
 """
@@ -61,43 +67,86 @@ def set_password(username: str, password: str) -> None:
         AdminSession.delete().where(AdminSession.admin == admin.id).execute()
 
 
+USER_SCOPE_FACTOR = 4
+USER_SCOPE_MAX_DELAY = 60
+
+
+def address_allowed(ip: str, allowed) -> bool:
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    for entry in allowed:
+        try:
+            if addr in ipaddress.ip_network(str(entry).strip(), strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _delay(failures: int, free: int, cap: int) -> int:
+    if failures < free:
+        return 0
+    return min(cap, 2 ** min(failures - free + 1, 20))
+
+
+def _failures(scope, since) -> tuple[int, object]:
+    """(failed attempts, the last one's time) in ``scope`` after ``since`` and after its last success."""
+    from peewee import fn
+
+    last_ok = (AdminLoginAttempt.select(fn.MAX(AdminLoginAttempt.created_at))
+               .where(scope, AdminLoginAttempt.ok == True).scalar())
+    start = max(since, last_ok) if last_ok else since
+    row = (AdminLoginAttempt.select(fn.COUNT(AdminLoginAttempt.id), fn.MAX(AdminLoginAttempt.created_at))
+           .where(scope, AdminLoginAttempt.ok == False, AdminLoginAttempt.created_at > start).tuples().get())
+    return int(row[0] or 0), row[1]
+
+
+def throttle_wait(username: str, ip: str, now=None) -> int:
+    """Seconds this (username, address) must still wait before a password is checked; 0 = go ahead."""
+    now = now or utcnow()
+    since = now - timedelta(minutes=conf("ADMIN_LOGIN_WINDOW_MINUTES"))
+    free, cap = conf("ADMIN_LOGIN_FREE_FAILURES"), conf("ADMIN_LOGIN_MAX_DELAY_SECONDS")
+    by_user = AdminLoginAttempt.username == username
+    by_ip = AdminLoginAttempt.ip == ip
+    scopes = ((by_user & by_ip, free, cap), (by_ip, 2 * free, cap),
+              (by_user, USER_SCOPE_FACTOR * free, min(cap, USER_SCOPE_MAX_DELAY)))
+    wait = 0
+    for scope, scope_free, scope_cap in scopes:
+        count, last = _failures(scope, since)
+        delay = _delay(count, scope_free, scope_cap)
+        if delay and last is not None:
+            wait = max(wait, int((last + timedelta(seconds=delay) - now).total_seconds() + 0.999))
+    return wait
+
+
 def login(username: str, password: str, ip: str) -> tuple[str, AdminSession]:
     now = utcnow()
-    window = now - timedelta(minutes=10)
-    recent = (AdminLoginAttempt.select()
-              .where(AdminLoginAttempt.ip == ip, AdminLoginAttempt.ok == False,
-                     AdminLoginAttempt.created_at >= window).count())
-    if recent >= conf("ADMIN_LOGIN_ATTEMPTS_PER_10MIN"):
-        raise RateLimited("登录尝试过于频繁，请稍后再试", code="login_rate_limited")
-
-    admin = Admin.get_or_none(Admin.username == (username or "").strip())
-    if admin is not None and admin.locked_until and admin.locked_until > now:
-        AdminLoginAttempt.create(ip=ip, username=username[:64], ok=False)
-        raise RateLimited("账号因多次密码错误已临时锁定，请稍后再试", code="account_locked")
+    username = (username or "").strip()[:64]
+    wait = throttle_wait(username, ip, now)
+    if wait > 0:   # not recorded: waiting out the delay must not lengthen it
+        raise RateLimited(f"登录尝试过于频繁，请 {wait} 秒后再试", code="login_throttled",
+                          details={"retry_after": wait})
+    admin = Admin.get_or_none(Admin.username == username)
     valid = check_password_hash(admin.password_hash if admin else _DUMMY_HASH, password or "")
     if admin is None or not valid:
         with atomic():
-            AdminLoginAttempt.create(ip=ip, username=(username or "")[:64], ok=False)
-            if admin is not None:
-                _count_failure(admin, now)
+            AdminLoginAttempt.create(ip=ip, username=username, ok=False, created_at=now)
+            if admin is not None:   # kept for the operator's view (`xintu admin list`), locks nothing
+                Admin.update(failed_logins=Admin.failed_logins + 1).where(Admin.id == admin.id).execute()
         raise Unauthorized("用户名或密码错误", code="bad_credentials")
 
     token = secrets.token_urlsafe(32)
     with atomic():
-        AdminLoginAttempt.create(ip=ip, username=admin.username, ok=True)
+        AdminLoginAttempt.create(ip=ip, username=admin.username, ok=True, created_at=now)
         Admin.update(failed_logins=0, locked_until=None, last_login_at=now).where(Admin.id == admin.id).execute()
         session = AdminSession.create(
             admin=admin, token_hash=hash_token(token), ip=ip, created_at=now, last_seen_at=now,
             expires_at=now + timedelta(hours=conf("ADMIN_SESSION_MAX_HOURS")))
     return token, session
-
-
-def _count_failure(admin: Admin, now) -> None:
-    # one statement, so parallel wrong guesses cannot lose increments
-    Admin.update(failed_logins=Admin.failed_logins + 1).where(Admin.id == admin.id).execute()
-    if Admin.get_by_id(admin.id).failed_logins >= conf("ADMIN_MAX_FAILURES"):
-        Admin.update(failed_logins=0, locked_until=now + timedelta(minutes=conf("ADMIN_LOCKOUT_MINUTES"))
-                     ).where(Admin.id == admin.id).execute()
 
 
 def authenticate(token: str) -> tuple[Admin, AdminSession]:

@@ -1,6 +1,7 @@
 """What the admin API does: listings (stale reads), credit adjustments, the inference switch."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from xintu.db import stale_call
@@ -13,6 +14,8 @@ from xintu.stats import charts
 from xintu.stats.anomalies import detect_anomalies
 from xintu.stats.service import StatsService
 from xintu.timeutil import iso, local_today
+
+log = logging.getLogger(__name__)
 
 MAX_PER_PAGE = 100
 ORDER_STATUSES = ("created", "paid", "closed", "refunding", "partially_refunded", "refunded")
@@ -76,7 +79,10 @@ def user_detail(user_id: int, ledger_limit: int = 200, fresh: bool = False) -> d
             raise NotFound("用户不存在", code="user_not_found")
         ledger = (CreditLedger.select().where(CreditLedger.user == user_id)
                   .order_by(CreditLedger.id.desc()).limit(ledger_limit))
-        return {"user": user_dict(user), "ledger": [ledger_dict(e) for e in ledger]}
+        from xintu.member.sessions import session_view, user_sessions
+
+        return {"user": user_dict(user), "ledger": [ledger_dict(e) for e in ledger],
+                "sessions": [session_view(s, operator=True) for s in user_sessions(user_id)]}
     # right after an adjustment the operator must see it: read the primary, not a lagging replica
     return read() if fresh else stale_call(read)
 
@@ -90,6 +96,17 @@ def adjust_credits(user_id: int, delta: int, note: str, operator: str) -> dict:
     # CreditService: one guarded UPDATE + a ledger row (reason admin_adjust, our name) in one transaction
     move = CreditService.adjust(user_id, delta, operator, note[:255])
     return {"entry": ledger_dict(CreditLedger.get_by_id(move.ledger_id)), **user_detail(user_id, fresh=True)}
+
+
+def revoke_sessions(user_id: int, session_id: int | None, operator: str) -> dict:
+    """End one bound session of the user, or all of them (session_id None); returns the fresh detail."""
+    from xintu.member.sessions import revoke_user_sessions
+
+    if User.get_or_none(User.id == user_id) is None:
+        raise NotFound("用户不存在", code="user_not_found")
+    ended = revoke_user_sessions(user_id, session_id=session_id, reason="operator")
+    log.info("admin %s revoked %d session(s) of user %d", operator, ended, user_id)
+    return {"revoked": ended, **user_detail(user_id, fresh=True)}
 
 
 def list_orders(status: str = "", page: int = 1, per_page: int = 50) -> dict:

@@ -1,16 +1,18 @@
 """Member endpoints: QR binding for clients, profile, prices, and the H5 page's session and orders."""
 from __future__ import annotations
 
+import tempfile
+
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf
-from flask import current_app, g, request, send_from_directory
+from flask import current_app, g, request, send_file, send_from_directory
 
 from xintu import package_data
 from xintu.apidoc import H5_COOKIE, errors
 from xintu.auth import client_auth
 from xintu.errors import NotFound
-from xintu.member import prices
+from xintu.member import prices, privacy, sessions
 from xintu.member.binding import BindingService
 from xintu.member.credits import CreditService
 from xintu.member.orders import OrderService, order_view, user_order, user_orders
@@ -19,6 +21,7 @@ from xintu.timeutil import iso
 from xintu.wechat import h5
 
 bp = APIBlueprint("member", __name__, tag="member")
+FORGET_CONFIRM = "注销账号"
 H5_DIR = package_data.SITES_DIR / "h5"
 
 
@@ -28,6 +31,11 @@ class SceneQuery(Schema):
 
 class TicketIn(Schema):
     ticket = String(required=True, validate=Length(1, 512))
+
+
+class ForgetIn(Schema):
+    confirm = String(required=True, validate=OneOf((FORGET_CONFIRM,)),
+                     metadata={"description": f"must be exactly {FORGET_CONFIRM}"})
 
 
 class OrderIn(Schema):
@@ -175,6 +183,51 @@ def h5_me():
     ledger = [{"delta": e.delta, "reason": e.reason, "balance_after": e.balance_after,
                "created_at": iso(e.created_at)} for e in CreditService.history(user.id, 10)]
     return {**profile(user), "ledger": ledger}
+
+
+@bp.get("/api/v1/h5/sessions")
+@bp.doc(summary="我的设备: the clients logged in as the H5 user (platform, first/last seen, place)")
+def h5_sessions():
+    user = h5.current_user()
+    return {"items": [sessions.session_view(s) for s in sessions.user_sessions(user.id)]}
+
+
+@bp.post("/api/v1/h5/sessions/<int:session_id>/revoke")
+@bp.output({}, status_code=204)
+@bp.doc(summary="Log one of the H5 user's clients out (its token answers 401 token_revoked)")
+def h5_revoke_session(session_id: int):
+    sessions.revoke_user_sessions(h5.current_user().id, session_id=session_id, reason="user")
+    return ""
+
+
+@bp.get("/api/v1/h5/export")
+@bp.doc(summary="导出我的数据: everything we hold about the H5 user, as one JSON document")
+def h5_export():
+    response = current_app.json.response(privacy.export(h5.current_user()))
+    response.headers["Content-Disposition"] = "attachment; filename=xintu-my-data.json"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/api/v1/h5/export.zip")
+@bp.doc(summary="导出我的数据 with the stored edit images: data.json + images/ in a zip")
+def h5_export_zip():
+    user = h5.current_user()
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)   # big exports go to disk, not RAM
+    privacy.export_images_zip(user, spool)
+    spool.seek(0)
+    return send_file(spool, mimetype="application/zip", as_attachment=True,
+                     download_name="xintu-my-data.zip", max_age=0)
+
+
+@bp.post("/api/v1/h5/forget")
+@bp.input(ForgetIn, arg_name="body")
+@bp.doc(summary="注销账号: erase the H5 user (needs confirm = 注销账号); the cookie is cleared")
+def h5_forget(body):
+    result = privacy.forget(h5.current_user(), "用户在会员页注销账号")
+    response = current_app.json.response({"ok": True, "user_id": result["user_id"]})
+    response.delete_cookie(h5.COOKIE, path="/")
+    return response
 
 
 @bp.post("/api/v1/orders")

@@ -4,18 +4,20 @@ the signed event binds the scene to that WeChat user, and the polling client get
 The scene is random (192 bits) and only ever shown inside WeChat's QR ticket; a binding can be polled
 only by the device token that created it, and the bound token is handed out exactly once (a
 compare-and-set on ``token_delivered``), so neither a guessed scene nor a second poller gets an identity.
+A follower's SCAN (no decision on their part) binds only a fresh code, and the reply says which client is
+being logged in, with a link to 我的设备.
 """
 from __future__ import annotations
 
 import secrets
 from datetime import timedelta
 
-from xintu import budgets
+from xintu import budgets, db
 from xintu.auth import hash_token, issue_token
 from xintu.errors import NotFound, RateLimited, UpstreamError
 from xintu.member.users import profile
-from xintu.models import QrBinding, User
-from xintu.timeutil import iso, utcnow
+from xintu.models import ClientSession, QrBinding, User
+from xintu.timeutil import iso, to_local, utcnow
 
 QR_TTL = timedelta(minutes=10)
 
@@ -61,12 +63,21 @@ class BindingService:
                 "expires_in": int(QR_TTL.total_seconds()), "qr_image": qr_svg_data_uri(binding.url)}
 
     @staticmethod
-    def bind(scene: str, user: User) -> bool:
-        """Called from a verified WeChat event: attach the scanning user to a live pending binding."""
+    def bind(config, scene: str, user: User, *, follower: bool) -> QrBinding | None:
+        """Called from a verified WeChat event: attach the scanning user to a live pending binding.
+
+        ``follower``: the user already followed and sent a SCAN, which needs no decision on their part, so
+        the QR code must also be fresh (QR_SCAN_FRESH_SECONDS): an old code an attacker shows around is
+        refused. Returns the binding (with its client) or None."""
         now = utcnow()
-        return QrBinding.update(status="bound", user=user.id, bound_at=now).where(
-            QrBinding.scene == scene, QrBinding.status.in_(("pending", "scanned")),
-            QrBinding.expires_at > now).execute() == 1
+        guard = (QrBinding.scene == scene) & QrBinding.status.in_(("pending", "scanned")) & (
+            QrBinding.expires_at > now)
+        if follower:
+            guard &= QrBinding.created_at > now - timedelta(seconds=int(config["QR_SCAN_FRESH_SECONDS"]))
+        if QrBinding.update(status="bound", user=user.id, bound_at=now).where(guard).execute() != 1:
+            return None
+        return (QrBinding.select(QrBinding, ClientSession).join(ClientSession)
+                .where(QrBinding.scene == scene).get())
 
     def poll(self, client, scene: str) -> dict:
         binding = QrBinding.get_or_none(QrBinding.scene == scene, QrBinding.client == client.id)
@@ -77,14 +88,33 @@ class BindingService:
                                                      QrBinding.status == binding.status).execute()
             binding.status = "expired"
         result = {"status": binding.status, "expires_at": iso(binding.expires_at)}
-        if binding.status != "bound":
+        if binding.status != "bound" or binding.token_delivered:
             return result
-        claimed = QrBinding.update(token_delivered=True).where(
-            QrBinding.id == binding.id, QrBinding.token_delivered == False).execute()
-        if claimed == 1:
+        # The claim, the session and the recorded token hash commit together: a poll that fails half-way
+        # leaves the binding undelivered (the next poll gets the token), and the compare-and-set on
+        # token_delivered lets exactly one of several concurrent polls through.
+        with db.atomic():
+            claimed = QrBinding.update(token_delivered=True).where(
+                QrBinding.id == binding.id, QrBinding.token_delivered == False).execute()
+            if claimed != 1:
+                return result
             user = User.get_by_id(binding.user_id)
             token, _ = issue_token(client_id=client.client_id, kind="bound", user=user,
-                                   platform=client.platform)
+                                   platform=client.platform, ip=client.last_ip or client.created_ip)
             QrBinding.update(client_token_hash=hash_token(token)).where(QrBinding.id == binding.id).execute()
-            result.update(token=token, user=profile(user))
+        result.update(token=token, user=profile(user))
         return result
+
+
+def login_notice(config, binding: QrBinding) -> str:
+    """The reply to the scan that bound a client: which client, since when, and where to undo it."""
+    from xintu.member.orders import h5_url
+    from xintu.member.sessions import platform_name
+    from xintu.wechat.h5 import with_query
+
+    devices = with_query(config["PUBLIC_BASE_URL"].rstrip("/") + "/wechat/oauth/start",
+                         next=with_query(h5_url(config), view="devices"))
+    when = to_local(binding.bound_at or utcnow()).strftime("%m-%d %H:%M")
+    return (f"客户端登录成功：{platform_name(binding.client.platform)}（{when} 北京时间），"
+            "请回到电脑上继续使用。"
+            f"如果不是你本人在登录，请打开<a href=\"{devices}\">我的设备</a>退出该设备。")

@@ -1,13 +1,15 @@
 """WeChat users: created from a signed WeChat event or OAuth, never from anything a client claims."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import timedelta
 
 from peewee import IntegrityError
 
 from xintu import db
 from xintu.errors import BadRequest, NotFound
-from xintu.models import User
+from xintu.models import ForgottenIdentity, User
 from xintu.timeutil import iso, utcnow
 
 
@@ -24,6 +26,19 @@ def ensure_user(openid: str) -> tuple[User, bool]:
     except IntegrityError:  # lost the race to another worker: theirs is the row
         query = User.select().where(User.openid == openid)
         return (query.for_update() if db.is_mysql() else query).get(), False
+
+
+def openid_hash(openid: str, secret: str | None = None) -> str:
+    """Keyed hash of an openid (HMAC-SHA256 with a key derived from SECRET_KEY): recognises a returning
+    person after erasure without keeping anything that names them."""
+    from flask import current_app
+
+    key = hashlib.sha256(b"xintu-forgotten-openid|" + (secret or current_app.config["SECRET_KEY"]).encode())
+    return hmac.new(key.digest(), openid.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def was_forgotten(openid: str) -> bool:
+    return ForgottenIdentity.select().where(ForgottenIdentity.openid_hash == openid_hash(openid)).exists()
 
 
 def mark_active(user_id: int, subscribed: bool | None = None) -> None:
@@ -59,12 +74,12 @@ def shorten_membership(user_id: int, seconds: int) -> int:
     return seconds
 
 
-def get_user(ref: str | int) -> User:
+def get_user(ref: str | int, *, allow_forgotten: bool = False) -> User:
     """By numeric id or openid (operators paste either)."""
     ref = str(ref).strip()
     user = User.get_or_none(User.id == int(ref)) if ref.isdigit() else None
     user = user or User.get_or_none(User.openid == ref)
-    if user is None:
+    if user is None or (user.forgotten_at is not None and not allow_forgotten):
         raise NotFound(f"用户不存在: {ref}", code="user_not_found")
     return user
 

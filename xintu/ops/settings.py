@@ -96,10 +96,21 @@ class GunicornSchema(_Strict):
     memory_max = MemorySize(load_default="6G")
 
 
+def _network(value: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValidationError(f"not an address or CIDR network: {value!r}") from None
+
+
 class VhostSchema(_Strict):
     host = Host(required=True)
     site = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9_-]+$"))
     title = fields.String(load_default="")
+    # Optional allow-list (addresses / CIDR networks): everyone else gets 403 (e.g. the admin vhost).
+    allow = fields.List(fields.String(validate=_network), load_default=list)
 
 
 def UrlPath(**kw):
@@ -185,6 +196,8 @@ DEFAULT_JOBS = {
                      "cron": "20 0 * * *"},
     "daily-report": {"command": "report daily --out {logs}/daily-report.html", "on_calendar": "*-*-* 08:00",
                      "cron": "0 8 * * *"},
+    # request_log and stored edit images past REQUEST_LOG_RETENTION_DAYS / EDIT_IMAGE_RETENTION_DAYS
+    "privacy-retention": {"command": "users retention", "on_calendar": "*-*-* 03:40", "cron": "40 3 * * *"},
 }
 
 

@@ -8,7 +8,7 @@ from flask import current_app, redirect, request
 
 from xintu.apidoc import errors
 from xintu.errors import PayloadTooLarge
-from xintu.wechat import events, oauth
+from xintu.wechat import events, h5, oauth
 from xintu.wechat.internal import internal_only
 
 bp = APIBlueprint("wechat", __name__, tag="wechat")
@@ -45,11 +45,14 @@ class StartQuery(Schema):
 @bp.get("/wechat/oauth/start")
 @bp.input(StartQuery, location="query", arg_name="query")
 @bp.doc(summary="Start WeChat OAuth for the H5 member page (302 to WeChat)", responses={
-    302: {"description": "to WeChat's authorize page", "headers": {
+    302: {"description": "to WeChat's authorize page; sets the per-browser nonce cookie", "headers": {
         "Location": {"description": "WeChat OAuth URL", "schema": {"type": "string"}}}},
     **errors({400: ["bad_redirect"]})})
 def oauth_start(query):
-    return redirect(oauth.authorize_url(current_app.config, query.get("next")), 302)
+    nonce = h5.new_nonce()
+    response = redirect(oauth.authorize_url(current_app.config, query.get("next"), nonce), 302)
+    h5.set_nonce_cookie(response, nonce)
+    return response
 
 
 @bp.get("/wechat/oauth")

@@ -32,9 +32,10 @@ from wechatpy.utils import check_signature
 
 from xintu import db
 from xintu.errors import BadRequest, Forbidden, XintuError
-from xintu.member.binding import BindingService
+from xintu.member.binding import BindingService, login_notice
 from xintu.member.credits import SIGNUP_BONUS, CreditService
-from xintu.member.users import ensure_user, mark_active
+from xintu.member.sessions import revoke_user_sessions
+from xintu.member.users import ensure_user, mark_active, was_forgotten
 from xintu.models import User, WechatEvent, WechatNonce
 from xintu.timeutil import utcnow
 
@@ -136,7 +137,7 @@ def _process(config, args, body: bytes, encrypted: bool) -> str:
     try:
         with db.atomic():
             WechatEvent.create(dedupe_key=key, openid=msg.source, event=msg.event[:32])
-            text = _dispatch(msg)
+            text = _dispatch(config, msg)
     except IntegrityError:
         log.info("duplicate WeChat event %s ignored", key)
         return "success"
@@ -146,20 +147,28 @@ def _process(config, args, body: bytes, encrypted: bool) -> str:
     return crypto.encrypt_message(reply, args["nonce"], args["timestamp"]) if crypto else reply
 
 
-def _dispatch(msg) -> str | None:
+def _dispatch(config, msg) -> str | None:
     if msg.event in ("subscribe", "subscribe_scan", "scan"):
         user, _ = ensure_user(msg.source)
         mark_active(user.id, subscribed=True)
         parts = []
         if msg.event != "scan":
-            bonus = CreditService.grant(user.id, SIGNUP_BONUS, "signup_bonus", f"user:{user.id}")
-            parts.append(f"欢迎关注芯图相册！已赠送 {SIGNUP_BONUS} 积分。" if not bonus.duplicate
-                         else "欢迎回到芯图相册！")
+            # erased before (even if the H5 page made the new user first): no second bonus (docs/PRIVACY.md)
+            if was_forgotten(msg.source):
+                parts.append("欢迎回到芯图相册！")
+            else:
+                bonus = CreditService.grant(user.id, SIGNUP_BONUS, "signup_bonus", f"user:{user.id}")
+                parts.append(f"欢迎关注芯图相册！已赠送 {SIGNUP_BONUS} 积分。" if not bonus.duplicate
+                             else "欢迎回到芯图相册！")
         scene = getattr(msg, "scene_id", None)
         if scene:
-            parts.append("客户端登录成功，请回到电脑上继续使用。" if BindingService.bind(scene, user)
+            binding = BindingService.bind(config, scene, user, follower=msg.event == "scan")
+            parts.append(login_notice(config, binding) if binding
                          else "二维码已失效，请在客户端刷新后重新扫码。")
         return "\n".join(parts) or None
     if msg.event == "unsubscribe":
-        User.update(subscribed=False).where(User.openid == msg.source).execute()
+        user = User.get_or_none(User.openid == msg.source)
+        if user is not None:
+            User.update(subscribed=False).where(User.id == user.id).execute()
+            revoke_user_sessions(user.id, reason="unsubscribe")
     return None

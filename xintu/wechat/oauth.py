@@ -23,20 +23,21 @@ def landing_url(config) -> str:
     return config.get("WECHAT_OAUTH_REDIRECT_URL") or config["PUBLIC_BASE_URL"].rstrip("/") + "/wechat/oauth"
 
 
-def authorize_url(config, next_url: str | None) -> str:
+def authorize_url(config, next_url: str | None, nonce: str) -> str:
+    """WeChat's consent URL; ``nonce`` is the browser's (its cookie), bound into the state."""
     target = h5.checked_next(config, next_url)
     redirect_uri = h5.with_query(landing_url(config), next=target)
-    return _oauth(config, redirect_uri, h5.sign_state(target)).authorize_url
+    return _oauth(config, redirect_uri, h5.sign_state(target, h5.nonce_hash(nonce))).authorize_url
 
 
 def land(config, code: str, state: str, next_url: str) -> str:
     """Verify state, trade the code for the openid, and send the browser back with a hand-off ticket."""
     target = h5.checked_next(config, next_url)
-    h5.check_state(state, target)
+    nonce_h = h5.check_state(state, target)
     try:
         openid = _oauth(config).fetch_access_token(code)["openid"]
     except WeChatOAuthException as exc:
         raise UpstreamError(f"微信授权失败: {exc.errmsg}", code="oauth_failed") from None
     user, _ = ensure_user(openid)
     mark_active(user.id)
-    return h5.with_query(target, ticket=h5.make_ticket(user.id))
+    return h5.with_query(target, ticket=h5.make_ticket(user.id, nonce_h))

@@ -81,13 +81,36 @@ async function userDetail(main, id, fresh) {
     el("div", { class: "cards" }, [["积分余额", num(u.credits_balance), "balance"], ["会员", u.is_member ? "至 " + when(u.member_expires_at).slice(0, 10) : "否", "member"],
       ["openid", u.openid, "openid"], ["注册", when(u.created_at).slice(0, 10), "created"]].map(([label, value, key]) =>
       el("div", { class: "card", "data-key": key }, el("div", { class: "label" }, label), el("div", { class: "value" }, value)))),
-    adjust, el("h3", {}, "积分流水 ", el("span", { class: "muted" }, "（北京时间）")),
+    adjust, el("h3", {}, "客户端登录 ", el("span", { class: "muted" }, "（北京时间）")),
+    el("div", { id: "sessions" }, sessionsTable(main, id, data.sessions || [])),
+    el("h3", {}, "积分流水 ", el("span", { class: "muted" }, "（北京时间）")),
     el("div", { id: "ledger" }, table([
       { key: "created_at", label: "时间", fmt: when }, { key: "delta", label: "变动", num: true, fmt: (v) => (v > 0 ? "+" : "") + v },
       { key: "balance_after", label: "余额", num: true }, { key: "reason", label: "类型", fmt: (v) => REASON_LABELS[v] || v },
       { key: "ref", label: "关联", fmt: (v, r) => (r.reason === "admin_adjust" ? "" : v) },
       { key: "operator", label: "操作人" }, { key: "note", label: "备注" },
     ], data.ledger)));
+}
+
+// The user's live bound sessions; operators can end one or all (the tokens then answer 401 token_revoked).
+function sessionsTable(main, id, sessions) {
+  const revoke = async (sessionId) => {
+    try {
+      const done = await api("/users/" + id + "/sessions/revoke", { method: "POST", body: sessionId ? { session_id: sessionId } : {} });
+      await userDetail(main, id, done);
+    } catch (e) { showError(e); }
+  };
+  const columns = [
+    { key: "platform_name", label: "平台" }, { key: "client_id", label: "客户端 ID" },
+    { key: "first_seen_at", label: "首次登录", fmt: when }, { key: "last_seen_at", label: "最近使用", fmt: when },
+    { key: "ip", label: "地址", fmt: (v, r) => (v || "") + (r.place ? " · " + r.place : "") },
+    { key: "expires_at", label: "到期", fmt: when },
+  ];
+  if (canOperate()) {
+    columns.push({ key: "id", label: "", fmt: (v) => el("button", { class: "small", "data-session": v, onclick: () => revoke(v) }, "注销") });
+  }
+  return el("div", {}, table(columns, sessions),
+    canOperate() && sessions.length ? el("button", { id: "revoke-all", onclick: () => revoke(null) }, "注销全部登录") : "");
 }
 
 PAGES.orders = async (main) => {

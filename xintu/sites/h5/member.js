@@ -71,9 +71,60 @@ function renderOrders(orders) {
   if (!orders.items.length) list.append(item("暂无订单", "", "muted"));
 }
 
+// Date and time in Beijing time, YYYY-MM-DD HH:mm.
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString("sv-SE", { timeZone: "Asia/Shanghai" }).slice(0, 16) : "";
+}
+
+function renderDevices(sessions) {
+  const list = $("devices"); list.replaceChildren();
+  for (const s of sessions.items) {
+    const li = document.createElement("li");
+    const text = document.createElement("div");
+    const name = document.createElement("strong"); name.textContent = s.platform_name;
+    const meta = document.createElement("small");
+    meta.textContent = `首次登录 ${when(s.first_seen_at)} · 最近使用 ${when(s.last_seen_at)}` +
+      (s.place ? ` · ${s.place}` : s.network ? ` · 网络 ${s.network}` : "");
+    text.append(name, meta);
+    const btn = document.createElement("button");
+    btn.textContent = "退出"; btn.className = "danger small";
+    btn.addEventListener("click", async () => {
+      btn.disabled = true;
+      try {
+        await api(`/api/v1/h5/sessions/${s.id}/revoke`, { method: "POST" });
+        notice(`已退出 ${s.platform_name}`);
+        renderDevices(await api("/api/v1/h5/sessions"));
+      } catch (err) { notice(err.message); btn.disabled = false; }
+    });
+    li.append(text, btn);
+    list.append(li);
+  }
+  if (!sessions.items.length) list.append(item("没有已登录的客户端", "", "muted"));
+}
+
+function setupPrivacy() {
+  $("export-zip").href = API + "/api/v1/h5/export.zip";
+  $("export-json").href = API + "/api/v1/h5/export";
+  const panel = $("forget-confirm"), text = $("forget-text"), go = $("forget-do");
+  $("forget-start").addEventListener("click", () => { panel.hidden = false; $("forget-start").hidden = true;
+    text.focus(); });
+  $("forget-cancel").addEventListener("click", () => { panel.hidden = true; $("forget-start").hidden = false;
+    text.value = ""; go.disabled = true; });
+  text.addEventListener("input", () => { go.disabled = text.value.trim() !== "注销账号"; });
+  go.addEventListener("click", async () => {
+    go.disabled = true;
+    try {
+      await api("/api/v1/h5/forget", { method: "POST", body: JSON.stringify({ confirm: text.value.trim() }) });
+      for (const el of document.querySelectorAll("main > section")) el.hidden = true;
+      notice("账号已注销，我们保存的你的个人数据已删除。");
+    } catch (err) { notice(err.message); go.disabled = false; }
+  });
+}
+
 async function refresh() {
-  const [me, orders] = await Promise.all([api("/api/v1/h5/me"), api("/api/v1/orders")]);
-  renderMe(me); renderOrders(orders);
+  const [me, orders, sessions] = await Promise.all([api("/api/v1/h5/me"), api("/api/v1/orders"),
+    api("/api/v1/h5/sessions")]);
+  renderMe(me); renderOrders(orders); renderDevices(sessions);
 }
 
 async function waitPaid(orderNo) {
@@ -125,7 +176,14 @@ async function boot() {
   }
   renderPrices(await api("/api/v1/prices"));
   for (const id of ["loading"]) $(id).hidden = true;
-  for (const id of ["account", "shop", "ledger-section", "orders-section"]) $(id).hidden = false;
+  for (const id of ["account", "shop", "ledger-section", "orders-section", "devices-section", "privacy-section"]) {
+    $(id).hidden = false;
+  }
+  setupPrivacy();
+  if (params.get("view") === "devices") {   // the link in the WeChat login notice
+    $("devices-section").classList.add("highlight");
+    $("devices-section").scrollIntoView();
+  }
   if (params.get("order")) await waitPaid(params.get("order"));
 }
 
