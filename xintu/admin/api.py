@@ -155,7 +155,8 @@ class RevokeIn(Schema):
 @operator_only
 @bp.input(RevokeIn, arg_name="body")
 @bp.doc(summary="注销用户的客户端登录（运营角色）",
-        description="session_id 为空时注销全部；令牌随即 401 token_revoked")
+        description="session_id 为空时注销全部；令牌随即 401 token_revoked",
+        responses=errors({404: ["user_not_found", "session_not_found"]}))
 def revoke_sessions(user_id: int, body):
     return service.revoke_sessions(user_id, body["session_id"], operator=g.admin.username)
 

@@ -186,7 +186,8 @@ def h5_me():
 
 
 @bp.get("/api/v1/h5/sessions")
-@bp.doc(summary="我的设备: the clients logged in as the H5 user (platform, first/last seen, place)")
+@bp.doc(summary="我的设备: the clients logged in as the H5 user (platform, first/last seen, place)",
+        security=H5_COOKIE)
 def h5_sessions():
     user = h5.current_user()
     return {"items": [sessions.session_view(s) for s in sessions.user_sessions(user.id)]}
@@ -194,14 +195,16 @@ def h5_sessions():
 
 @bp.post("/api/v1/h5/sessions/<int:session_id>/revoke")
 @bp.output({}, status_code=204)
-@bp.doc(summary="Log one of the H5 user's clients out (its token answers 401 token_revoked)")
+@bp.doc(summary="Log one of the H5 user's clients out (its token answers 401 token_revoked)",
+        security=H5_COOKIE, responses=errors({404: ["session_not_found"]}))
 def h5_revoke_session(session_id: int):
     sessions.revoke_user_sessions(h5.current_user().id, session_id=session_id, reason="user")
     return ""
 
 
 @bp.get("/api/v1/h5/export")
-@bp.doc(summary="导出我的数据: everything we hold about the H5 user, as one JSON document")
+@bp.doc(summary="导出我的数据: everything we hold about the H5 user, as one JSON document",
+        security=H5_COOKIE)
 def h5_export():
     response = current_app.json.response(privacy.export(h5.current_user()))
     response.headers["Content-Disposition"] = "attachment; filename=xintu-my-data.json"
@@ -210,7 +213,10 @@ def h5_export():
 
 
 @bp.get("/api/v1/h5/export.zip")
-@bp.doc(summary="导出我的数据 with the stored edit images: data.json + images/ in a zip")
+@bp.doc(summary="导出我的数据 with the stored edit images: data.json + images/ in a zip",
+        security=H5_COOKIE, responses={200: {"description": "the zip",
+                                             "content": {"application/zip": {"schema": {
+                                                 "type": "string", "format": "binary"}}}}})
 def h5_export_zip():
     user = h5.current_user()
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)   # big exports go to disk, not RAM
@@ -222,7 +228,8 @@ def h5_export_zip():
 
 @bp.post("/api/v1/h5/forget")
 @bp.input(ForgetIn, arg_name="body")
-@bp.doc(summary="注销账号: erase the H5 user (needs confirm = 注销账号); the cookie is cleared")
+@bp.doc(summary="注销账号: erase the H5 user (needs confirm = 注销账号); the cookie is cleared",
+        security=H5_COOKIE)
 def h5_forget(body):
     result = privacy.forget(h5.current_user(), "用户在会员页注销账号")
     response = current_app.json.response({"ok": True, "user_id": result["user_id"]})
