@@ -25,6 +25,7 @@ class Roles:
     user_id: int
     out_trade_no: str
     task_id: str
+    throwaway: dict = field(default_factory=dict)   # identities the destructive operations may end
     extra: dict = field(default_factory=dict)
 
     def headers(self, security: list, admin: str = "operator") -> dict:
@@ -98,6 +99,13 @@ def roles(stack, releases_dir) -> Roles:
     warm = requests.get(stack.url + "/api/v1/location", params={"lat": 39.9, "lon": 116.4},  # loads geodata
                         headers={"Authorization": f"Bearer {device}"}, timeout=120)
     assert warm.status_code == 200, warm.text
+    # Logging out, erasing and revoking end the credentials they are called with: those operations get a
+    # user and a device of their own, so the rest of the run keeps its identities.
+    spare_openid = "o-contract-spare-" + secrets.token_hex(4)
+    spare = bind_by_qr(stack, stack.register_device(), spare_openid)
+    spare_h5 = stack.h5_login(spare_openid)
+    throwaway = {"device": stack.register_device(), "h5_cookie": spare_h5.cookies["xintu_h5"],
+                 "user_id": spare["user"]["id"]}
     return Roles(device=device, bound=bound["token"], h5_cookie=http.cookies["xintu_h5"], operator=operator,
                  viewer=admin("contract-viewer"), logout=admin("contract-op"), user_id=bound["user"]["id"],
-                 out_trade_no=order["out_trade_no"], task_id=task.json()["task_id"])
+                 out_trade_no=order["out_trade_no"], task_id=task.json()["task_id"], throwaway=throwaway)

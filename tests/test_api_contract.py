@@ -36,7 +36,8 @@ POSITIVE_ALSO = {
     "POST /api/v1/admin/users/{user_id}/credits": [400, 402],   # delta 0, a blank reason; balance
 }
 OPERATOR_ONLY = {"POST /api/v1/admin/users/{user_id}/credits", "POST /api/v1/admin/releases",
-                 "PUT /api/v1/admin/inference"}
+                 "PUT /api/v1/admin/inference", "POST /api/v1/admin/orders/{out_trade_no}/refund",
+                 "POST /api/v1/admin/users/{user_id}/sessions/revoke"}
 DEFAULT_POSITIVE = ["2xx", "3xx", 401, 403, 404, 409, 429, "5xx"]   # schemathesis' own default
 
 
@@ -50,9 +51,9 @@ def _toml(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def config_for(spec: dict, creds, admin: str = "operator", only=None) -> str:
+def config_for(spec: dict, creds, admin: str = "operator", only=None, h5_cookie: str | None = None) -> str:
     """schemathesis.toml: per operation, the credentials its security asks for, pinned ids, allowances."""
-    lines = ["[auth.openapi.H5Cookie]", f"api_key = {_toml(creds.h5_cookie)}", "",
+    lines = ["[auth.openapi.H5Cookie]", f"api_key = {_toml(h5_cookie or creds.h5_cookie)}", "",
              # Stateful scenarios are about positive sequences; their negative steps can add a query
              # parameter with an empty name, which no server can tell from no parameter. Rejection of
              # invalid data is checked by the coverage and fuzzing phases.
@@ -68,9 +69,15 @@ def config_for(spec: dict, creds, admin: str = "operator", only=None) -> str:
                 headers = {}
             if name == "POST /api/v1/admin/logout":
                 headers = {"Authorization": f"Bearer {creds.logout}"}
+            op_pinned = pinned
+            if name in DESTRUCTIVE:   # ends what it is called with: the spare identities (contract_helpers)
+                spare = creds.throwaway
+                if DESTRUCTIVE[name] == "device":
+                    headers = {"Authorization": f"Bearer {spare['device']}"}
+                op_pinned = {**pinned, "user_id": spare["user_id"]}
             lines += ["[[operations]]", f"include-name = {_toml(name)}", f"headers = {_toml(headers or {})}"]
-            params = {p["name"]: pinned[p["name"]] for p in operation.get("parameters", [])
-                      if p["in"] == "path" and p["name"] in pinned}
+            params = {p["name"]: op_pinned[p["name"]] for p in operation.get("parameters", [])
+                      if p["in"] == "path" and p["name"] in op_pinned}
             if params:
                 lines.append(f"parameters = {_toml(params)}")
             if name in POSITIVE_ALSO:
@@ -81,6 +88,13 @@ def config_for(spec: dict, creds, admin: str = "operator", only=None) -> str:
 
 
 ALL_PHASES = "examples,coverage,fuzzing,stateful"
+
+# Operations that end the session or the user they act on (value: which credential they spend). The H5
+# ones run in a pass of their own whose H5 cookie is the spare user's.
+DESTRUCTIVE = {"POST /api/v1/auth/logout": "device", "POST /api/v1/h5/forget": "h5",
+               "POST /api/v1/h5/sessions/{session_id}/revoke": "h5",
+               "POST /api/v1/admin/users/{user_id}/sessions/revoke": "admin"}
+H5_DESTRUCTIVE = ["/api/v1/h5/forget", "/api/v1/h5/sessions/{session_id}/revoke"]
 
 
 def run_schemathesis(stack, config: str, tmp_path: Path, max_examples: int, *extra, denied=(),
@@ -108,9 +122,16 @@ def run_schemathesis(stack, config: str, tmp_path: Path, max_examples: int, *ext
 def _contract(stack, tmp_path, max_examples, phases=ALL_PHASES):
     creds = roles(stack, tmp_path / "releases")
     spec = requests.get(stack.url + "/api/v1/openapi.json", timeout=10).json()
-    out = run_schemathesis(stack, config_for(spec, creds), tmp_path, max_examples, phases=phases)
+    skip = [arg for path in H5_DESTRUCTIVE for arg in ("--exclude-path", path)]
+    out = run_schemathesis(stack, config_for(spec, creds), tmp_path, max_examples, *skip, phases=phases)
     tested = int(out.split("Tested: ")[1].split()[0])
-    assert tested == sum(len(item) for item in spec["paths"].values())
+    assert tested == sum(len(item) for item in spec["paths"].values()) - len(H5_DESTRUCTIVE)
+    # Erasing the H5 user and ending its sessions, with the spare user's cookie.
+    spare = config_for(spec, creds, h5_cookie=creds.throwaway["h5_cookie"],
+                       only=lambda p: p in H5_DESTRUCTIVE)
+    only = [arg for path in H5_DESTRUCTIVE for arg in ("--include-path", path)]
+    out = run_schemathesis(stack, spare, tmp_path, max_examples, *only, phases="examples,coverage,fuzzing")
+    assert int(out.split("Tested: ")[1].split()[0]) == len(H5_DESTRUCTIVE)
     # The admin operations once more as a viewer: the operator-only ones answer their documented 403.
     viewer = config_for(spec, creds, admin="viewer", only=lambda p: p.startswith("/api/v1/admin/"))
     run_schemathesis(stack, viewer, tmp_path, max(3, max_examples // 3), "--include-path-regex",

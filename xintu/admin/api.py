@@ -13,7 +13,7 @@ from flask import current_app, g, request
 from xintu.admin import auth, service
 from xintu.apidoc import JSONInteger, errors
 from xintu.admin.auth import admin_auth, operator_only
-from xintu.errors import NotFound
+from xintu.errors import BadRequest, NotFound
 from xintu.releases import service as releases
 from xintu.timeutil import iso
 
@@ -156,8 +156,10 @@ class RevokeIn(Schema):
 @bp.input(RevokeIn, arg_name="body")
 @bp.doc(summary="注销用户的客户端登录（运营角色）",
         description="session_id 为空时注销全部；令牌随即 401 token_revoked",
-        responses=errors({404: ["user_not_found", "session_not_found"]}))
+        responses=_OPERATOR_ERRORS(404, ["user_not_found", "session_not_found"]))
 def revoke_sessions(user_id: int, body):
+    if not request.is_json:   # "all sessions" must be asked for with a body ({} or {"session_id": null})
+        raise BadRequest("请求体必须是 JSON", code="bad_request")
     return service.revoke_sessions(user_id, body["session_id"], operator=g.admin.username)
 
 
@@ -174,12 +176,12 @@ def orders(query):
 @bp.input(RefundIn, arg_name="body")
 @bp.doc(summary="退款（运营角色）", description="经微信支付退款（默认退剩余全部），记录操作人与原因；"
         "微信确认后按退款比例收回积分与会员天数",
-        responses=errors({400: ["invalid_amount", "refund_exceeds_left", "refund_reason_required",
-                                "refund_reason_too_long"],
-                          404: ["order_not_found"],
-                          409: ["order_not_refundable", "order_refunded", "refund_in_progress"],
-                          502: ["refund_request_failed", "refund_query_failed"],
-                          503: ["refund_before_payment"]}))
+        responses=_OPERATOR_ERRORS(400, ["invalid_amount", "refund_exceeds_left", "refund_reason_required",
+                                         "refund_reason_too_long"],
+                                   404, ["order_not_found"],
+                                   409, ["order_not_refundable", "order_refunded", "refund_in_progress"],
+                                   502, ["refund_request_failed", "refund_query_failed"],
+                                   503, ["refund_before_payment"]))
 def refund_order(out_trade_no: str, body):
     return service.refund_order(current_app.config, out_trade_no[:64], body["reason"], body["amount_fen"],
                                 operator=g.admin.username), 201
