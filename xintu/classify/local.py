@@ -22,6 +22,13 @@ class LocalResult:
     cues: dict = field(default_factory=dict)
 
 
+def colour_count(img) -> int:
+    """Distinct RGB colours (a drawing has few, a photo thousands); ~10 ms on a 960 px working image."""
+    a = np.asarray(img.convert("RGB"))
+    packed = (a[:, :, 0].astype(np.int32) << 16) | (a[:, :, 1].astype(np.int32) << 8) | a[:, :, 2]
+    return int(np.unique(packed).size)
+
+
 def flatness(img) -> float:
     """Share of horizontally/vertically adjacent pixel pairs that are exactly the same colour.
 
@@ -73,6 +80,9 @@ class LocalClassifier:
         c = rules.Cues(width=intake.width, height=intake.height, camera=intake.camera, flat=flatness(img))
         c.probs = {name: float(probs[idx].sum()) for name, idx in rules.GROUPS.items()}
         c.top = [(label, round(p, 4)) for label, p in ImageNetModel.top(probs, 3)]
+        c.pet_peak = float(probs[rules.PET_INDEXES].max())
+        if c.flat >= 0.6 and not c.camera:  # only the graphics rule asks
+            c.colours = colour_count(img)
         if self.use_ocr and rules.needs_ocr(c):
             c.text = self.reader.cues(img, read=lambda t: rules.needs_reading(c, t))
         if not (c.text and c.text.boxes >= 8 and c.flat >= 0.45):  # avatars in a chat are not a group photo
