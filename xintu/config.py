@@ -77,6 +77,8 @@ DEFAULTS: dict = {
     "CLASSIFY_LLM_MODEL": "qwen-vl-plus",
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
     "CLASSIFY_LLM_RETRIES": 1,
+    # auto mode with a key: the path tried first ("llm" | "local"); the other one is its fallback
+    "CLASSIFY_AUTO_FIRST": "llm",
     "SANDBOX_LLM": False,             # `xintu serve`: also start the fake Qwen-VL (else local-only)
     # Image edit (xintu worker). EDIT_DASHSCOPE_* fall back to DASHSCOPE_*.
     "EDIT_MODEL": "qwen-image-edit",  # or wanx2.1-imageedit / wan2.5-i2i-preview (submit + poll)
@@ -195,6 +197,8 @@ def load_config(overrides: dict | None = None, *, environ=os.environ, instance: 
                 raise ConfigError(f"{name}: cannot read {raw!r}") from None
     config.update(overrides)
     config["INSTANCE_PATH"] = str(ipath)
+    if config.get("CLASSIFY_AUTO_FIRST") not in ("llm", "local"):
+        raise ConfigError(f"CLASSIFY_AUTO_FIRST must be llm or local, not {config['CLASSIFY_AUTO_FIRST']!r}")
     if config["ENV"] == "production":
         check_production(config)
         config["SANDBOX"] = False

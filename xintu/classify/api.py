@@ -28,7 +28,7 @@ class ResultOut(Schema):
                                                "screenshot|idcard|other"})
     confidence = Float()
     description = String(metadata={"description": "short Chinese description (≤ 30 characters)"})
-    method = String(metadata={"description": "cache|llm|local|llm_fallback"})
+    method = String(metadata={"description": "cache|llm|local|llm_fallback|local_fallback"})
     details = Dict(metadata={"description": "/classify/local only: the cues behind the answer"})
 
 

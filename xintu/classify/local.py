@@ -11,6 +11,17 @@ from xintu.classify.imagenet import MODEL_VERSION, ImageNetModel, to_tensor
 
 MIN_FACE_WIDTH = 0.035      # of the image width: smaller faces are passers-by, not the subject
 MAIN_FACE_RATIO = 0.3       # faces much smaller than the largest one are background people
+# The classifier scales the short side to 256 px: a 960×1 strip would become a 245 760 px-wide bitmap
+# (~190 MB) of which it sees a sliver. Such working images are not read at all.
+MIN_SIDE, MAX_ASPECT = 8, 20
+
+
+class LocalFailure(Exception):
+    """The local model gave no answer for this image (not a low-confidence answer: none)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -76,6 +87,9 @@ class LocalClassifier:
 
     def cues(self, intake) -> rules.Cues:
         img = intake.image
+        w, h = img.size
+        if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * min(w, h):
+            raise LocalFailure("unreadable_image")
         probs = self.model.run(to_tensor(img))
         c = rules.Cues(width=intake.width, height=intake.height, camera=intake.camera, flat=flatness(img))
         c.probs = {name: float(probs[idx].sum()) for name, idx in rules.GROUPS.items()}
