@@ -12,7 +12,7 @@ from xintu.classify.imagenet import MODEL_VERSION, ImageNetModel, to_tensor
 MIN_FACE_WIDTH = 0.035      # of the image width: smaller faces are passers-by, not the subject
 MAIN_FACE_RATIO = 0.3       # faces much smaller than the largest one are background people
 # The classifier scales the short side to 256 px: a 960×1 strip would become a 245 760 px-wide bitmap
-# (~190 MB) of which it sees a sliver. Such working images are not read at all.
+# (+250 MB peak, scripts/bench/classify_strip.py) of which it sees a sliver. Such images are not read.
 MIN_SIDE, MAX_ASPECT = 8, 20
 
 
