@@ -125,6 +125,7 @@ def test_pet_groups_hold_every_domestic_breed_and_no_wild_cat():
     ({"cat": 0.22, "food": 0.2}, 0.12, "other"),      # not clear of the rival group
     ({"dog": 0.28}, 0.03, "other"),                   # grass: a little of every breed, no breed likely
     ({"pet_lookalike": 0.6}, 0.0, "other"),           # a fox in the woods is not a pet
+    ({"pet_lookalike": 0.6, "dog": 0.08}, 0.03, "other"),  # … nor with a little dog mass beside it
     ({"fish": 0.4}, 0.4, "pets"),                      # a goldfish
     ({"food": 0.3, "cat": 0.04}, 0.04, "foods"),       # drinks in hands: moderate, clear of the rest
 ])

@@ -115,17 +115,18 @@ PET_PEAK = 0.1
 
 
 def pet_score(c: Cues) -> float:
-    """Summed pet probability; foxes/wolves/lynx count only next to real pet classes (a kitten taken for
-    a kit fox), so a fox in the woods stays what it is."""
+    """Summed pet probability. Foxes/wolves/lynx add at most as much as the real pet classes have (a
+    kitten taken half for a kit fox), so a fox in the woods with a little dog mass stays what it is."""
     pets = c.p(*PET_GROUPS)
-    return pets + c.p("pet_lookalike") if pets >= 0.08 else pets
+    return pets + min(c.p("pet_lookalike"), pets) if pets >= 0.08 else pets
 
 
 def _pets(c: Cues) -> bool:
+    if c.p(*PET_GROUPS) >= PET_SURE:
+        return True
     score = pet_score(c)
     rival = max(c.p("food"), c.p("scenery", "landmark"), c.p("text"))
-    partial = score >= PET_PARTIAL and c.pet_peak >= PET_PEAK and score >= PET_MARGIN * rival
-    return score >= PET_SURE or partial
+    return score >= PET_PARTIAL and c.pet_peak >= PET_PEAK and score >= PET_MARGIN * rival
 
 
 #: Drawn graphics use few colours; a product shot on a white sweep or a dark cat, JPEG-compressed hard
