@@ -14,7 +14,7 @@ from tests.mariadb_pair import MariaDBPair, start_pair  # noqa: F401  (MariaDBPa
 
 # Areas add their fixture modules here (e.g. "tests.member_fixtures").
 pytest_plugins: list[str] = ["tests.classify_fixtures", "tests.member_fixtures", "tests.stats_fixtures",
-                              "tests.edit_fixtures", "tests.wheel_fixtures"]
+                              "tests.edit_fixtures", "tests.wheel_fixtures", "tests.serve_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -99,3 +99,44 @@ def test_rule_table_order_prefers_specific_evidence():
     assert rules.decide(c)[0] == "pets"
     assert rules.decide(rules.Cues(width=640, height=480, probs={"food": 0.2, "scenery": 0.1}))[0] == "other"
     assert set(r.category for r in rules.RULES) == set(rules.CATEGORIES)
+
+
+def test_pet_groups_hold_every_domestic_breed_and_no_wild_cat():
+    from xintu.classify import rules
+    from xintu.classify.imagenet import index_of, labels
+    names = labels()
+    assert [names[i] for i in rules.GROUPS["dog"]][:2] == ["Chihuahua", "Japanese spaniel"]
+    assert len(rules.GROUPS["dog"]) == 118 and names[rules.GROUPS["dog"][-1]] == "Mexican hairless"
+    assert {names[i] for i in rules.GROUPS["cat"]} == {"tabby", "tiger cat", "Persian cat", "Siamese cat",
+                                                       "Egyptian cat"}
+    pets = {names[i] for i in rules.PET_INDEXES}
+    assert {"goldfish", "hamster", "guinea pig", "Angora", "macaw", "lorikeet", "box turtle"} <= pets
+    assert not {"lion", "tiger", "lynx", "kit fox", "timber wolf", "loggerhead"} & pets
+    with pytest.raises(KeyError):
+        index_of("unicorn")
+
+
+@pytest.mark.parametrize("probs, peak, expected", [
+    ({"cat": 0.9}, 0.5, "pets"),
+    # two kittens taken half for a kit fox: tiger cat 0.14 + other cats + the fox → a pet
+    ({"cat": 0.2, "pet_lookalike": 0.14}, 0.14, "pets"),
+    # a cat asleep behind a mug: the pet is moderate but well clear of the cup (a food class)
+    ({"cat": 0.22, "food": 0.08}, 0.12, "pets"),
+    ({"cat": 0.22, "food": 0.2}, 0.12, "other"),      # not clear of the rival group
+    ({"dog": 0.28}, 0.03, "other"),                   # grass: a little of every breed, no breed likely
+    ({"pet_lookalike": 0.6}, 0.0, "other"),           # a fox in the woods is not a pet
+    ({"pet_lookalike": 0.6, "dog": 0.08}, 0.03, "other"),  # … nor with a little dog mass beside it
+    ({"fish": 0.4}, 0.4, "pets"),                      # a goldfish
+    ({"food": 0.3, "cat": 0.04}, 0.04, "foods"),       # drinks in hands: moderate, clear of the rest
+])
+def test_pet_rule_weighs_partly_visible_animals(probs, peak, expected):
+    from xintu.classify import rules
+    assert rules.decide(rules.Cues(width=640, height=480, probs=probs, pet_peak=peak))[0] == expected
+
+
+def test_flat_photo_of_a_pet_is_a_pet_but_a_flat_drawing_stays_a_graphic():
+    from xintu.classify import rules
+    flat_photo = rules.Cues(width=640, height=427, flat=0.7, colours=3600, probs={"cat": 0.46}, pet_peak=0.16)
+    assert rules.decide(flat_photo)[0] == "pets"
+    silhouette = rules.Cues(width=400, height=328, flat=0.97, colours=128, probs={"dog": 0.72}, pet_peak=0.25)
+    assert rules.decide(silhouette)[:3:2] == ("other", "图形或插画")

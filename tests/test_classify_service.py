@@ -302,3 +302,66 @@ def test_llm_budgets_per_device_and_global_fall_back_to_the_local_model(classify
         from xintu.models import RequestLog
         logged = [r.method for r in RequestLog.select().order_by(RequestLog.id)]
     assert logged == ["llm", "llm", "llm_budget", "llm", "llm_budget"]
+
+
+def _strip() -> bytes:
+    """A valid 3000×2 PNG: its working image is 960×1, which the local model refuses to read."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (3000, 2), (200, 40, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _local_first(app, **config):
+    app.config.update({"CLASSIFY_AUTO_FIRST": "local", **config})
+    app.extensions.clear()
+    return app.test_client()
+
+
+def test_auto_local_first_answers_locally_without_calling_out(classify_app, auth, dashscope_vl):
+    body = _post(_local_first(classify_app), auth, CAT).get_json()
+    assert (body["method"], body["category"]) == ("local", "pets") and dashscope_vl.state.calls == 0
+
+
+def test_unreadable_working_image_falls_back_to_the_llm_in_auto_mode(classify_app, auth, dashscope_vl):
+    dashscope_vl.state.answer = {"category": "other", "confidence": 0.7, "description": "一条色带"}
+    client = _local_first(classify_app)
+    body = _post(client, auth, _strip()).get_json()
+    assert (body["method"], body["category"], body["description"]) == ("local_fallback", "other", "一条色带")
+    assert dashscope_vl.state.calls == 1
+    with classify_app.app_context():
+        (row,) = _cache_rows()
+        assert row.source == "llm"  # a validated LLM answer: cached as such
+    assert _post(client, auth, _strip()).get_json()["method"] == "cache" and dashscope_vl.state.calls == 1
+
+
+def test_broken_local_model_falls_back_to_the_llm_in_auto_mode(classify_app, auth, dashscope_vl, tmp_path):
+    broken = tmp_path / "broken-models"
+    broken.mkdir()
+    (broken / "efficientnet-lite0.onnx").write_bytes(b"not an onnx file")  # e.g. a disk that filled up
+    dashscope_vl.state.answer = {"category": "pets", "confidence": 0.9, "description": "一只猫"}
+    client = _local_first(classify_app, CLASSIFY_MODEL_DIR=str(broken))
+    body = _post(client, auth, CAT).get_json()
+    assert (body["method"], body["category"]) == ("local_fallback", "pets") and dashscope_vl.state.calls == 1
+
+
+@pytest.mark.parametrize("auto_first", ["local", "llm"])
+def test_when_both_ways_fail_the_client_gets_a_stable_4xx(classify_app, auth, dashscope_vl, auto_first):
+    dashscope_vl.state.configure(mode="error500")
+    client = _local_first(classify_app, CLASSIFY_AUTO_FIRST=auto_first)
+    r = _post(client, auth, _strip())
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "image_unreadable"
+    assert dashscope_vl.state.calls >= 1
+
+
+def test_local_mode_never_falls_back_to_the_llm(classify_app, auth, dashscope_vl):
+    r = _post(_local_first(classify_app), auth, _strip(), path="/api/v1/classify/local")
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "image_unreadable"
+    assert dashscope_vl.state.calls == 0
+
+
+def test_auto_first_must_name_a_path(tmp_path):
+    from xintu.config import load_config
+    from xintu.errors import ConfigError
+    with pytest.raises(ConfigError, match="CLASSIFY_AUTO_FIRST"):
+        load_config({"CLASSIFY_AUTO_FIRST": "fastest"}, environ={}, instance=str(tmp_path))

@@ -3,54 +3,13 @@ a day whose bill agrees exits 0; once the sandbox's bill is made to disagree it 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
-import pytest
-import requests
-
-from xintu.ops.procs import free_port
 from xintu.sandbox.wechat_pay import CST
 
 XINTU = str(Path(sys.executable).parent / "xintu")
-
-
-@pytest.fixture
-def served(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XINTU_")}
-    env.update(XINTU_INSTANCE_PATH=str(tmp_path / "instance"), XINTU_INTERNAL_SHARED_SECRET="s" * 40)
-    port = free_port()
-    server = subprocess.Popen([XINTU, "serve", "--port", str(port)], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200 and \
-                        (tmp_path / "instance" / "sandbox.json").exists():
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("xintu serve did not come up")
-
-        def xintu(*args, check=True):
-            result = subprocess.run([XINTU, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                    timeout=120)
-            if check:
-                assert result.returncode == 0, result.stderr
-            return result
-
-        yield xintu
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
 
 
 def test_reconcile_today_agrees_then_reports_a_bill_made_to_disagree(served):

@@ -3,53 +3,12 @@ device token; a user made with `xintu sandbox scan` (and who bought credits with
 the H5 OAuth nonce) is in `xintu users export`; `xintu users forget` erases the openid, kills the bound
 token and leaves `xintu credits audit` clean."""
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 import requests
 
-from xintu.ops.procs import free_port
-
 XINTU = str(Path(sys.executable).with_name("xintu"))
-
-
-@pytest.fixture
-def served(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XINTU_")}
-    env.update(XINTU_INSTANCE_PATH=str(tmp_path / "instance"), XINTU_INTERNAL_SHARED_SECRET="s" * 40)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([XINTU, "serve", "--port", str(port)], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(base + "/healthz", timeout=2).status_code == 200 and \
-                        (tmp_path / "instance" / "sandbox.json").exists():
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("xintu serve did not come up")
-
-        def cli(*args, check=True):
-            result = subprocess.run([XINTU, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                    timeout=120)
-            if check:
-                assert result.returncode == 0, f"xintu {' '.join(args)}: {result.stderr[-1500:]}"
-            return result
-
-        yield base, cli
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
 
 
 def test_logout_export_forget_against_xintu_serve(served):

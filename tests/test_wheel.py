@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,13 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.classify_images import (
-    PACKAGE_PHOTOS,
-    id_card,
-    package_photo,
-    phone_screenshot,
-)
-from xintu.ops.procs import free_port
+from tests.classify_images import PACKAGE_PHOTOS, id_card, package_photo, phone_screenshot
+from tests.serve_fixtures import running_serve
 
 
 @pytest.fixture(scope="module")
@@ -115,47 +109,30 @@ def _alive(pid: int) -> bool:
 
 
 def test_serve_pages_sandbox_from_a_second_shell_and_a_clean_stop(installed):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([installed["xintu"], "serve", "--port", str(port)], cwd=installed["cwd"],
-                              env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.3)
-        else:
-            pytest.fail("xintu serve did not answer /healthz")
+    with running_serve(installed["xintu"], installed["cwd"], installed["env"]) as server:
         for path in ("/h5/", "/admin/", "/api/v1/docs"):
-            answer = requests.get(base + path, timeout=10)
+            answer = requests.get(server.base + path, timeout=10)
             assert answer.status_code == 200 and "<html" in answer.text.lower(), path
-        assert "gunicorn" in requests.get(base + "/healthz", timeout=5).headers.get("Server", "").lower()
+        server_header = requests.get(server.base + "/healthz", timeout=5).headers.get("Server", "")
+        assert "gunicorn" in server_header.lower()
         state = installed["cwd"] / "instance" / "sandbox.json"
         assert state.stat().st_mode & 0o777 == 0o600
 
         # A second shell on the same instance: the QR comes from the server's sandbox, the scan binds it.
-        issued = json.loads(xintu(installed, "qrcode", "issue", "--client-id", "pc-wheel-01", "-o", "qr.png",
-                                  "--format", "json").stdout)
-        scanned = json.loads(xintu(installed, "sandbox", "scan", issued["scene"], "--openid", "o_wheel_user",
+        issued = json.loads(server("qrcode", "issue", "--client-id", "pc-wheel-01", "-o", "qr.png",
                                    "--format", "json").stdout)
+        scanned = json.loads(server("sandbox", "scan", issued["scene"], "--openid", "o_wheel_user",
+                                    "--format", "json").stdout)
         assert scanned["event"] == "subscribe" and "登录成功" in scanned["reply"]
         device = {"Authorization": f"Bearer {issued['device_token']}"}
-        binding = requests.get(base + "/api/v1/auth/wechat/binding", params={"scene": issued["scene"]},
+        binding = requests.get(server.base + "/api/v1/auth/wechat/binding", params={"scene": issued["scene"]},
                                headers=device, timeout=10).json()
         assert binding["status"] == "bound" and binding["token"]
-        me = requests.get(base + "/api/v1/me", headers={"Authorization": f"Bearer {binding['token']}"},
+        me = requests.get(server.base + "/api/v1/me", headers={"Authorization": f"Bearer {binding['token']}"},
                           timeout=10).json()
         assert me["credits_balance"] == 10
-
-        helpers = _children(server.pid)
+        helpers = _children(server.proc.pid)
         assert len(helpers) >= 4            # sandbox, edit worker, two gunicorn workers
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(_alive(p) for p in helpers):
         time.sleep(0.2)

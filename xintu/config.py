@@ -94,6 +94,8 @@ DEFAULTS: dict = {
     "CLASSIFY_CACHE_ACCEPT_MODELS": [],  # earlier models whose cached answers are still served
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
     "CLASSIFY_LLM_RETRIES": 1,
+    # auto mode with a key: the path tried first ("llm" | "local"); the other one is its fallback
+    "CLASSIFY_AUTO_FIRST": "llm",
     "SANDBOX_LLM": False,             # `xintu serve`: also start the fake Qwen-VL (else local-only)
     # Image edit (xintu worker). EDIT_DASHSCOPE_* fall back to DASHSCOPE_*.
     "EDIT_MODEL": "qwen-image-2.0",   # synchronous; wan2.6-image / wan2.7-image are submit + poll
@@ -257,6 +259,8 @@ def load_config(overrides: dict | None = None, *, environ=os.environ, instance: 
     if float(config["EDIT_CALL_TIMEOUT"]) >= float(config["EDIT_LEASE_SECONDS"]):
         raise ConfigError("EDIT_CALL_TIMEOUT must be below EDIT_LEASE_SECONDS, or a slow edit call loses "
                           "its task to another worker and is submitted (and billed) twice")
+    if config.get("CLASSIFY_AUTO_FIRST") not in ("llm", "local"):
+        raise ConfigError(f"CLASSIFY_AUTO_FIRST must be llm or local, not {config['CLASSIFY_AUTO_FIRST']!r}")
     if config["ENV"] == "production":
         check_production(config)
         config["SANDBOX"] = False

@@ -93,7 +93,7 @@ class ResultOut(Schema):
                                                "screenshot|idcard|other"})
     confidence = Float()
     description = String(metadata={"description": "short Chinese description (≤ 30 characters)"})
-    method = String(metadata={"description": "cache|llm|local|llm_fallback"})
+    method = String(metadata={"description": "cache|llm|local|llm_fallback|local_fallback"})
     details = Dict(metadata={"description": "/classify/local: the cues behind the answer; `llm_skipped` "
                                             "(budget_device|budget_user|budget_global) when a budget "
                                             "was spent"})

@@ -39,6 +39,14 @@ def labels() -> list[str]:
     return [line.split("\t", 1)[1].split(",")[0] for line in text.splitlines() if line]
 
 
+def index_of(label: str) -> int:
+    """The class index of a label (its first lemma, as in the label file); a typo fails at import."""
+    try:
+        return labels().index(label)
+    except ValueError:
+        raise KeyError(f"no ImageNet class {label!r}") from None
+
+
 def session_options(threads: int = 2):
     import onnxruntime as ort
     so = ort.SessionOptions()

@@ -11,6 +11,17 @@ from xintu.classify.imagenet import MODEL_VERSION, ImageNetModel, to_tensor
 
 MIN_FACE_WIDTH = 0.035      # of the image width: smaller faces are passers-by, not the subject
 MAIN_FACE_RATIO = 0.3       # faces much smaller than the largest one are background people
+# The classifier scales the short side to 256 px: a 960×1 strip would become a 245 760 px-wide bitmap
+# (+250 MB peak, scripts/bench/classify_strip.py) of which it sees a sliver. Such images are not read.
+MIN_SIDE, MAX_ASPECT = 8, 20
+
+
+class LocalFailure(Exception):
+    """The local model gave no answer for this image (not a low-confidence answer: none)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -20,6 +31,14 @@ class LocalResult:
     description: str
     reason: str
     cues: dict = field(default_factory=dict)
+
+
+def colour_count(img) -> int:
+    """Distinct RGB colours (a drawing has few, a photo thousands): about two flatness() passes, so it
+    runs only for images the graphics rule looks at."""
+    a = np.asarray(img.convert("RGB"))
+    packed = (a[:, :, 0].astype(np.int32) << 16) | (a[:, :, 1].astype(np.int32) << 8) | a[:, :, 2]
+    return int(np.unique(packed).size)
 
 
 def flatness(img) -> float:
@@ -69,10 +88,16 @@ class LocalClassifier:
 
     def cues(self, intake) -> rules.Cues:
         img = intake.image
+        w, h = img.size
+        if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * min(w, h):
+            raise LocalFailure("unreadable_image")
         probs = self.model.run(to_tensor(img))
         c = rules.Cues(width=intake.width, height=intake.height, camera=intake.camera, flat=flatness(img))
         c.probs = {name: float(probs[idx].sum()) for name, idx in rules.GROUPS.items()}
         c.top = [(label, round(p, 4)) for label, p in ImageNetModel.top(probs, 3)]
+        c.pet_peak = float(probs[rules.PET_INDEXES].max())
+        if c.flat >= 0.6 and not c.camera:  # only the graphics rule asks
+            c.colours = colour_count(img)
         if self.use_ocr and rules.needs_ocr(c):
             c.text = self.reader.cues(img, read=lambda t: rules.needs_reading(c, t))
         if not (c.text and c.text.boxes >= 8 and c.flat >= 0.45):  # avatars in a chat are not a group photo

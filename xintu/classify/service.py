@@ -1,7 +1,8 @@
 """ClassifierService: cache → Qwen-VL (when configured and allowed) → local model.
 
-``method`` in every answer says which path produced it: ``cache``, ``llm``, ``local`` or ``llm_fallback``
-(the LLM was wanted but failed or is not configured, so the local model answered). The operator switch
+``method`` in every answer says which path produced it: ``cache``, ``llm``, ``local``, ``llm_fallback``
+(the LLM was wanted but failed or is not configured, so the local model answered) or ``local_fallback``
+(auto mode tried the local model first, it failed, the LLM answered). The operator switch
 ``inference.mode`` (auto | llm | local, DB-backed, `xintu config set`) picks the path for API requests:
 auto uses the LLM when a key is configured, llm insists on it (its absence shows up as llm_fallback in the
 stats), local never calls out.
@@ -26,11 +27,12 @@ from xintu import db
 from xintu.classify import intake as image_intake
 from xintu.classify.cache import CacheService, Version
 from xintu.classify.imagenet import MODEL_VERSION
+from xintu.classify.local import LocalFailure
 from xintu.classify.model_client import LlmFailure, ModelClient, prompt_version
 from xintu.classify.request_log import buffer as stats_buffer
 from xintu.classify.rules import RULES_VERSION
 from xintu.classify.singleflight import SingleFlight
-from xintu.errors import XintuError
+from xintu.errors import Unprocessable, XintuError
 from xintu.settings_store import get_setting
 from xintu.upstreams import Breaker
 
@@ -133,7 +135,11 @@ class ClassifierService:
 
     def _compute(self, data: bytes, sha: str, path: str, details: bool, owner=None) -> dict:
         img = image_intake.decode(data)
-        if path != "local" and self.llm is not None:
+        llm_allowed = path != "local" and self.llm is not None
+        # The fallback goes both ways: the LLM's failure is answered by the local model, and in auto mode
+        # the local model's failure (an exception, a working image it cannot read) by the LLM.
+        local_first = llm_allowed and path == "auto" and self.config.get("CLASSIFY_AUTO_FIRST") == "local"
+        if llm_allowed and not local_first:
             scope = self._llm_budget(owner)
             if scope:
                 LLM_BUDGET.labels(scope).inc()
@@ -141,22 +147,43 @@ class ClassifierService:
                 result["method"] = "local"
                 result["details"] = {**result.get("details", {}), "llm_skipped": f"budget_{scope}"}
                 return result
-            try:
-                answer = self.llm.classify(_llm_bytes(img), "image/jpeg")
-            except LlmFailure as exc:
-                LLM_FAILURES.labels(exc.reason).inc()
-                if exc.reason != "breaker_open":  # the breaker logged once when it opened
-                    log.warning("qwen-vl failed (%s); answering with the local model", exc)
-            else:
-                self.cache.put(sha, self.llm_version, answer.category, answer.confidence, answer.description)
-                return {"category": answer.category, "confidence": answer.confidence,
-                        "description": answer.description, "method": "llm"}
-        result = self._run_local(img, details)
-        result["method"] = "local" if path == "local" or (path == "auto" and self.llm is None) else "llm_fallback"
+            answer = self._try_llm(img, sha, "llm")
+            if answer:
+                return answer
+        try:
+            result = self._run_local(img, details)
+        except Exception as exc:
+            if local_first:
+                scope = self._llm_budget(owner)
+                if scope:
+                    LLM_BUDGET.labels(scope).inc()
+                else:
+                    log.warning("local model failed (%r); asking qwen-vl", exc)
+                    answer = self._try_llm(img, sha, "local_fallback")
+                    if answer:
+                        return answer
+            if isinstance(exc, LocalFailure):
+                raise Unprocessable("图片过小或过于细长，无法识别", code="image_unreadable") from exc
+            raise
+        wanted_llm = llm_allowed and not local_first or path == "llm"
+        result["method"] = "llm_fallback" if wanted_llm else "local"
         if self.cache_local:
             self.cache.put(sha, self.local_version, result["category"], result["confidence"],
                            result["description"])
         return result
+
+    def _try_llm(self, img, sha: str, method: str) -> dict | None:
+        """A validated, cached Qwen-VL answer, or None when it failed (counted and logged)."""
+        try:
+            answer = self.llm.classify(_llm_bytes(img), "image/jpeg")
+        except LlmFailure as exc:
+            LLM_FAILURES.labels(exc.reason).inc()
+            if exc.reason != "breaker_open":  # the breaker logged once when it opened
+                log.warning("qwen-vl failed (%s); answering with the local model", exc)
+            return None
+        self.cache.put(sha, self.llm_version, answer.category, answer.confidence, answer.description)
+        return {"category": answer.category, "confidence": answer.confidence,
+                "description": answer.description, "method": method}
 
     def _run_local(self, img, details: bool) -> dict:
         with self._local_slots:  # CPU bound: more at once only thrashes the cores

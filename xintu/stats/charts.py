@@ -15,7 +15,8 @@ CATEGORY_LABELS = {
     "social_activities": "社交活动", "pets": "宠物", "single_person": "单人照", "foods": "美食",
     "travel_scenery": "旅行风景", "screenshot": "截图", "idcard": "证件", "other": "其他",
 }
-METHOD_LABELS = {"cache": "缓存", "llm": "大模型", "local": "本地模型", "llm_fallback": "大模型失败→本地"}
+METHOD_LABELS = {"cache": "缓存", "llm": "大模型", "local": "本地模型", "llm_fallback": "大模型失败→本地",
+                 "local_fallback": "本地失败→大模型"}
 
 STYLE = Style(
     font_family='"Noto Sans CJK SC","WenQuanYi Micro Hei","Microsoft YaHei","PingFang SC",sans-serif',

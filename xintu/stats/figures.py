@@ -13,7 +13,7 @@ from datetime import date
 
 # Classification methods as RequestLog.method stores them; "llm_fallback" means the LLM failed
 # and the local model answered instead.
-METHODS = ("cache", "llm", "local", "llm_fallback")
+METHODS = ("cache", "llm", "local", "llm_fallback", "local_fallback")
 
 
 def ratio(part: int, whole: int) -> float | None:
