@@ -29,6 +29,7 @@ content_type_overrides:   # result images: read as bytes
   image/jpeg: application/octet-stream
   image/png: application/octet-stream
   image/webp: application/octet-stream
+  application/zip: application/octet-stream   # the H5 data export
 """
 
 
@@ -126,16 +127,17 @@ def test_a_generated_client_walks_the_main_flows(member_stack, generated):
     assert refused.status_code == 403 and refused.parsed.error.code == "forbidden"
 
     # The H5 page: OAuth start (302) → the sandbox's consent → landing with a ticket → session cookie.
-    start = mod("wechat", "get_wechat_oauth_start").sync_detailed(client=anonymous, next_=stack.url + "/h5/")
+    # One client keeps the cookies in its jar, like the page's browser: the per-browser OAuth nonce set at
+    # the start, then the HttpOnly session (security: H5Cookie).
+    h5 = c.Client(base_url=stack.url, raise_on_unexpected_status=True)
+    start = mod("wechat", "get_wechat_oauth_start").sync_detailed(client=h5, next_=stack.url + "/h5/")
     assert start.status_code == 302
     authorize = start.headers["location"].split("#")[0]
     query = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
     consent = requests.post(authorize.split("?")[0], data={**query, "openid": "o-generated-client"},
                             allow_redirects=False, timeout=10)
-    landing = requests.get(consent.headers["Location"], allow_redirects=False, timeout=10)
+    landing = h5.get_httpx_client().get(consent.headers["Location"], follow_redirects=False)
     ticket = parse_qs(urlsplit(landing.headers["Location"]).query)["ticket"][0]
-    # One client keeps the HttpOnly cookie in its jar, like the page's browser (security: H5Cookie).
-    h5 = c.Client(base_url=stack.url, raise_on_unexpected_status=True)
     session = mod("member", "post_member_h5_session").sync_detailed(client=h5, body=m.TicketIn(ticket=ticket))
     assert session.status_code == 200 and session.parsed.ok is True
     assert "HttpOnly" in session.headers["set-cookie"] and h5.get_httpx_client().cookies.get("xintu_h5")
