@@ -69,11 +69,11 @@ def test_every_kind_of_disagreement_is_reported(mysql_member_stack):
         ("amount_mismatch", "payment", changed["out_trade_no"], 1, 1800),
         ("there_not_here", "payment", stranger, 990, None),
         ("there_not_here", "payment", closed["out_trade_no"], 990, 990),
-        # no refunds table here yet: every refund line is there-but-not-here
+        # a refund line for a refund we never made (nor heard of)
         ("there_not_here", "refund", fine["out_trade_no"], 500, None),
     ])
     refund = next(p for p in report["problems"] if p["kind"] == "refund")
-    assert refund["out_refund_no"].startswith("RF") and refund["detail"] == "refunds are not recorded here"
+    assert refund["out_refund_no"].startswith("RF") and refund["detail"] == "unknown here"
     assert next(p for p in report["problems"] if p["out_trade_no"] == closed["out_trade_no"])["detail"] == \
         "here: closed"
 

@@ -9,9 +9,8 @@ compares line by line:
 - ``there_not_here``: in the bill, but not paid here (unknown number, or an order still created/closed);
 - ``amount_mismatch``: both sides have it, for different amounts (fen).
 
-Payments and refunds are two :class:`Side` objects compared the same way. Refunds are not recorded here
-yet, so :func:`refund_side` returns None and every REFUND line of the bill is reported as
-``there_not_here``; when a refunds table exists, return a Side reading it and nothing else changes.
+Payments and refunds are two :class:`Side` objects compared the same way: orders by out_trade_no and
+payment time, refunds (the ``refunds`` table) by out_refund_no and the time they succeeded.
 
 Bill format (v3 trade bill, UTF-8): a header row of Chinese column names, one row per line with every
 field prefixed by a backtick, then a summary header (``总交易单数,…``) and one summary row. Amounts are
@@ -223,9 +222,12 @@ class Side:
     settled_between: Callable[[datetime, datetime], dict[str, Ours]]
 
 
+# An order in any of these states was paid (a later refund is a line of its own in the bill).
+PAID_STATES = ("paid", "refunding", "partially_refunded", "refunded")
+
+
 def _order(o) -> Ours:
-    return Ours(o.out_trade_no, o.amount_fen, o.paid_at is not None and o.status in ("paid", "refunded"),
-                o.status)
+    return Ours(o.out_trade_no, o.amount_fen, o.paid_at is not None and o.status in PAID_STATES, o.status)
 
 
 def order_side() -> Side:
@@ -240,16 +242,31 @@ def order_side() -> Side:
 
     def settled_between(start, end):
         return {o.out_trade_no: _order(o) for o in Order.select().where(
-            Order.paid_at >= start, Order.paid_at < end, Order.status.in_(("paid", "refunded")))}
+            Order.paid_at >= start, Order.paid_at < end, Order.status.in_(PAID_STATES))}
 
     return Side("payment", lookup, settled_between)
 
 
-def refund_side() -> Side | None:
-    """Refunds as recorded here. There is no refunds table yet, so None: the bill's refund lines are all
-    ``there_not_here``. With one, return ``Side("refund", lookup, settled_between)`` keyed by
-    out_refund_no, ``settled`` meaning the refund succeeded."""
-    return None
+def _refund(r) -> Ours:
+    return Ours(r.out_refund_no, r.amount_fen, r.status == "success", r.status)
+
+
+def refund_side() -> Side:
+    """Refunds as recorded here (xintu.member.refunds), keyed by out_refund_no; settled = succeeded."""
+    from xintu.models import Refund
+
+    def lookup(numbers):
+        found = {}
+        for i in range(0, len(numbers), 500):
+            found.update({r.out_refund_no: _refund(r) for r in Refund.select().where(
+                Refund.out_refund_no.in_(numbers[i:i + 500]))})
+        return found
+
+    def settled_between(start, end):
+        return {r.out_refund_no: _refund(r) for r in Refund.select().where(
+            Refund.succeeded_at >= start, Refund.succeeded_at < end, Refund.status == "success")}
+
+    return Side("refund", lookup, settled_between)
 
 
 # -- comparing ------------------------------------------------------------------------------------
