@@ -350,13 +350,13 @@ def test_when_both_ways_fail_the_client_gets_a_stable_4xx(classify_app, auth, da
     dashscope_vl.state.configure(mode="error500")
     client = _local_first(classify_app, CLASSIFY_AUTO_FIRST=auto_first)
     r = _post(client, auth, _strip())
-    assert r.status_code == 422 and r.get_json()["error"]["code"] == "image_unreadable"
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "image_unreadable"
     assert dashscope_vl.state.calls >= 1
 
 
 def test_local_mode_never_falls_back_to_the_llm(classify_app, auth, dashscope_vl):
     r = _post(_local_first(classify_app), auth, _strip(), path="/api/v1/classify/local")
-    assert r.status_code == 422 and r.get_json()["error"]["code"] == "image_unreadable"
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "image_unreadable"
     assert dashscope_vl.state.calls == 0
 
 

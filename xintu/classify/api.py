@@ -26,7 +26,7 @@ _BODY_DOC = ("Send the image as multipart/form-data field `image` (batch: repeat
 
 _IMAGE_DOC = "jpg/png/webp/gif/mpo/heic, ≤ 10 MB"
 _ONE_ERRORS = errors({400: ["image_missing", "image_empty", "image_base64_invalid", "image_corrupt",
-                            "image_truncated"],
+                            "image_truncated", "image_unreadable"],
                       413: ["image_too_large", "image_too_many_pixels"], 415: ["image_unsupported"]})
 
 

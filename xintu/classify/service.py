@@ -32,7 +32,7 @@ from xintu.classify.model_client import LlmFailure, ModelClient, prompt_version
 from xintu.classify.request_log import buffer as stats_buffer
 from xintu.classify.rules import RULES_VERSION
 from xintu.classify.singleflight import SingleFlight
-from xintu.errors import Unprocessable, XintuError
+from xintu.errors import BadRequest, XintuError
 from xintu.settings_store import get_setting
 from xintu.upstreams import Breaker
 
@@ -163,7 +163,7 @@ class ClassifierService:
                     if answer:
                         return answer
             if isinstance(exc, LocalFailure):
-                raise Unprocessable("图片过小或过于细长，无法识别", code="image_unreadable") from exc
+                raise BadRequest("图片过小或过于细长，无法识别", code="image_unreadable") from exc
             raise
         wanted_llm = llm_allowed and not local_first or path == "llm"
         result["method"] = "llm_fallback" if wanted_llm else "local"
