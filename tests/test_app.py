@@ -202,7 +202,7 @@ def test_public_readyz_hides_the_database_error(tmp_path):
     assert internal.status_code == 503 and internal.get_json()["primary"]["ok"] is False
 
 
-@pytest.mark.parametrize("key", ["TRUSTED_PROXY_ADDRS", "METRICS_ALLOWED_ADDRS"])
+@pytest.mark.parametrize("key", ["TRUSTED_PROXY_ADDRS", "METRICS_ALLOWED_ADDRS", "ADMIN_ALLOWED_ADDRS"])
 def test_an_unreadable_proxy_or_monitoring_address_fails_at_start(tmp_path, key):
     from xintu.app import create_app
     from xintu.errors import ConfigError

@@ -78,7 +78,8 @@ def create_app(config: dict | None = None) -> APIFlask:
     app.config.update(settings)
     app.json.ensure_ascii = False
     # Forwarded headers only from our own proxies (TRUSTED_PROXY_ADDRS), never from any peer.
-    parse_networks(settings["METRICS_ALLOWED_ADDRS"], "METRICS_ALLOWED_ADDRS")   # a typo fails at start
+    for key in ("METRICS_ALLOWED_ADDRS", "ADMIN_ALLOWED_ADDRS"):   # a typo fails at start, not per request
+        parse_networks(settings[key], key)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings["TRUSTED_PROXY_ADDRS"], settings["TRUSTED_PROXIES"])
     configure_logging(settings["LOG_LEVEL"])
     db.init_db(settings)

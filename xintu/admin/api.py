@@ -11,9 +11,10 @@ from apiflask.validators import FileSize, Length, OneOf, Range
 from flask import current_app, g, request
 
 from xintu.admin import auth, service
-from xintu.apidoc import JSONInteger, errors
 from xintu.admin.auth import admin_auth, operator_only
+from xintu.apidoc import JSONInteger, errors
 from xintu.errors import BadRequest, NotFound
+from xintu.proxies import address_in, parse_networks
 from xintu.releases import service as releases
 from xintu.timeutil import iso
 
@@ -25,7 +26,7 @@ def _allowed_address():
     # ADMIN_ALLOWED_ADDRS: the 管理后台 API answers only these addresses / networks (the TCP peer after
     # ProxyFix's trusted hops); others get the same 404 as an unknown path.
     allowed = current_app.config.get("ADMIN_ALLOWED_ADDRS") or ()
-    if allowed and not auth.address_allowed(request.remote_addr or "", allowed):
+    if allowed and not address_in(request.remote_addr, parse_networks(allowed, "ADMIN_ALLOWED_ADDRS")):
         raise NotFound("资源不存在", code="not_found")
 
 

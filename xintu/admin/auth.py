@@ -71,22 +71,6 @@ USER_SCOPE_FACTOR = 4
 USER_SCOPE_MAX_DELAY = 60
 
 
-def address_allowed(ip: str, allowed) -> bool:
-    import ipaddress
-
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    for entry in allowed:
-        try:
-            if addr in ipaddress.ip_network(str(entry).strip(), strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
 def _delay(failures: int, free: int, cap: int) -> int:
     if failures < free:
         return 0
