@@ -24,12 +24,16 @@ def platform_name(platform: str | None) -> str:
     return PLATFORM_NAMES.get(platform or "other", "客户端")
 
 
-def approximate_place(ip: str | None) -> str | None:
-    if not ip:
-        return None
+def _address(ip: str | None):
     try:
-        addr = ipaddress.ip_address(ip)
+        return ipaddress.ip_address(ip) if ip else None
     except ValueError:
+        return None
+
+
+def approximate_place(ip: str | None) -> str | None:
+    addr = _address(ip)
+    if addr is None:
         return None
     if addr.is_loopback:
         return "本机"
@@ -40,14 +44,11 @@ def approximate_place(ip: str | None) -> str | None:
 
 def _masked(ip: str | None) -> str | None:
     """Enough of the address to recognise a network, not a household: the last part is hidden."""
-    if not ip:
-        return None
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
+    addr = _address(ip)
+    if addr is None:
         return None
     prefix = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
 def user_sessions(user_id: int, *, include_ended: bool = False) -> list[ClientSession]:
