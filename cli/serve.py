@@ -16,6 +16,7 @@ import sys
 import time
 
 import click
+from gunicorn.app.base import BaseApplication
 
 PR_SET_PDEATHSIG = 1
 SANDBOX_START_TIMEOUT = 60.0
@@ -125,12 +126,7 @@ def _stop(children: list[subprocess.Popen]) -> None:
             proc.wait(5)
 
 
-def _gunicorn_base():
-    from gunicorn.app.base import BaseApplication
-    return BaseApplication
-
-
-class _Gunicorn(_gunicorn_base()):
+class _Gunicorn(BaseApplication):
     """gunicorn's arbiter with the app built in each worker from the same overrides (no preload: every
     worker has its own database connections and model sessions, as under the production config)."""
 

@@ -12,24 +12,21 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from xintu.ops.deploy import wheel_requirements
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 
 
 def requirement_names(wheel: Path) -> set[str]:
-    import email.parser
-    import zipfile
-    with zipfile.ZipFile(wheel) as whl:
-        name = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
-        meta = email.parser.Parser().parsestr(whl.read(name).decode("utf-8"))
-    reqs = [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
-    return {_canonical(re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0]) for r in reqs}
+    return {_canonical(re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0]) for r in wheel_requirements(wheel)}
 
 
 def _canonical(name: str) -> str:
@@ -46,8 +43,13 @@ def visible_distributions(python: str) -> set[str]:
 @pytest.fixture(scope="session")
 def built_wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    # From a copy of the sources: setuptools builds in the tree (build/, *.egg-info), so two test workers
+    # building the checkout itself would trip over each other.
+    source = tmp_path_factory.mktemp("source") / "xintu"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "artifacts", "build", "dist", "instance", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(out), str(ROOT)], check=True, capture_output=True)
+                    "-w", str(out), str(source)], check=True, capture_output=True)
     return next(out.glob("xintu-*.whl"))
 
 
@@ -70,14 +72,20 @@ def wheelhouse(built_wheel) -> Path:
     freeze = "\n".join(line for line in freeze.splitlines() if not line.lower().startswith("xintu"))
     key = hashlib.sha256((freeze + "\n".join(sorted(requirement_names(built_wheel)))).encode()).hexdigest()
     folder = Path(sys.prefix) / "wheelhouse" / key[:16]
-    if not (folder / ".complete").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        constraints = folder / "constraints.txt"
+    if not folder.is_dir():
+        # Built beside it and renamed into place: complete or absent, even with parallel test workers.
+        building = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir(parents=True)
+        constraints = building / "constraints.txt"
         constraints.write_text(freeze + "\n")
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
-                                 "-w", str(folder), "-c", str(constraints), str(built_wheel)],
+                                 "-w", str(building), "-c", str(constraints), str(built_wheel)],
                                 capture_output=True, text=True, env={**os.environ, "PIP_NO_INPUT": "1"})
         assert result.returncode == 0, result.stderr[-2000:]
-        (folder / built_wheel.name).unlink(missing_ok=True)
-        (folder / ".complete").touch()
+        (building / built_wheel.name).unlink(missing_ok=True)
+        try:
+            building.rename(folder)
+        except OSError:          # another worker got there first: its copy is as good
+            shutil.rmtree(building, ignore_errors=True)
     return folder

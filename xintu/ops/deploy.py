@@ -62,11 +62,7 @@ class DeployPlan:
 
     @property
     def requirements(self) -> list[str]:
-        """The wheel's own runtime requirements (``Requires-Dist`` without extras)."""
-        with zipfile.ZipFile(self.wheel) as whl:
-            name = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
-            meta = email.parser.Parser().parsestr(whl.read(name).decode("utf-8"))
-        return [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
+        return wheel_requirements(self.wheel)
 
     @property
     def fingerprint(self) -> str:
@@ -88,6 +84,14 @@ class DeployPlan:
     def health_url(self) -> str:
         guni = self.settings["gunicorn"]
         return f"http://{guni['host']}:{guni['port']}/healthz"
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """A wheel's own runtime requirements (``Requires-Dist`` without extras)."""
+    with zipfile.ZipFile(wheel) as whl:
+        name = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = email.parser.Parser().parsestr(whl.read(name).decode("utf-8"))
+    return [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
 
 
 def _q(value) -> str:
