@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from xintu_cli.output import emit, output_options
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import getpass
 
 import click
+
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 
@@ -71,7 +72,6 @@ def audit(fmt):
     """Recompute every balance from the ledger; print drift; exit 1 if any. Also lists refund shortfalls
     (credits spent before their order was refunded), which are not drift."""
     from xintu.member.credits import CreditService
-
     from xintu.member.refunds import attention
 
     drift = CreditService.audit()

@@ -24,7 +24,8 @@ def db():
 @with_app(schema=False)
 def migrate():
     """Apply pending migrations (safe to run again; concurrent runs are serialised)."""
-    from xintu import db as database, migrations
+    from xintu import db as database
+    from xintu import migrations
 
     applied = migrations.migrate(database.primary.obj)
     for version, name in applied:
@@ -38,7 +39,8 @@ def migrate():
 @with_app(schema=False)
 def status(fmt):
     """Applied and pending migrations."""
-    from xintu import db as database, migrations
+    from xintu import db as database
+    from xintu import migrations
 
     rows = migrations.status(database.primary.obj)
     if fmt == "table":

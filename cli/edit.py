@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import click
+
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 
@@ -94,7 +95,7 @@ def run(image, prompt, model, output, timeout, sandbox):
         try:  # the worker's rules: https to EDIT_RESULT_HOSTS, no redirects, bounded size and time
             data, _ = fetch_result(outcome.url, ResultPolicy.from_config(config))
         except BadResult as exc:
-            raise click.ClickException(f"result not saved ({exc.code}): {exc.detail}")
+            raise click.ClickException(f"result not saved ({exc.code}): {exc.detail}") from exc
         output.write_bytes(data)
         click.echo(f"saved {output}", err=True)
     click.echo(outcome.url)

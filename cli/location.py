@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import click
+
 from xintu_cli.output import emit, output_options
 
 _NUMBERS = {"ignore_unknown_options": True}  # so "-33.86" is a value, not an option
@@ -62,7 +63,7 @@ def photos(folder, fmt):
     service = _service()
     for start in range(0, len(located), MAX_BATCH):
         chunk = located[start:start + MAX_BATCH]
-        for row, place in zip(chunk, service.lookup_many([(r["lat"], r["lon"]) for r in chunk])):
+        for row, place in zip(chunk, service.lookup_many([(r["lat"], r["lon"]) for r in chunk]), strict=False):
             row.update({k: place[k] for k in _COLUMNS})
     if not rows:
         click.echo(f"no photos under {folder}", err=True)

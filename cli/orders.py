@@ -5,6 +5,7 @@ import getpass
 from datetime import timedelta
 
 import click
+
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 

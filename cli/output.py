@@ -53,7 +53,8 @@ def render(rows, fmt: str = "table", columns: list[str] | None = None) -> str:
     cells = [[str(col) for col in columns]]
     cells += [["" if row.get(col) is None else str(row.get(col)) for col in columns] for row in rows]
     widths = [max(_width(line[i]) for line in cells) for i in range(len(columns))]
-    lines = ["  ".join(c + " " * (w - _width(c)) for c, w in zip(line, widths)).rstrip() for line in cells]
+    lines = ["  ".join(c + " " * (w - _width(c)) for c, w in zip(line, widths, strict=True)).rstrip()
+             for line in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

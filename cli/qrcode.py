@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from xintu_cli.context import with_app
 
 

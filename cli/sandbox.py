@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from xintu_cli.output import emit, output_options
 
 PACKAGE_HELP = "`member`, or `credits:N` for a credit package of the price table (e.g. credits:10)."

@@ -4,6 +4,7 @@ Credits change through `xintu credits`."""
 from __future__ import annotations
 
 import click
+
 from xintu_cli.context import with_app
 from xintu_cli.output import emit, output_options
 
@@ -101,7 +102,8 @@ def export(user_id, fmt, images_zip):
     """Everything we hold about a user, as one JSON document (the right of access)."""
     import json
 
-    from xintu.member.privacy import export as export_user, export_images_zip
+    from xintu.member.privacy import export as export_user
+    from xintu.member.privacy import export_images_zip
     from xintu.member.users import get_user
 
     user = get_user(user_id, allow_forgotten=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import click
+
 from xintu_cli.context import with_app
 
 
@@ -66,7 +67,8 @@ def _toml_fields(button: dict) -> None:
 @with_app
 def sync(file, dry_run):
     """Apply the menu in FILE if WeChat's differs; a second run says nothing changed."""
-    from xintu.wechat.menu import load, sync as apply
+    from xintu.wechat.menu import load
+    from xintu.wechat.menu import sync as apply
 
     wanted = load(file)  # validated before anything is sent
     result = apply(_client(), wanted, dry_run=dry_run)

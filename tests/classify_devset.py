@@ -160,6 +160,7 @@ def evaluate(classifier) -> dict[str, tuple[str, str]]:
 
 def main() -> None:
     import tempfile
+
     from xintu.classify.local import get_local
     model_dir = os.environ.get("CLASSIFY_MODEL_DIR") or os.path.join(tempfile.gettempdir(), "xintu-models")
     answers = evaluate(get_local(model_dir))

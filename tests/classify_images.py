@@ -54,6 +54,7 @@ def _png(img) -> bytes:
 def phone_screenshot(seed: int = 0) -> bytes:
     """A chat app on a 1080×2340 phone screen: status bar with a clock, bubbles of text, an input bar."""
     import random
+
     from PIL import Image, ImageDraw
     rnd = random.Random(seed)
     img = Image.new("RGB", (1080, 2340), (237, 237, 237))

@@ -57,6 +57,7 @@ class MemberStack:
     def cli(self, *args):
         """Run `xintu ARGS` against this stack's app (the CLI's app holder pointed at it)."""
         from click.testing import CliRunner
+
         from xintu_cli import context
         from xintu_cli.main import cli
 

@@ -51,7 +51,10 @@ def insert_stats_rows(day: date) -> StatsData:
     )
 
     start, end = day_bounds_utc(day)
-    at = lambda minutes: start + timedelta(minutes=minutes)
+
+    def at(minutes):
+        return start + timedelta(minutes=minutes)
+
     now = utcnow()
     alice = User.create(openid="o-alice", nickname="小明", subscribed=True, created_at=at(60),
                         member_expires_at=now + timedelta(days=3), credits_balance=26)

@@ -105,7 +105,10 @@ def test_operator_sees_numbers_adjusts_credits_uploads_a_release(dashboard, page
 
     _login(page, dashboard["url"], "op1", "operator password")
     page.wait_for_selector("#overview-cards")
-    value = lambda key: page.inner_text(f'#overview-cards .card[data-key="{key}"] .value')
+
+    def value(key):
+        return page.inner_text(f'#overview-cards .card[data-key="{key}"] .value')
+
     assert value("requests") == "9"
     assert value("cache_hit_ratio") == "42.9%"
     assert value("revenue") == "¥39.80"

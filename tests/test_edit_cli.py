@@ -4,10 +4,10 @@ import json
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from xintu_cli.main import cli
 
 from tests.edit_fixtures import make_user, photo, sha256
 from tests.test_edit_service import ledger, post_edit
+from xintu_cli.main import cli
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ import json
 import time
 
 from click.testing import CliRunner
-from xintu_cli.main import cli
 
 from tests.edit_fixtures import make_user, photo
 from tests.test_edit_service import balance, ledger, post_edit
 from xintu.edit.worker import EditWorker
 from xintu.models import CreditLedger, EditImage, EditTask
+from xintu_cli.main import cli
 
 
 def _no_key(config):

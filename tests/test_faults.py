@@ -300,7 +300,7 @@ def test_sigkill_of_the_workers_during_spends_and_pay_notifies_loses_no_credit(f
         futures = [pool.submit(run, job) for job in jobs]
         go.set()
         killed_at = []
-        for victim, after in zip(workers_before, (40, 140)):   # both original workers, one at a time
+        for victim, after in zip(workers_before, (40, 140), strict=False):   # both original workers, one at a time
             deadline = time.monotonic() + 30
             while sum(answered.values()) < after and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -353,7 +353,7 @@ def test_primary_down_answers_503_json_then_recovers_without_restarting_the_app(
             time.sleep(0.02)
 
     threads = [threading.Thread(target=load, args=(kind, headers), daemon=True)
-               for kind, (_, headers) in zip(["spend", "spend", "me", "notify"], users)]
+               for kind, (_, headers) in zip(["spend", "spend", "me", "notify"], users, strict=False)]
     [t.start() for t in threads]
     try:
         time.sleep(1.0)
@@ -495,8 +495,8 @@ def test_replica_down_or_lagging_sends_stale_reads_to_the_primary_then_back(faul
             if name == "replica_down":   # at once, while the workers' cached verdict still says healthy:
                 # the replica fails under stale_call, which must run the read again on the primary
                 figures[name + "_at_once"] = reads(version, users, n=3)
-            detected = _wait(lambda: all(wording in (r["reason"] or "") and not r["used_for_stale_reads"]
-                                         for r in _replica_verdicts(stack)), 15)
+            detected = _wait(lambda wording=wording: all(
+                wording in (r["reason"] or "") and not r["used_for_stale_reads"] for r in _replica_verdicts(stack)), 15)
             assert detected is not None, _replica_verdicts(stack, 1)
             time.sleep(CHECK_INTERVAL + 0.1)
             before = _fallbacks(stack)

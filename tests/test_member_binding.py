@@ -184,8 +184,8 @@ def test_a_url_signature_is_accepted_once(mysql_member_stack, encrypted):
     first = requests.post(stack.url + "/wechat/callback", params=params, timeout=10,
                           data=mp.event_xml("oFIRST", "subscribe").encode()) if not encrypted else None
     if encrypted:
-        from wechatpy.crypto import WeChatCrypto
         import xmltodict
+        from wechatpy.crypto import WeChatCrypto
 
         crypto = WeChatCrypto(mp.token, mp.encoding_aes_key, stack.app.config["WECHAT_APP_ID"])
         envelope = crypto.encrypt_message(mp.event_xml("oFIRST", "subscribe"), params["nonce"],

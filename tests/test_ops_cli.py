@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from xintu_cli import context
-from xintu_cli.main import cli
 
 from xintu.ops import render, replication
 from xintu.ops.loopback import loopback_settings
 from xintu.ops.procs import MariaDBServer
+from xintu_cli import context
+from xintu_cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "cli-test-shared-secret-0123456789"

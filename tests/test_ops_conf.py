@@ -243,6 +243,7 @@ def test_every_default_job_is_a_real_command_and_is_rendered_for_cron_and_system
     import shlex
 
     from click.testing import CliRunner
+
     from xintu_cli.main import cli
 
     files = render.render_all(load_settings(EXAMPLE), GOLDEN_SECRET)

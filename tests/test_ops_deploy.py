@@ -17,11 +17,11 @@ import pymysql
 import pytest
 import requests
 from click.testing import CliRunner
-from xintu_cli.main import cli
 
 from xintu.ops import render
 from xintu.ops.loopback import loopback_settings
 from xintu.ops.procs import free_port, sshd
+from xintu_cli.main import cli
 
 
 def rewrap(wheel: Path, version: str, out: Path, patches: dict[str, tuple[str, str]] | None = None) -> Path:

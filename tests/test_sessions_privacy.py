@@ -15,8 +15,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from xintu.models import (ClientSession, CreditLedger, EditImage, EditTask, ForgottenIdentity, Order,
-                          QrBinding, RequestLog, User, WechatEvent)
+from xintu.models import (
+    ClientSession,
+    CreditLedger,
+    EditImage,
+    EditTask,
+    ForgottenIdentity,
+    Order,
+    QrBinding,
+    RequestLog,
+    User,
+    WechatEvent,
+)
 from xintu.timeutil import utcnow
 
 pytestmark = pytest.mark.mariadb

@@ -50,7 +50,7 @@ def test_categories_methods_revenue_members(xintu, stats_data, fmt):
             return list(csv.DictReader(io.StringIO(out)))
         lines = out.splitlines()
         header = lines[0].split()
-        return [dict(zip(header, line.split())) for line in lines[2:]]
+        return [dict(zip(header, line.split(), strict=False)) for line in lines[2:]]
 
     cats = {r["category"]: int(r["images"]) for r in rows("categories", *_day_args(stats_data))}
     assert cats == {**dict.fromkeys(["social_activities", "single_person", "idcard"], 0),

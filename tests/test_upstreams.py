@@ -10,8 +10,16 @@ from tests.classify_images import package_photo
 from tests.edit_fixtures import make_user, photo
 from tests.test_edit_service import balance, drain, post_edit
 from xintu.settings_store import clear_cache
-from xintu.upstreams import (BAD_REQUEST, MODERATION, STOP, TRANSIENT, Breaker, breaker_states, check_model,
-                             classify_error)
+from xintu.upstreams import (
+    BAD_REQUEST,
+    MODERATION,
+    STOP,
+    TRANSIENT,
+    Breaker,
+    breaker_states,
+    check_model,
+    classify_error,
+)
 
 COFFEE = package_photo("skimage:coffee.png")
 CAT = package_photo("skimage:chelsea.png")

@@ -88,7 +88,7 @@ def test_one_retry_of_our_own_then_the_error(member_stack):
     with stack.in_app():
         client = official_account(stack.app.config)
         assert client.auto_retry is False
-        client.access_token
+        assert client.access_token   # fetched once here
 
         class EveryToken(set):
             def __contains__(self, token):

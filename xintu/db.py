@@ -23,7 +23,7 @@ import time
 from contextlib import contextmanager
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from peewee import DatabaseProxy, MySQLDatabase, OperationalError, InterfaceError, SqliteDatabase
+from peewee import DatabaseProxy, InterfaceError, MySQLDatabase, OperationalError, SqliteDatabase
 
 from xintu.errors import ConfigError
 
@@ -135,7 +135,7 @@ def replica_status() -> dict:
                 cursor = replica.execute_sql("SHOW REPLICA STATUS")
                 row = cursor.fetchone()
                 names = [col[0] for col in cursor.description or ()]
-                info = dict(zip(names, row)) if row else {}
+                info = dict(zip(names, row, strict=False)) if row else {}
                 lag = info.get("Seconds_Behind_Master")
                 status.update(lag=lag, io_running=info.get("Slave_IO_Running"),
                               sql_running=info.get("Slave_SQL_Running"),

@@ -5,8 +5,8 @@ before start; see the gunicorn config rendered by ``xintu conf render``).  In mu
 worker writes its samples to files in that folder and ``/metrics`` (xintu.stats.api) sums them; the
 rendered gunicorn config empties the folder at start and marks exited workers dead, so restarts and
 recycled workers (max_requests) neither lose nor double-count.  (Those hooks are written out in the
-config, not imported from here: the gunicorn master must never import xintu.)  Only Counters and Histograms are used: they sum
-across processes without a multiprocess_mode choice.
+config, not imported from here: the gunicorn master must never import xintu.)  Only Counters and
+Histograms are used: they sum across processes without a multiprocess_mode choice.
 
 Per-image classification counts and times live with ClassifierService (``xintu_classify_total``,
 ``xintu_classify_seconds``, ``xintu_classify_llm_failures_total``); this module has what several areas

@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import json
 
-from peewee import (BigAutoField, BigIntegerField, BlobField, BooleanField, CharField, DateField,
-                    DateTimeField, FloatField, ForeignKeyField, IntegerField, Model, SmallIntegerField,
-                    TextField)
+from peewee import (
+    BigAutoField,
+    BigIntegerField,
+    BlobField,
+    BooleanField,
+    CharField,
+    DateField,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    SmallIntegerField,
+    TextField,
+)
 from playhouse.shortcuts import ThreadSafeDatabaseMetadata
 
 from xintu.db import primary

@@ -78,10 +78,10 @@ def bench_model(model_dir: str, runs: int) -> None:
     row("ours: resize/crop/normalise + model call", whole, base)
     for ref in PHOTOS[:3]:
         data = package_photo(ref)
-        row(f"decode {ref.split(':')[1]}", median_ms(lambda: decode(data), runs), base)
+        row(f"decode {ref.split(':')[1]}", median_ms(lambda data=data: decode(data), runs), base)
         intake = decode(data)
         row(f"whole local pipeline {ref.split(':')[1]} (cues, faces, rules)",
-            median_ms(lambda: local.classify(intake), max(5, runs // 3)), base)
+            median_ms(lambda intake=intake: local.classify(intake), max(5, runs // 3)), base)
     shot = decode(phone_screenshot())
     row("whole local pipeline phone screenshot (with text detection)",
         median_ms(lambda: local.classify(shot), 5), base)

@@ -45,7 +45,7 @@ def _cors(response):
 
 def _OPERATOR_ERRORS(*pairs):  # noqa: N802  views of the operator role: 403 for a viewer
     table = {403: ["operator_required"]}
-    for status, codes in zip(pairs[::2], pairs[1::2]):
+    for status, codes in zip(pairs[::2], pairs[1::2], strict=False):
         table[status] = codes
     return errors(table)
 

@@ -139,7 +139,6 @@ def refund_order(config, out_trade_no: str, reason: str, amount_fen: int | None,
 
 def inference() -> dict:
     from xintu.models import Setting
-
     from xintu.upstreams import breaker_states
 
     row = Setting.get_or_none(Setting.key == "inference.mode")

@@ -8,8 +8,8 @@ import time
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Dict, File, Float, Integer, List, Nested, String
 from apiflask.validators import Length, Regexp
-from marshmallow import EXCLUDE
 from flask import g, request
+from marshmallow import EXCLUDE
 
 from xintu.apidoc import EXAMPLE_PNG_BASE64, errors, json_alternative
 from xintu.auth import client_auth
@@ -135,7 +135,7 @@ def _b64(value) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequest("base64 图片数据无效", code="image_base64_invalid")
+        raise BadRequest("base64 图片数据无效", code="image_base64_invalid") from None
 
 
 def _read(storage) -> bytes:

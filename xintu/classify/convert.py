@@ -135,7 +135,7 @@ def build_model(weights: dict[str, np.ndarray]):
                 numpy_helper.from_array(np.array(6, np.float32), "six")]
     x = g.conv_bn("input", "_conv_stem", "_bn0", stride=2)
     idx = 0
-    for repeats, k, stride, expand, cin, cout in BLOCK_STAGES:
+    for repeats, _kernel, stride, expand, cin, cout in BLOCK_STAGES:
         for r in range(repeats):
             p = f"_blocks.{idx}"
             inp, s, c = x, (stride if r == 0 else 1), (cin if r == 0 else cout)

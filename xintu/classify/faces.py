@@ -75,6 +75,7 @@ def _crops(img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 class FaceDetector:
     def __init__(self, threads: int = 1):
         import onnxruntime as ort
+
         from xintu.classify.imagenet import session_options
         d = _model_dir()
         opts = session_options(threads)

@@ -237,11 +237,11 @@ def decode(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIX
     try:
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS if _heif_ready else ALLOWED_FORMATS[:-1])
     except UnidentifiedImageError:
-        raise UnsupportedMediaType("不是支持的图片格式（jpg/png/webp/gif/heic）", code="image_unsupported")
+        raise UnsupportedMediaType("不是支持的图片格式（jpg/png/webp/gif/heic）", code="image_unsupported") from None
     except Image.DecompressionBombError:
-        raise PayloadTooLarge("图片像素过多", code="image_too_many_pixels")
+        raise PayloadTooLarge("图片像素过多", code="image_too_many_pixels") from None
     except Exception:
-        raise BadRequest("图片文件头已损坏", code="image_corrupt")
+        raise BadRequest("图片文件头已损坏", code="image_corrupt") from None
     w, h = img.size
     if w < 1 or h < 1:
         raise BadRequest("图片尺寸无效", code="image_corrupt")
@@ -274,10 +274,10 @@ def decode(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIX
             small = small.transpose(getattr(Image.Transpose, _TRANSPOSE[orientation]))
     except OSError as exc:
         if "truncated" in str(exc):
-            raise BadRequest("图片不完整（文件被截断）", code="image_truncated")
-        raise BadRequest("图片已损坏，无法解码", code="image_corrupt")
+            raise BadRequest("图片不完整（文件被截断）", code="image_truncated") from exc
+        raise BadRequest("图片已损坏，无法解码", code="image_corrupt") from exc
     except (ValueError, SyntaxError, IndexError, TypeError, EOFError, RuntimeError):  # RuntimeError: libheif
-        raise BadRequest("图片已损坏，无法解码", code="image_corrupt")
+        raise BadRequest("图片已损坏，无法解码", code="image_corrupt") from None
     if orientation in (5, 6, 7, 8):
         w, h = h, w
     return Intake(sha256=sha256_hex(data), format=fmt, size_bytes=len(data), width=w, height=h,

@@ -65,7 +65,7 @@ def parse_answer(text: str) -> LlmAnswer:
     try:
         obj = json.loads(m.group(1) if m else text)
     except (TypeError, ValueError):
-        raise LlmFailure("bad_json", (text or "")[:80])
+        raise LlmFailure("bad_json", (text or "")[:80]) from None
     if not isinstance(obj, dict):
         raise LlmFailure("bad_json", "not an object")
     category, confidence, description = obj.get("category"), obj.get("confidence"), obj.get("description")
@@ -98,7 +98,7 @@ class ModelClient:
             resp = MultiModalConversation.call(model=self.model, messages=messages, api_key=self.api_key,
                                                request_timeout=self.timeout, temperature=0.1, **kwargs)
         except Exception as exc:  # the SDK raises requests' errors (time-outs, refused) as they are
-            raise LlmFailure("transport", type(exc).__name__, kind=TRANSIENT)
+            raise LlmFailure("transport", type(exc).__name__, kind=TRANSIENT) from exc
         status = getattr(resp, "status_code", None)
         if status != 200:
             code = str(getattr(resp, "code", "") or "")
@@ -109,7 +109,7 @@ class ModelClient:
             text = "".join(p.get("text", "") for p in content if isinstance(p, dict)) \
                 if isinstance(content, list) else str(content)
         except (AttributeError, IndexError, KeyError, TypeError):
-            raise LlmFailure("bad_shape")
+            raise LlmFailure("bad_shape") from None
         return parse_answer(text)
 
     def classify(self, data: bytes, mime: str = "image/jpeg") -> LlmAnswer:

@@ -7,8 +7,8 @@ last. Thresholds were set on package-shipped photos plus synthetic screenshots a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 #: Part of the cache key of local answers: bump when a rule or threshold changes.
 RULES_VERSION = "r2"

@@ -1,7 +1,8 @@
 """POST /api/v1/image-edit and GET /api/v1/image-edit/{task} — thin over ImageEditService."""
 from __future__ import annotations
 
-from apiflask import APIBlueprint, Schema, fields, validators as validate
+from apiflask import APIBlueprint, Schema, fields
+from apiflask import validators as validate
 from flask import Response, current_app, g, request
 from marshmallow import EXCLUDE
 

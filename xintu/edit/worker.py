@@ -26,8 +26,7 @@ from datetime import timedelta
 
 from xintu import db
 from xintu.edit.results import BadResult, ResultPolicy, fetch_result
-from xintu.edit.service import (DEFAULT_MODEL, TERMINAL, load_image, refund_unused, remember_result,
-                                store_image)
+from xintu.edit.service import DEFAULT_MODEL, TERMINAL, load_image, refund_unused, remember_result, store_image
 from xintu.edit.upstream import EditModelClient, TransientUpstreamError, UpstreamStopped
 from xintu.models import EditCache, EditImage, EditTask
 from xintu.timeutil import utcnow

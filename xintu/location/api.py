@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apiflask import APIBlueprint, Schema, fields, validators as validate
+from apiflask import APIBlueprint, Schema, fields
+from apiflask import validators as validate
 from flask import current_app, request
 from marshmallow import EXCLUDE
 

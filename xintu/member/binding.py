@@ -56,7 +56,8 @@ class BindingService:
                 "expire_seconds": int(QR_TTL.total_seconds()), "action_name": "QR_STR_SCENE",
                 "action_info": {"scene": {"scene_str": scene}}})
         except (WeChatClientException, OSError) as exc:
-            raise UpstreamError(f"微信二维码生成失败: {getattr(exc, 'errmsg', exc)}", code="wechat_qrcode_failed")
+            raise UpstreamError(f"微信二维码生成失败: {getattr(exc, 'errmsg', exc)}",
+                                code="wechat_qrcode_failed") from exc
         binding = QrBinding.create(scene=scene, client=client.id,
                                    ticket=answer["ticket"], url=answer["url"], expires_at=now + QR_TTL)
         return {"scene": scene, "ticket": binding.ticket, "url": binding.url, "expires_at": iso(binding.expires_at),

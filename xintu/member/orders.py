@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from xintu import db
 from xintu.errors import Conflict, NotFound, RateLimited, Unauthorized, UpstreamError
@@ -49,7 +49,8 @@ class OrderService:
         member = product.kind == "member"
         order = Order.create(out_trade_no=new_trade_no(), user=user.id, kind=product.kind,
                              package=product.package, quantity=product.quantity,
-                             amount_fen=product.amount_fen, created_at=now, time_expire=expire, grant_days=product.quantity if member else 0,
+                             amount_fen=product.amount_fen, created_at=now, time_expire=expire,
+                             grant_days=product.quantity if member else 0,
                              grant_credits=product.bonus_credits if member else product.quantity)
         wp = pay_client(self.config)
         try:
@@ -189,7 +190,7 @@ class OrderService:
 
 def wechat_time(value: datetime) -> str:
     """Naive UTC → the RFC 3339 time WeChat Pay wants (Beijing time with its offset)."""
-    return value.replace(tzinfo=timezone.utc).astimezone(CST).isoformat(timespec="seconds")
+    return value.replace(tzinfo=UTC).astimezone(CST).isoformat(timespec="seconds")
 
 
 def _paid_at(tx: dict) -> datetime:
@@ -200,7 +201,7 @@ def _paid_at(tx: dict) -> datetime:
         return utcnow()
     if when.tzinfo is None:
         when = when.replace(tzinfo=CST)
-    return when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.astimezone(UTC).replace(tzinfo=None)
 
 
 def h5_url(config) -> str:

@@ -16,8 +16,19 @@ from peewee import fn
 
 from xintu import db
 from xintu.errors import BadRequest
-from xintu.models import (ClientSession, CreditLedger, EditCache, EditImage, EditTask, ForgottenIdentity,
-                          Order, QrBinding, RequestLog, User, WechatEvent)
+from xintu.models import (
+    ClientSession,
+    CreditLedger,
+    EditCache,
+    EditImage,
+    EditTask,
+    ForgottenIdentity,
+    Order,
+    QrBinding,
+    RequestLog,
+    User,
+    WechatEvent,
+)
 from xintu.timeutil import iso, utcnow
 
 FORMAT_VERSION = 1

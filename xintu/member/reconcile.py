@@ -24,10 +24,10 @@ import io
 import json
 import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Callable
 
 from xintu.errors import BadRequest, UpstreamError
 from xintu.timeutil import SHANGHAI, day_bounds_utc
@@ -113,7 +113,7 @@ def parse_bill(text: str) -> Bill:
     for n, row in enumerate(details, start=2):
         if len(row) < len(header):
             raise BillError(f"账单第 {n} 行的列数不对", code="bill_malformed")
-        get = lambda col: row[index[col]]  # noqa: E731
+        get = lambda col, row=row: row[index[col]]  # noqa: E731
         state = get(COL_STATE)
         kind = {"SUCCESS": "payment", "REFUND": "refund"}.get(state, state.lower() or "unknown")
         due, refund = fen(get(COL_SETTLED), COL_SETTLED), fen(get(COL_REFUND_FEN), COL_REFUND_FEN)
@@ -125,7 +125,7 @@ def parse_bill(text: str) -> Bill:
                                    amount_fen=refund if kind == "refund" else total,
                                    out_refund_no=get(COL_REFUND_NO) if kind == "refund" else "",
                                    refund_id=get(COL_REFUND_ID) if kind == "refund" else ""))
-    summary = dict(zip(summary_header, summary_row))
+    summary = dict(zip(summary_header, summary_row, strict=False))
     pick = lambda names: next((summary[k] for k in names if k in summary), None)  # noqa: E731
     try:
         bill.summary = {"count": int(summary[SUM_COUNT]),

@@ -25,8 +25,8 @@ def up(db, migrator):
                 db.execute_sql("UPDATE orders SET grant_credits = quantity WHERE kind = 'credits'")
                 db.execute_sql(
                     "UPDATE orders SET grant_credits = COALESCE((SELECT SUM(l.delta) FROM credit_ledger l "
-                    "WHERE l.reason = 'membership_bonus' AND l.ref = orders.out_trade_no), %d) "
-                    "WHERE kind = 'member'" % DEFAULT_MEMBER_BONUS)
+                    "WHERE l.reason = 'membership_bonus' AND l.ref = orders.out_trade_no), "
+                    f"{int(DEFAULT_MEMBER_BONUS)}) WHERE kind = 'member'")
     if is_mysql(db):   # SQLite does not enforce VARCHAR lengths
         width = db.execute_sql(
             "SELECT CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "

@@ -155,8 +155,9 @@ class Deployer:
         release = f"{plan.root}/releases/{time.strftime('%Y%m%dT%H%M%S')}-{plan.version}"
         paths = plan.settings["paths"]
         shared = f"{plan.root}/shared"
+        # a release is never reused: plain mkdir fails on an existing one
         self.run(f"mkdir -p {_q(plan.root)}/releases {_q(shared)}/instance {_q(shared)}/deps "
-                 f"{_q(paths['logs'])} {_q(paths['run'])} && mkdir {_q(release)} {_q(release)}/conf")  # a release is never reused
+                 f"{_q(paths['logs'])} {_q(paths['run'])} && mkdir {_q(release)} {_q(release)}/conf")
         self.conn.put(str(plan.wheel), f"{release}/{plan.wheel.name}")
         self.conn.put(io.BytesIO(_tar(plan.conf_dir)), f"{release}/conf.tar.gz")
         self.run(f"tar -xzf {_q(release)}/conf.tar.gz -C {_q(release)}/conf && rm {_q(release)}/conf.tar.gz")
@@ -205,7 +206,8 @@ class Deployer:
         reqs = "\n".join(plan.requirements) + "\n"
         self.conn.put(io.BytesIO(reqs.encode()), f"{plan.root}/shared/deps/{plan.deps_key}.txt")
         self.run(f"rm -rf {_q(target)}.tmp && {_q(plan.python)} -m pip install -q "
-                 f"--disable-pip-version-check --target {_q(target)}.tmp {' '.join(_q(a) for a in args)} -r {_q(target)}.txt "
+                 f"--disable-pip-version-check --target {_q(target)}.tmp {' '.join(_q(a) for a in args)} "
+                 f"-r {_q(target)}.txt "
                  f"&& mv -T {_q(target)}.tmp {_q(target)}")   # complete or absent, never half there
         self.log(f"dependencies {plan.deps_key} installed")
         return target

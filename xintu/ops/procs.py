@@ -97,7 +97,7 @@ class MariaDBServer:
                         "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def start(self, timeout: float = 30.0) -> "MariaDBServer":
+    def start(self, timeout: float = 30.0) -> MariaDBServer:
         self.install()
         self.proc = subprocess.Popen(["mariadbd", f"--defaults-file={self.cnf}", "--user=root"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -146,7 +146,7 @@ class ServerProcess:
         self.env, self.cwd, self.stop_signal = env, cwd, stop_signal
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "ServerProcess":
+    def start(self, timeout: float = 20.0) -> ServerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,

@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-
 from peewee import IntegrityError
 
 from xintu import db

@@ -19,9 +19,9 @@ from datetime import timedelta
 from wechatpy.session import SessionStorage
 
 from xintu import db
+from xintu.errors import Unavailable
 from xintu.models import WechatToken
 from xintu.timeutil import utcnow
-from xintu.errors import Unavailable
 from xintu.wechat.client import FORCE_INTERVAL, StableTokenClient
 
 MARGIN = timedelta(seconds=60)
