@@ -28,12 +28,12 @@ def credits():
 @with_app
 def show(user, limit, fmt):
     """Balance and recent ledger of USER (id or openid)."""
-    from xintu.member.credits import CreditService
+    from xintu.member.credits import ledger_view
+    from xintu.member.service import get_service
     from xintu.member.users import get_user
 
     found = get_user(user)
-    rows = [{"id": e.id, "delta": e.delta, "reason": e.reason, "ref": e.ref, "balance_after": e.balance_after,
-             "operator": e.operator, "created_at": e.created_at} for e in CreditService.history(found.id, limit)]
+    rows = [ledger_view(e, operator=True) for e in get_service().credits.history(found.id, limit)]
     if fmt == "json":
         emit({"user_id": found.id, "balance": found.credits_balance, "ledger": rows}, fmt)
         return
@@ -51,8 +51,9 @@ def show(user, limit, fmt):
 @output_options
 @with_app
 def adjust(user, delta, reason, operator, fmt):
-    """Add (+N) or remove (-N) credits of USER; refused if the balance would go negative."""
-    from xintu.member.credits import CreditService
+    """Add (+N) or remove (-N) credits of USER (at most 100000 either way, like the 管理后台); refused if the
+    balance would go negative."""
+    from xintu.member.service import get_service
     from xintu.member.users import get_user
 
     try:
@@ -60,7 +61,7 @@ def adjust(user, delta, reason, operator, fmt):
     except ValueError:
         raise click.ClickException(f"DELTA must be a whole number like +5 or -3, not {delta!r}") from None
     found = get_user(user)
-    move = CreditService.adjust(found.id, amount, operator, reason)
+    move = get_service().credits.adjust(found.id, amount, operator, reason)
     emit({"user_id": found.id, "delta": move.delta, "balance": move.balance_after, "ledger_id": move.ledger_id},
          fmt)
 
@@ -71,10 +72,10 @@ def adjust(user, delta, reason, operator, fmt):
 def audit(fmt):
     """Recompute every balance from the ledger; print drift; exit 1 if any. Also lists refund shortfalls
     (credits spent before their order was refunded), which are not drift."""
-    from xintu.member.credits import CreditService
     from xintu.member.refunds import attention
+    from xintu.member.service import get_service
 
-    drift = CreditService.audit()
+    drift = get_service().credits.audit()
     if drift or fmt != "table":
         emit(drift, fmt, ["user_id", "balance", "ledger", "drift"])
     else:

@@ -56,12 +56,10 @@ def list_(status, limit, fmt):
 def refund(out_trade_no, reason, amount_fen, operator, fmt):
     """Refund OUT_TRADE_NO through WeChat Pay; what the refunded share bought is taken back when WeChat
     confirms. Re-running after a timeout asks for the same refund again (same out_refund_no)."""
-    from flask import current_app
+    from xintu.member.refunds import refund_view
+    from xintu.member.service import get_service
 
-    from xintu.member.refunds import RefundService, refund_view
-
-    done = RefundService(current_app.config).start(out_trade_no, reason, amount_fen, operator=operator,
-                                                   source="cli")
+    done = get_service().refunds.start(out_trade_no, reason, amount_fen, operator=operator, source="cli")
     emit(refund_view(done), fmt)
 
 
@@ -86,11 +84,9 @@ def refunds(status, limit, fmt):
 @with_app
 def sweep(older_than, fmt):
     """Query unpaid orders at WeChat Pay: apply the paid ones, close the rest."""
-    from flask import current_app
+    from xintu.member.service import get_service
 
-    from xintu.member.orders import OrderService
-
-    emit(OrderService(current_app.config).sweep(timedelta(minutes=older_than)), fmt)
+    emit(get_service().orders.sweep(timedelta(minutes=older_than)), fmt)
 
 
 @orders.command()

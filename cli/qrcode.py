@@ -31,17 +31,16 @@ def issue(client_id, path, scale, fmt):
     GET /api/v1/auth/wechat/binding?scene=… with.
     """
     import segno
-    from flask import current_app
 
     from xintu.auth import issue_token
-    from xintu.member.binding import BindingService
+    from xintu.member.service import get_service
 
     if not path.lower().endswith((".png", ".svg")):
         raise click.ClickException("--output must end in .png or .svg")
     if not 8 <= len(client_id) <= 64:
         raise click.ClickException("--client-id must be 8–64 characters")
     token, session = issue_token(client_id=client_id, kind="device", platform="other")
-    info = BindingService(current_app.config).create(session)
+    info = get_service().binding.create(session)
     segno.make(info["url"], error="m").save(path, scale=scale, border=2)
     emit({"file": path, "scene": info["scene"], "url": info["url"], "expires_at": info["expires_at"],
           "device_token": token}, fmt)

@@ -46,7 +46,7 @@ def make_user(app, credits: int):
     with app.app_context(), db.atomic():
         user = User.create(openid="o" + secrets.token_hex(10))
         if credits:
-            CreditService.adjust(user.id, credits, operator="test", note="edit test credits")
+            CreditService().adjust(user.id, credits, operator="test", note="edit test credits")
         token, _ = issue_token(client_id="test-" + secrets.token_hex(6), kind="bound", user=user)
     return user, {"Authorization": f"Bearer {token}"}
 

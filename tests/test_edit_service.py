@@ -40,7 +40,7 @@ def balance(app, user):
     from xintu.member.credits import CreditService
 
     with app.app_context():
-        assert CreditService.audit() == []
+        assert CreditService().audit() == []
         return User.get_by_id(user.id).credits_balance
 
 

@@ -120,7 +120,7 @@ def bound_users(app, n: int, credits: int) -> list[tuple[int, dict]]:
         for _ in range(n):
             user = User.create(openid="oF" + secrets.token_hex(10))
             if credits:
-                CreditService.adjust(user.id, credits, operator="faults", note="fault suite credits")
+                CreditService().adjust(user.id, credits, operator="faults", note="fault suite credits")
             token, _ = issue_token(client_id="fault-" + secrets.token_hex(6), kind="bound", user=user)
             users.append((user.id, {"Authorization": f"Bearer {token}"}))
     return users

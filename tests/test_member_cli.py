@@ -17,7 +17,7 @@ def xintu(member_stack):
 def user_id(member_stack):
     with member_stack.in_app():
         user, _ = ensure_user("oCLIUSER")
-        CreditService.grant(user.id, 10, "signup_bonus", f"user:{user.id}")
+        CreditService().grant(user.id, 10, "signup_bonus", f"user:{user.id}")
         return user.id
 
 

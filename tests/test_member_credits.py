@@ -23,46 +23,46 @@ def ctx(mysql_app):
 def _user(balance=0, openid="oCREDIT"):
     user, _ = ensure_user(openid)
     if balance:
-        CreditService.grant(user.id, balance, "purchase", f"seed:{openid}")
+        CreditService().grant(user.id, balance, "purchase", f"seed:{openid}")
     return user
 
 
 def test_grant_spend_refund_write_one_ledger_row_each(ctx):
     user = _user()
-    assert CreditService.grant(user.id, 10, "signup_bonus", f"user:{user.id}").balance_after == 10
-    assert CreditService.spend(user.id, 3, "edit_spend", "task:1").balance_after == 7
-    assert CreditService.refund(user.id, 1, "edit_refund", "task:1").balance_after == 8
+    assert CreditService().grant(user.id, 10, "signup_bonus", f"user:{user.id}").balance_after == 10
+    assert CreditService().spend(user.id, 3, "edit_spend", "task:1").balance_after == 7
+    assert CreditService().refund(user.id, 1, "edit_refund", "task:1").balance_after == 8
     rows = [(e.delta, e.reason, e.ref, e.balance_after) for e in CreditLedger.select().order_by(CreditLedger.id)]
     assert rows == [(10, "signup_bonus", f"user:{user.id}", 10), (-3, "edit_spend", "task:1", 7),
                     (1, "edit_refund", "task:1", 8)]
-    assert CreditService.balance(user.id) == 8 and CreditService.audit() == []
+    assert CreditService().balance(user.id) == 8 and CreditService().audit() == []
 
 
 def test_same_reason_and_ref_moves_credits_once(ctx):
     user = _user()
-    first = CreditService.grant(user.id, 10, "purchase", "XT1")
-    again = CreditService.grant(user.id, 10, "purchase", "XT1")
+    first = CreditService().grant(user.id, 10, "purchase", "XT1")
+    again = CreditService().grant(user.id, 10, "purchase", "XT1")
     assert not first.duplicate and again.duplicate and again.ledger_id == first.ledger_id
-    spend = CreditService.spend(user.id, 4, "edit_spend", "task:9")
-    assert CreditService.spend(user.id, 4, "edit_spend", "task:9").duplicate
+    spend = CreditService().spend(user.id, 4, "edit_spend", "task:9")
+    assert CreditService().spend(user.id, 4, "edit_spend", "task:9").duplicate
     assert spend.balance_after == 6 and User.get_by_id(user.id).credits_balance == 6
 
 
 def test_spend_beyond_balance_is_402_and_changes_nothing(ctx):
     user = _user(5)
     with pytest.raises(PaymentRequired) as exc:
-        CreditService.spend(user.id, 6, "edit_spend", "task:big")
+        CreditService().spend(user.id, 6, "edit_spend", "task:big")
     assert exc.value.code == "insufficient_credits" and exc.value.status == 402
     assert User.get_by_id(user.id).credits_balance == 5
     assert not CreditLedger.select().where(CreditLedger.ref == "task:big").exists()
 
 
 @pytest.mark.parametrize("call,code", [
-    (lambda uid: CreditService.grant(uid, 0, "purchase", "r"), "invalid_amount"),
-    (lambda uid: CreditService.grant(uid, -5, "purchase", "r"), "invalid_amount"),
-    (lambda uid: CreditService.grant(uid, 5, "lottery", "r"), "invalid_reason"),
-    (lambda uid: CreditService.grant(uid, 5, "purchase", ""), "invalid_ref"),
-    (lambda uid: CreditService.adjust(uid, 5, "", "why"), "adjust_reason_required"),
+    (lambda uid: CreditService().grant(uid, 0, "purchase", "r"), "invalid_amount"),
+    (lambda uid: CreditService().grant(uid, -5, "purchase", "r"), "invalid_amount"),
+    (lambda uid: CreditService().grant(uid, 5, "lottery", "r"), "invalid_reason"),
+    (lambda uid: CreditService().grant(uid, 5, "purchase", ""), "invalid_ref"),
+    (lambda uid: CreditService().adjust(uid, 5, "", "why"), "adjust_reason_required"),
 ])
 def test_bad_calls_are_refused_with_a_code(ctx, call, code):
     user = _user()
@@ -73,7 +73,7 @@ def test_bad_calls_are_refused_with_a_code(ctx, call, code):
 
 def test_unknown_user_is_404(ctx):
     with pytest.raises(NotFound):
-        CreditService.grant(987654, 1, "purchase", "XT-nouser")
+        CreditService().grant(987654, 1, "purchase", "XT-nouser")
 
 
 def test_200_concurrent_spends_on_a_balance_of_100(ctx, mysql_app):
@@ -86,7 +86,7 @@ def test_200_concurrent_spends_on_a_balance_of_100(ctx, mysql_app):
             barrier.wait()  # start the first wave together
         with mysql_app.app_context():
             try:
-                CreditService.spend(user.id, 1, "edit_spend", f"task:{i}")
+                CreditService().spend(user.id, 1, "edit_spend", f"task:{i}")
                 return True
             except PaymentRequired:
                 return False
@@ -98,7 +98,7 @@ def test_200_concurrent_spends_on_a_balance_of_100(ctx, mysql_app):
     assert results.count(True) == 100 and results.count(False) == 100
     assert User.get_by_id(user.id).credits_balance == 0
     assert CreditLedger.select().where(CreditLedger.reason == "edit_spend").count() == 100
-    assert CreditService.audit() == []
+    assert CreditService().audit() == []
     # every balance_after is distinct: each spend saw its own result, not a neighbour's
     afters = [e.balance_after for e in CreditLedger.select().where(CreditLedger.reason == "edit_spend")]
     assert sorted(afters) == list(range(100))
@@ -113,14 +113,14 @@ def test_concurrent_duplicate_grants_grant_once(ctx, mysql_app):
         barrier.wait()
         with mysql_app.app_context():
             try:
-                return CreditService.grant(user.id, 10, "purchase", "XT-SAME").duplicate
+                return CreditService().grant(user.id, 10, "purchase", "XT-SAME").duplicate
             finally:
                 db.close_all()
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         duplicates = list(pool.map(grant, range(10)))
     assert duplicates.count(False) == 1
-    assert User.get_by_id(user.id).credits_balance == 10 and CreditService.audit() == []
+    assert User.get_by_id(user.id).credits_balance == 10 and CreditService().audit() == []
 
 
 def _session_counters():
@@ -133,7 +133,7 @@ def _session_counters():
 def test_a_move_is_one_update_and_one_insert_in_one_transaction_without_a_select(ctx):
     user = _user(10, openid="oTRIPS")
     before = _session_counters()
-    move = CreditService.spend(user.id, 3, "edit_spend", "task:trips")
+    move = CreditService().spend(user.id, 3, "edit_spend", "task:trips")
     after = _session_counters()
     delta = {k: after[k] - before[k] for k in before}
     # BEGIN, UPDATE, INSERT, COMMIT, and the second SHOW; no SELECT for balance_after
@@ -145,10 +145,10 @@ def test_a_move_is_one_update_and_one_insert_in_one_transaction_without_a_select
 
 def test_balance_after_comes_back_right_at_zero_and_on_a_savepoint(ctx):
     user = _user(4, openid="oZERO")
-    assert CreditService.spend(user.id, 4, "edit_spend", "task:zero").balance_after == 0
+    assert CreditService().spend(user.id, 4, "edit_spend", "task:zero").balance_after == 0
     with db.atomic():   # inside a caller's transaction: a savepoint, same result
-        assert CreditService.grant(user.id, 2, "purchase", "XTZERO").balance_after == 2
-        assert CreditService.spend(user.id, 1, "edit_spend", "task:zero2").balance_after == 1
+        assert CreditService().grant(user.id, 2, "purchase", "XTZERO").balance_after == 2
+        assert CreditService().spend(user.id, 1, "edit_spend", "task:zero2").balance_after == 1
     assert [e.balance_after for e in CreditLedger.select().where(CreditLedger.user == user.id)
             .order_by(CreditLedger.id)] == [4, 0, 2, 1]
-    assert CreditService.audit() == []
+    assert CreditService().audit() == []

@@ -30,7 +30,7 @@ def _state(stack, no):
         ledger = [(e.reason, e.delta) for e in CreditLedger.select().where(CreditLedger.user == user.id)
                   .order_by(CreditLedger.id)]
         refunds = list(Refund.select().where(Refund.order == order.id).order_by(Refund.id))
-        return order, user, ledger, refunds, CreditService.audit()
+        return order, user, ledger, refunds, CreditService().audit()
 
 
 def _wait(stack, no, status, timeout=10):
@@ -88,7 +88,7 @@ def test_spent_credits_are_a_recorded_shortfall_shown_by_the_audit(mysql_member_
     stack = mysql_member_stack
     no = _paid(stack, "oSPENT")
     with stack.in_app():
-        CreditService.spend(_state(stack, no)[1].id, 8, "edit_spend", "task:spent")
+        CreditService().spend(_state(stack, no)[1].id, 8, "edit_spend", "task:spent")
     shortfall_before = metrics.REFUND_SHORTFALL._value.get()
     assert _refund(stack, no).exit_code == 0
     _wait(stack, no, "refunded")
@@ -141,7 +141,7 @@ def test_a_refund_racing_spends_never_goes_negative_nor_loses_a_ledger_row(mysql
         barrier.wait()
         with stack.in_app():
             try:
-                CreditService.spend(user_id, 2, "edit_spend", f"task:race{i}")
+                CreditService().spend(user_id, 2, "edit_spend", f"task:race{i}")
                 spent.append(2)
             except Exception as exc:  # noqa: BLE001  402 when the refund got there first
                 assert getattr(exc, "code", "") == "insufficient_credits"

@@ -143,10 +143,10 @@ def test_credit_movements_feed_the_credit_metrics(app):
         user = User.create(openid="o-metrics")
         before = (value("xintu_credits_granted_total", reason="purchase"), value("xintu_credits_spent_total"),
                   value("xintu_credits_refunded_total"))
-        CreditService.grant(user.id, 10, "purchase", "T-m1")
-        CreditService.grant(user.id, 10, "purchase", "T-m1")   # replay: no movement, no count
-        CreditService.spend(user.id, 3, "edit_spend", "task:1")
-        CreditService.refund(user.id, 1, "edit_refund", "task:1")
+        CreditService().grant(user.id, 10, "purchase", "T-m1")
+        CreditService().grant(user.id, 10, "purchase", "T-m1")   # replay: no movement, no count
+        CreditService().spend(user.id, 3, "edit_spend", "task:1")
+        CreditService().refund(user.id, 1, "edit_refund", "task:1")
     after = (value("xintu_credits_granted_total", reason="purchase"), value("xintu_credits_spent_total"),
              value("xintu_credits_refunded_total"))
     assert [a - b for a, b in zip(after, before, strict=True)] == [10, 3, 1]

@@ -12,6 +12,7 @@ from flask import g, request
 from peewee import InterfaceError, OperationalError
 
 from xintu import __version__, apidoc, db, settings_store
+from xintu.classify import intake
 from xintu.config import load_config
 from xintu.errors import HTTP_CODES, XintuError
 from xintu.proxies import TrustedProxyFix, parse_networks
@@ -26,6 +27,7 @@ BLUEPRINTS = [
     "xintu.auth",
     "xintu.classify.api",
     "xintu.member.api",
+    "xintu.member.callbacks",
     "xintu.wechat.api",
     "xintu.stats.api",
     "xintu.admin.api",
@@ -84,7 +86,6 @@ def create_app(config: dict | None = None) -> APIFlask:
     configure_logging(settings["LOG_LEVEL"])
     db.init_db(settings)
     settings_store.clear_cache()  # switches (and breaker states) cached from another database are stale
-    from xintu.classify import intake
 
     intake.set_decode_concurrency(settings["IMAGE_DECODE_CONCURRENCY"])
     _register_request_hooks(app)

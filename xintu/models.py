@@ -26,7 +26,7 @@ from peewee import (
 )
 from playhouse.shortcuts import ThreadSafeDatabaseMetadata
 
-from xintu.db import primary
+from xintu.db import primary, register_model
 from xintu.timeutil import utcnow
 
 
@@ -45,6 +45,10 @@ class BaseModel(Model):
         database = primary
         model_metadata_class = ThreadSafeDatabaseMetadata
         legacy_table_names = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        register_model(cls)   # xintu.db's registry: stale reads rebind every model to the replica
 
 
 class User(BaseModel):
@@ -293,6 +297,15 @@ class EditImage(BaseModel):
     class Meta:
         table_name = "edit_images"
         indexes = ((("task", "kind", "position", "chunk"), True),)
+
+    @classmethod
+    def load(cls, task_pk: int, position: int, kind: str = "upload") -> tuple[bytes, str]:
+        """One stored image put together from its pieces: (bytes, mime); LookupError when it is gone."""
+        pieces = list(cls.select().where(cls.task == task_pk, cls.kind == kind, cls.position == position)
+                      .order_by(cls.chunk))
+        if not pieces:
+            raise LookupError(f"{kind} {position} of task {task_pk} is gone")
+        return b"".join(bytes(p.data) for p in pieces), pieces[0].mime
 
 
 class EditCache(BaseModel):

@@ -73,14 +73,14 @@ def main():
             migrations.migrate(db.primary.obj)
             ids = [User.create(openid=f"bench{i}", credits_balance=0).id for i in range(args.threads)]
             for uid in ids:
-                CreditService.grant(uid, 10 * args.ops * 8, "admin_adjust", f"bench-seed:{uid}")
+                CreditService().grant(uid, 10 * args.ops * 8, "admin_adjust", f"bench-seed:{uid}")
             db.close_all()
 
         def bare(uid, _ref):
             User.update(credits_balance=User.credits_balance - 1).where(User.id == uid).execute()
 
         def spend(uid, ref):
-            CreditService.spend(uid, 1, "edit_spend", ref)
+            CreditService().spend(uid, 1, "edit_spend", ref)
 
         cases = [("1 thread, 1 user", 1, ids[:1]),
                  (f"{args.threads} threads, 1 hot user", args.threads, ids[:1]),
@@ -95,7 +95,7 @@ def main():
             base, rate = statistics.median(bases), statistics.median(rates)
             print(f"{name:28} {base:14.0f} {rate:9.0f} {rate / base:13.2f}")
         with app.app_context():
-            drift = CreditService.audit()
+            drift = CreditService().audit()
             db.close_all()
         # The bare UPDATEs bypass the ledger on purpose, so drift equals exactly their count.
         print(f"\naudit: {len(drift)} users differ from their ledger (expected: all {len(ids)}, "

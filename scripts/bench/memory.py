@@ -143,7 +143,7 @@ def bound_token(instance: str) -> str:
     migrations.migrate(db.primary.obj)
     with app.app_context(), db.atomic():
         user = User.create(openid="o-bench-memory")
-        CreditService.adjust(user.id, 1000, operator="bench", note="memory bench")
+        CreditService().adjust(user.id, 1000, operator="bench", note="memory bench")
         token, _ = issue_token(client_id="bench-memory-edit", kind="bound", user=user)
     db.close_all()
     return token

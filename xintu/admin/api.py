@@ -14,6 +14,7 @@ from xintu.admin import auth, service
 from xintu.admin.auth import admin_auth, operator_only
 from xintu.apidoc import JSONInteger, errors
 from xintu.errors import BadRequest, NotFound
+from xintu.member.credits import MAX_ADJUST
 from xintu.proxies import address_in, parse_networks
 from xintu.releases import service as releases
 from xintu.timeutil import iso
@@ -68,7 +69,7 @@ class OrdersQuery(Schema):
 
 
 class AdjustIn(Schema):
-    delta = JSONInteger(required=True, validate=Range(-service.MAX_ADJUST, service.MAX_ADJUST))
+    delta = JSONInteger(required=True, validate=Range(-MAX_ADJUST, MAX_ADJUST))
     reason = String(required=True, validate=Length(1, 200))
 
 
@@ -184,7 +185,7 @@ def orders(query):
                                    502, ["refund_request_failed", "refund_query_failed"],
                                    503, ["refund_before_payment"]))
 def refund_order(out_trade_no: str, body):
-    return service.refund_order(current_app.config, out_trade_no[:64], body["reason"], body["amount_fen"],
+    return service.refund_order(out_trade_no[:64], body["reason"], body["amount_fen"],
                                 operator=g.admin.username), 201
 
 

@@ -6,36 +6,29 @@ from datetime import timedelta
 
 from xintu.db import stale_call
 from xintu.errors import BadRequest, NotFound
-from xintu.member.credits import CreditService
+from xintu.member.credits import ledger_view
+from xintu.member.orders import order_view
 from xintu.member.refunds import attention as refund_attention
-from xintu.models import CreditLedger, Order, User
+from xintu.member.refunds import refund_view
+from xintu.member.service import get_service
+from xintu.member.sessions import revoke_user_sessions, session_view, user_sessions
+from xintu.member.users import user_view
+from xintu.models import CreditLedger, Order, Setting, User
 from xintu.settings_store import get_setting, set_setting
 from xintu.stats import charts
 from xintu.stats.anomalies import detect_anomalies
 from xintu.stats.service import StatsService
 from xintu.timeutil import iso, local_today
+from xintu.upstreams import breaker_states
 
 log = logging.getLogger(__name__)
 
 MAX_PER_PAGE = 100
 ORDER_STATUSES = ("created", "paid", "closed", "refunding", "partially_refunded", "refunded")
-MAX_ADJUST = 100_000   # one adjustment larger than this is a typo, not a decision
 
 
 def _page(page: int, per_page: int) -> tuple[int, int]:
     return max(1, page), min(max(1, per_page), MAX_PER_PAGE)
-
-
-def user_dict(u: User) -> dict:
-    return {"id": u.id, "openid": u.openid, "nickname": u.nickname, "subscribed": u.subscribed,
-            "is_member": u.is_member, "member_expires_at": iso(u.member_expires_at),
-            "credits_balance": u.credits_balance, "created_at": iso(u.created_at),
-            "last_active_at": iso(u.last_active_at)}
-
-
-def ledger_dict(e: CreditLedger) -> dict:
-    return {"id": e.id, "delta": e.delta, "reason": e.reason, "ref": e.ref, "balance_after": e.balance_after,
-            "operator": e.operator, "note": e.note, "created_at": iso(e.created_at)}
 
 
 def overview() -> dict:
@@ -67,7 +60,7 @@ def search_users(q: str = "", page: int = 1, per_page: int = 20) -> dict:
             query = query.where(User.nickname.contains(q) | User.openid.startswith(q)
                                 | (User.id == (int(q) if q.isdigit() else -1)))
         rows = query.order_by(User.id.desc()).paginate(page, per_page)
-        return {"items": [user_dict(u) for u in rows], "total": query.count(), "page": page,
+        return {"items": [user_view(u, operator=True) for u in rows], "total": query.count(), "page": page,
                 "per_page": per_page}
     return stale_call(read)
 
@@ -79,29 +72,22 @@ def user_detail(user_id: int, ledger_limit: int = 200, fresh: bool = False) -> d
             raise NotFound("用户不存在", code="user_not_found")
         ledger = (CreditLedger.select().where(CreditLedger.user == user_id)
                   .order_by(CreditLedger.id.desc()).limit(ledger_limit))
-        from xintu.member.sessions import session_view, user_sessions
-
-        return {"user": user_dict(user), "ledger": [ledger_dict(e) for e in ledger],
+        return {"user": user_view(user, operator=True), "ledger": [ledger_view(e, operator=True) for e in ledger],
                 "sessions": [session_view(s, operator=True) for s in user_sessions(user_id)]}
     # right after an adjustment the operator must see it: read the primary, not a lagging replica
     return read() if fresh else stale_call(read)
 
 
 def adjust_credits(user_id: int, delta: int, note: str, operator: str) -> dict:
-    note = (note or "").strip()
-    if not note:
-        raise BadRequest("请填写调整原因", code="reason_required")
-    if delta == 0 or abs(delta) > MAX_ADJUST:
-        raise BadRequest(f"调整数量须为非零整数，且绝对值不超过 {MAX_ADJUST}", code="invalid_delta")
-    # CreditService: one guarded UPDATE + a ledger row (reason admin_adjust, our name) in one transaction
-    move = CreditService.adjust(user_id, delta, operator, note[:255])
-    return {"entry": ledger_dict(CreditLedger.get_by_id(move.ledger_id)), **user_detail(user_id, fresh=True)}
+    # the credit service checks reason and cap (reason_required, invalid_delta) and moves the credits:
+    # one guarded UPDATE + a ledger row (reason admin_adjust, our name) in one transaction
+    move = get_service().credits.adjust(user_id, delta, operator, note)
+    return {"entry": ledger_view(CreditLedger.get_by_id(move.ledger_id), operator=True),
+            **user_detail(user_id, fresh=True)}
 
 
 def revoke_sessions(user_id: int, session_id: int | None, operator: str) -> dict:
     """End one bound session of the user, or all of them (session_id None); returns the fresh detail."""
-    from xintu.member.sessions import revoke_user_sessions
-
     if User.get_or_none(User.id == user_id) is None:
         raise NotFound("用户不存在", code="user_not_found")
     ended = revoke_user_sessions(user_id, session_id=session_id, reason="operator")
@@ -119,28 +105,19 @@ def list_orders(status: str = "", page: int = 1, per_page: int = 50) -> dict:
         if status:
             query = query.where(Order.status == status)
         rows = query.order_by(Order.id.desc()).paginate(page, per_page)
-        items = [{"id": o.id, "out_trade_no": o.out_trade_no, "user_id": o.user.id, "nickname": o.user.nickname,
-                  "kind": o.kind, "package": o.package, "quantity": o.quantity, "amount_fen": o.amount_fen,
-                  "refunded_fen": o.refunded_fen, "status": o.status, "created_at": iso(o.created_at),
-                  "paid_at": iso(o.paid_at)}
-                 for o in rows]
-        return {"items": items, "total": query.count(), "page": page, "per_page": per_page}
+        return {"items": [order_view(o, operator=True) for o in rows], "total": query.count(), "page": page,
+                "per_page": per_page}
     return stale_call(read)
 
 
-def refund_order(config, out_trade_no: str, reason: str, amount_fen: int | None, operator: str) -> dict:
-    from xintu.member.refunds import RefundService, refund_view
-
+def refund_order(out_trade_no: str, reason: str, amount_fen: int | None, operator: str) -> dict:
     if not (reason or "").strip():
         raise BadRequest("请填写退款原因", code="refund_reason_required")
-    return refund_view(RefundService(config).start(out_trade_no, reason, amount_fen, operator=operator,
+    return refund_view(get_service().refunds.start(out_trade_no, reason, amount_fen, operator=operator,
                                                    source="admin"))
 
 
 def inference() -> dict:
-    from xintu.models import Setting
-    from xintu.upstreams import breaker_states
-
     row = Setting.get_or_none(Setting.key == "inference.mode")
     # upstreams: the DashScope breakers (open after quota / key / billing / missing-model errors)
     return {"mode": get_setting("inference.mode"), "updated_by": row.updated_by if row else None,

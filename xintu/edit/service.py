@@ -126,9 +126,13 @@ class ImageEditService:
         return task
 
 
+# The credit service is stateless; the worker moves credits outside any app context, so the area keeps one.
+_credits = CreditService()
+
+
 def reserve(user_id: int, amount: int, task_id: str) -> None:
     try:
-        CreditService.spend(user_id, amount, SPEND, task_id)
+        _credits.spend(user_id, amount, SPEND, task_id)
     except PaymentRequired:
         raise PaymentRequired(f"积分不足：本次需要 {amount} 积分", code="insufficient_credits") from None
 
@@ -136,7 +140,7 @@ def reserve(user_id: int, amount: int, task_id: str) -> None:
 def refund_unused(user_id: int, amount: int, task_id: str) -> None:
     """The task's one refund; CreditService's unique (edit_refund, task id) makes a replay a no-op."""
     if amount > 0:
-        CreditService.refund(user_id, amount, REFUND, task_id)
+        _credits.refund(user_id, amount, REFUND, task_id)
 
 
 def store_image(task_pk: int, position: int, mime: str, data: bytes, kind: str = "upload") -> None:
@@ -157,12 +161,7 @@ def store_image(task_pk: int, position: int, mime: str, data: bytes, kind: str =
                              data=data[start:start + UPLOAD_CHUNK])
 
 
-def load_image(task_pk: int, position: int, kind: str = "upload") -> tuple[bytes, str]:
-    pieces = list(EditImage.select().where(EditImage.task == task_pk, EditImage.kind == kind,
-                                           EditImage.position == position).order_by(EditImage.chunk))
-    if not pieces:
-        raise LookupError(f"{kind} {position} of task {task_pk} is gone")
-    return b"".join(bytes(p.data) for p in pieces), pieces[0].mime
+load_image = EditImage.load   # the member area's data export reads them too
 
 
 def remember_result(image_sha256: str, prompt: str, options, model: str, upstream_url: str,

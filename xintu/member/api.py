@@ -13,11 +13,10 @@ from xintu.apidoc import H5_COOKIE, errors
 from xintu.auth import client_auth
 from xintu.errors import NotFound
 from xintu.member import prices, privacy, sessions
-from xintu.member.binding import BindingService
-from xintu.member.credits import CreditService
-from xintu.member.orders import OrderService, order_view, user_order, user_orders
+from xintu.member.credits import ledger_view
+from xintu.member.orders import order_view, user_order, user_orders
+from xintu.member.service import get_service
 from xintu.member.users import profile
-from xintu.timeutil import iso
 from xintu.wechat import h5
 
 bp = APIBlueprint("member", __name__, tag="member")
@@ -135,7 +134,7 @@ def _cors(response):
         responses=errors({429: ["qrcode_rate_limited", "qrcode_address_rate_limited",
                                 "qrcode_global_rate_limited"]}))
 def create_qrcode():
-    return BindingService(current_app.config).create(g.client, request.remote_addr), 201
+    return get_service().binding.create(g.client, request.remote_addr), 201
 
 
 @bp.get("/api/v1/auth/wechat/binding")
@@ -145,7 +144,7 @@ def create_qrcode():
 @bp.doc(summary="Binding status; once bound, returns the client session token exactly once",
         responses=errors({404: ["binding_not_found"]}))
 def binding_status(query):
-    return BindingService(current_app.config).poll(g.client, query["scene"])
+    return get_service().binding.poll(g.client, query["scene"])
 
 
 @bp.get("/api/v1/me")
@@ -180,9 +179,7 @@ def h5_session(body):
 @bp.doc(summary="Profile, credits and recent ledger for the H5 page", security=H5_COOKIE)
 def h5_me():
     user = h5.current_user()
-    ledger = [{"delta": e.delta, "reason": e.reason, "balance_after": e.balance_after,
-               "created_at": iso(e.created_at)} for e in CreditService.history(user.id, 10)]
-    return {**profile(user), "ledger": ledger}
+    return {**profile(user), "ledger": [ledger_view(e) for e in get_service().credits.history(user.id, 10)]}
 
 
 @bp.get("/api/v1/h5/sessions")
@@ -244,7 +241,7 @@ def h5_forget(body):
         security=H5_COOKIE, responses=errors({400: ["unknown_package"], 429: ["too_many_pending_orders"],
                                               502: ["pay_prepay_failed"]}))
 def create_order(body):
-    return OrderService(current_app.config).create(h5.current_user(), body["kind"], body["package"]), 201
+    return get_service().orders.create(h5.current_user(), body["kind"], body["package"]), 201
 
 
 @bp.get("/api/v1/orders")

@@ -12,12 +12,17 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
+from wechatpy.exceptions import WeChatClientException
+
 from xintu import budgets, db
 from xintu.auth import hash_token, issue_token
 from xintu.errors import NotFound, RateLimited, UpstreamError
+from xintu.member.sessions import platform_name
 from xintu.member.users import profile
 from xintu.models import ClientSession, QrBinding, User
 from xintu.timeutil import iso, to_local, utcnow
+from xintu.wechat import official_account
+from xintu.wechat.h5 import h5_url, with_query
 
 QR_TTL = timedelta(minutes=10)
 
@@ -48,9 +53,6 @@ class BindingService:
         if refused:
             raise RateLimited("此网络的二维码请求过于频繁", code="qrcode_address_rate_limited")
         scene = secrets.token_hex(16)   # 128 bits; hex, so it never reads as a CLI option
-        from wechatpy.exceptions import WeChatClientException
-
-        from xintu.wechat import official_account
         try:
             answer = official_account(self.config).qrcode.create({
                 "expire_seconds": int(QR_TTL.total_seconds()), "action_name": "QR_STR_SCENE",
@@ -63,8 +65,7 @@ class BindingService:
         return {"scene": scene, "ticket": binding.ticket, "url": binding.url, "expires_at": iso(binding.expires_at),
                 "expires_in": int(QR_TTL.total_seconds()), "qr_image": qr_svg_data_uri(binding.url)}
 
-    @staticmethod
-    def bind(config, scene: str, user: User, *, follower: bool) -> QrBinding | None:
+    def bind(self, scene: str, user: User, *, follower: bool) -> QrBinding | None:
         """Called from a verified WeChat event: attach the scanning user to a live pending binding.
 
         ``follower``: the user already followed and sent a SCAN, which needs no decision on their part, so
@@ -74,7 +75,7 @@ class BindingService:
         guard = (QrBinding.scene == scene) & QrBinding.status.in_(("pending", "scanned")) & (
             QrBinding.expires_at > now)
         if follower:
-            guard &= QrBinding.created_at > now - timedelta(seconds=int(config["QR_SCAN_FRESH_SECONDS"]))
+            guard &= QrBinding.created_at > now - timedelta(seconds=int(self.config["QR_SCAN_FRESH_SECONDS"]))
         if QrBinding.update(status="bound", user=user.id, bound_at=now).where(guard).execute() != 1:
             return None
         return (QrBinding.select(QrBinding, ClientSession).join(ClientSession)
@@ -109,10 +110,6 @@ class BindingService:
 
 def login_notice(config, binding: QrBinding) -> str:
     """The reply to the scan that bound a client: which client, since when, and where to undo it."""
-    from xintu.member.orders import h5_url
-    from xintu.member.sessions import platform_name
-    from xintu.wechat.h5 import with_query
-
     devices = with_query(config["PUBLIC_BASE_URL"].rstrip("/") + "/wechat/oauth/start",
                          next=with_query(h5_url(config), view="devices"))
     when = to_local(binding.bound_at or utcnow()).strftime("%m-%d %H:%M")

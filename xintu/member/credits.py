@@ -1,12 +1,14 @@
 """CreditService: the only code that moves credits.  Used by the member and image-edit areas.
 
-Interface (all amounts are positive ints; all return a :class:`Movement`)::
+One stateless object, reached as ``xintu.member.service.get_service().credits`` (the edit area, which
+also runs outside an app context, keeps one of its own).  Interface (all amounts are positive ints;
+all return a :class:`Movement`)::
 
-    CreditService.grant(user_id, amount, reason, ref)    # + credits (signup_bonus, purchase, …)
-    CreditService.spend(user_id, amount, reason, ref)    # − credits, PaymentRequired if short
-    CreditService.refund(user_id, amount, reason, ref)   # + credits back (edit_refund)
-    CreditService.adjust(user_id, delta, operator, note) # operator correction, ± (admin_adjust)
-    CreditService.claw_back(user_id, amount, reason, ref) # − up to amount, never below 0 (refund)
+    credits.grant(user_id, amount, reason, ref)    # + credits (signup_bonus, purchase, …)
+    credits.spend(user_id, amount, reason, ref)    # − credits, PaymentRequired if short
+    credits.refund(user_id, amount, reason, ref)   # + credits back (edit_refund)
+    credits.adjust(user_id, delta, operator, note) # operator correction, ± (admin_adjust), |delta| ≤ MAX_ADJUST
+    credits.claw_back(user_id, amount, reason, ref) # − up to amount, never below 0 (refund)
 
 Guarantees:
 - a change is one guarded UPDATE (``balance = balance - n WHERE balance >= n``, which also hands back
@@ -29,11 +31,12 @@ from peewee import JOIN, CharField, DateTimeField, IntegrityError, fn
 from xintu import db, metrics
 from xintu.errors import BadRequest, NotFound, PaymentRequired
 from xintu.models import CreditLedger, User
-from xintu.timeutil import utcnow
+from xintu.timeutil import iso, utcnow
 
 REASONS = ("signup_bonus", "membership_bonus", "purchase", "edit_spend", "edit_refund", "admin_adjust",
            "refund")
 SIGNUP_BONUS = 10
+MAX_ADJUST = 100_000   # one adjustment larger than this is a typo, not a decision
 
 
 @dataclass(frozen=True)
@@ -46,24 +49,20 @@ class Movement:
 
 
 class CreditService:
-    @staticmethod
-    def grant(user_id: int, amount: int, reason: str, ref: str, *, operator=None, note=None) -> Movement:
+    def grant(self, user_id: int, amount: int, reason: str, ref: str, *, operator=None, note=None) -> Movement:
         _check(amount, reason, ref)
         return _move(user_id, amount, reason, ref, operator, note)
 
-    @staticmethod
-    def spend(user_id: int, amount: int, reason: str, ref: str, *, operator=None, note=None) -> Movement:
+    def spend(self, user_id: int, amount: int, reason: str, ref: str, *, operator=None, note=None) -> Movement:
         _check(amount, reason, ref)
         return _move(user_id, -amount, reason, ref, operator, note)
 
-    @staticmethod
-    def refund(user_id: int, amount: int, reason: str = "edit_refund", ref: str = "", *,
+    def refund(self, user_id: int, amount: int, reason: str = "edit_refund", ref: str = "", *,
                operator=None, note=None) -> Movement:
         _check(amount, reason, ref)
         return _move(user_id, amount, reason, ref, operator, note)
 
-    @staticmethod
-    def claw_back(user_id: int, amount: int, reason: str = "refund", ref: str = "", *,
+    def claw_back(self, user_id: int, amount: int, reason: str = "refund", ref: str = "", *,
                   operator=None, note=None) -> Movement | None:
         """Take back up to ``amount`` (what a refunded order granted): as much as the balance still holds,
         never below zero. ``Movement.delta`` says what was taken; None when the balance was already 0."""
@@ -82,29 +81,29 @@ class CreditService:
                 continue
         raise PaymentRequired("积分余额变化过快，请重试", code="credits_contended")
 
-    @staticmethod
-    def adjust(user_id: int, delta: int, operator: str, note: str) -> Movement:
-        """An operator's correction; never idempotent (each call is its own ref), always recorded."""
-        if not isinstance(delta, int) or delta == 0:
-            raise BadRequest("调整值必须是非零整数", code="invalid_amount")
-        if not operator or not note:
+    def adjust(self, user_id: int, delta: int, operator: str, note: str) -> Movement:
+        """An operator's correction (管理后台 and ``xintu credits adjust`` alike); never idempotent (each
+        call is its own ref), always recorded with who and why."""
+        if not operator:
             raise BadRequest("人工调整必须写明操作人和原因", code="adjust_reason_required")
+        note = (note or "").strip()
+        if not note:
+            raise BadRequest("请填写调整原因", code="reason_required")
+        if not isinstance(delta, int) or isinstance(delta, bool) or delta == 0 or abs(delta) > MAX_ADJUST:
+            raise BadRequest(f"调整数量须为非零整数，且绝对值不超过 {MAX_ADJUST}", code="invalid_delta")
         return _move(user_id, delta, "admin_adjust", "adj:" + uuid.uuid4().hex, operator, note[:255])
 
-    @staticmethod
-    def balance(user_id: int) -> int:
+    def balance(self, user_id: int) -> int:
         user = User.get_or_none(User.id == user_id)
         if user is None:
             raise NotFound("用户不存在", code="user_not_found")
         return user.credits_balance
 
-    @staticmethod
-    def history(user_id: int, limit: int = 20) -> list[CreditLedger]:
+    def history(self, user_id: int, limit: int = 20) -> list[CreditLedger]:
         return list(CreditLedger.select().where(CreditLedger.user == user_id)
                     .order_by(CreditLedger.id.desc()).limit(limit))
 
-    @staticmethod
-    def audit() -> list[dict]:
+    def audit(self) -> list[dict]:
         """Users whose cached balance differs from the sum of their ledger (should be none)."""
         ledger_sum = fn.COALESCE(fn.SUM(CreditLedger.delta), 0)
         rows = (User.select(User.id, User.credits_balance, ledger_sum.alias("ledger"))
@@ -113,6 +112,16 @@ class CreditService:
                 .having(ledger_sum != User.credits_balance).dicts())
         return [{"user_id": r["id"], "balance": r["credits_balance"], "ledger": int(r["ledger"]),
                  "drift": r["credits_balance"] - int(r["ledger"])} for r in rows]
+
+
+def ledger_view(entry: CreditLedger, *, operator: bool = False) -> dict:
+    """A ledger row as the user's own page shows it; ``operator`` adds id, ref, who and why."""
+    if operator:
+        return {"id": entry.id, "delta": entry.delta, "reason": entry.reason, "ref": entry.ref,
+                "balance_after": entry.balance_after, "operator": entry.operator, "note": entry.note,
+                "created_at": iso(entry.created_at)}
+    return {"delta": entry.delta, "reason": entry.reason, "balance_after": entry.balance_after,
+            "created_at": iso(entry.created_at)}
 
 
 def _check(amount, reason, ref):

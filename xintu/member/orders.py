@@ -13,15 +13,18 @@ import json
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import urlencode
 
 from xintu import db
 from xintu.errors import Conflict, NotFound, RateLimited, Unauthorized, UpstreamError
 from xintu.member import prices
 from xintu.member.credits import CreditService
 from xintu.member.pay import check_transaction, jsapi_params, notify_url, open_notification, pay_client
+from xintu.member.refunds import RefundService
 from xintu.member.users import extend_membership
 from xintu.models import Order, Refund, User
 from xintu.timeutil import iso, utcnow
+from xintu.wechat.h5 import h5_url
 
 log = logging.getLogger(__name__)
 PENDING_LIMIT = 10             # unpaid orders a user may open within SWEEP_AFTER
@@ -35,8 +38,10 @@ def new_trade_no() -> str:
 
 
 class OrderService:
-    def __init__(self, config):
+    def __init__(self, config, refunds: RefundService | None = None, credits: CreditService | None = None):
         self.config = config
+        self.credits = credits or CreditService()
+        self.refunds = refunds or RefundService(config, self.credits)
 
     def create(self, user: User, kind: str, package: str | None) -> dict:
         product = prices.lookup(self.config, kind, package)
@@ -86,7 +91,6 @@ class OrderService:
         if not (self.config.get("SANDBOX") and self.config.get("SANDBOX_PAY_CASHIER_URL")):
             return {"mode": "jsapi", "params": params}
         # Offline: the sandbox cashier checks the same signed package WeixinJSBridge would get.
-        from urllib.parse import urlencode
         back = h5_url(self.config) + "?" + urlencode({"order": order.out_trade_no})
         return {"mode": "sandbox", "params": params,
                 "cashier_url": self.config["SANDBOX_PAY_CASHIER_URL"] + "?" + urlencode({**params,
@@ -97,9 +101,7 @@ class OrderService:
         """A WeChat Pay notification: a payment, or a refund's outcome (REFUND.*)."""
         data = open_notification(headers, body, self.config)
         if str(data.get("event_type") or "").startswith("REFUND."):
-            from xintu.member.refunds import RefundService
-
-            return RefundService(self.config).handle_notification(data)
+            return self.refunds.handle_notification(data)
         return self.apply_payment(check_transaction(data, self.config))
 
     def apply_payment(self, tx: dict) -> Order:
@@ -125,15 +127,14 @@ class OrderService:
                 if order.grant_days:
                     extend_membership(order.user_id, order.grant_days)
                 if order.grant_credits:
-                    CreditService.grant(order.user_id, order.grant_credits,
+                    self.credits.grant(order.user_id, order.grant_credits,
                                         "membership_bonus" if order.kind == "member" else "purchase",
                                         order.out_trade_no)
             elif not honourable:
                 refund = self._refund_late_payment(order, tx)
         if refund is not None:
-            from xintu.member.refunds import RefundService
             try:
-                RefundService(self.config).send(refund)
+                self.refunds.send(refund)
             except Exception as exc:  # noqa: BLE001  the row is recorded: `xintu orders sweep` re-sends it
                 log.warning("automatic refund %s not sent yet: %s", refund.out_refund_no, exc)
         order = Order.get_by_id(order.id)
@@ -183,8 +184,7 @@ class OrderService:
             except Exception as exc:  # noqa: BLE001  one bad order must not stop the sweep
                 log.warning("sweep of %s failed: %s", order.out_trade_no, exc)
                 result["failed"] += 1
-        from xintu.member.refunds import RefundService
-        result.update(RefundService(self.config).resume())
+        result.update(self.refunds.resume())
         return result
 
 
@@ -204,11 +204,13 @@ def _paid_at(tx: dict) -> datetime:
     return when.astimezone(UTC).replace(tzinfo=None)
 
 
-def h5_url(config) -> str:
-    return (config.get("H5_BASE_URL") or config["PUBLIC_BASE_URL"].rstrip("/") + "/h5").rstrip("/") + "/"
-
-
-def order_view(order: Order) -> dict:
+def order_view(order: Order, *, operator: bool = False) -> dict:
+    """An order as an answer shows it; ``operator`` (管理后台's list, ``order.user`` joined) names the user."""
+    if operator:
+        return {"id": order.id, "out_trade_no": order.out_trade_no, "user_id": order.user.id,
+                "nickname": order.user.nickname, "kind": order.kind, "package": order.package,
+                "quantity": order.quantity, "amount_fen": order.amount_fen, "refunded_fen": order.refunded_fen,
+                "status": order.status, "created_at": iso(order.created_at), "paid_at": iso(order.paid_at)}
     return {"out_trade_no": order.out_trade_no, "kind": order.kind, "package": order.package,
             "quantity": order.quantity, "amount_fen": order.amount_fen, "status": order.status,
             "refunded_fen": order.refunded_fen, "created_at": iso(order.created_at),

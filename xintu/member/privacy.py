@@ -15,7 +15,10 @@ from datetime import timedelta
 from peewee import fn
 
 from xintu import db
+from xintu.auth import revoke
 from xintu.errors import BadRequest
+from xintu.member.sessions import session_view
+from xintu.member.users import openid_hash
 from xintu.models import (
     ClientSession,
     CreditLedger,
@@ -29,6 +32,7 @@ from xintu.models import (
     User,
     WechatEvent,
 )
+from xintu.stats import rollup
 from xintu.timeutil import iso, utcnow
 
 FORMAT_VERSION = 1
@@ -63,8 +67,6 @@ def export(user: User, images: dict[int, list[dict]] | None = None) -> dict:
     """Everything we hold about ``user`` as one JSON-ready document (stored images are listed here and
     sent as a zip by :func:`export_images_zip`, which passes the listing it made while reading them)."""
     from flask import current_app
-
-    from xintu.member.sessions import session_view
 
     sessions = list(ClientSession.select().where(ClientSession.user == user.id).order_by(ClientSession.id))
     orders = list(Order.select().where(Order.user == user.id).order_by(Order.id))
@@ -107,15 +109,13 @@ def export(user: User, images: dict[int, list[dict]] | None = None) -> dict:
 def export_images_zip(user: User, out) -> int:
     """Write the export (data.json) and the user's stored edit images into the zip file ``out``
     (a file object), one image at a time. Returns the number of images."""
-    from xintu.edit.service import load_image
-
     tasks = list(EditTask.select().where(EditTask.user == user.id).order_by(EditTask.id))
     listed = _stored_images([t.id for t in tasks], sizes=False)   # each image is read once, below
     count = 0
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         for task in tasks:
             for item in listed.get(task.id, []):
-                data, mime = load_image(task.id, item["position"], kind=item["kind"])
+                data, mime = EditImage.load(task.id, item["position"], kind=item["kind"])
                 item["bytes"] = len(data)
                 name = f"images/{task.task_id}/{item['kind']}-{item['position']}.{ZIP_EXT.get(mime, 'bin')}"
                 archive.writestr(name, data)
@@ -128,9 +128,6 @@ def export_images_zip(user: User, out) -> int:
 def forget(user: User, reason: str, operator: str = "user") -> dict:
     """Erase ``user``: sessions revoked, identity replaced by a tombstone, stored images and prompts gone,
     the user's request_log rows removed; orders and ledger kept (amounts, dates, reasons)."""
-    from xintu.auth import revoke
-    from xintu.member.users import openid_hash
-
     reason = (reason or "").strip()
     if not reason:
         raise BadRequest("注销必须写明原因", code="forget_reason_required")
@@ -181,8 +178,6 @@ def _delete_task_images(task_pks: list[int]) -> int:
 def retention(config, now=None) -> dict:
     """Delete request_log rows older than REQUEST_LOG_RETENTION_DAYS (rolled up into daily_stats first)
     and stored edit images of tasks older than EDIT_IMAGE_RETENTION_DAYS (0 = keep)."""
-    from xintu.stats import rollup
-
     now = now or utcnow()
     out = {"request_log_deleted": 0, "edit_images_deleted": 0, "edit_tasks_touched": 0}
     log_days = int(config["REQUEST_LOG_RETENTION_DAYS"])

@@ -37,8 +37,9 @@ DAY = 86400
 
 
 class RefundService:
-    def __init__(self, config):
+    def __init__(self, config, credits: CreditService | None = None):
         self.config = config
+        self.credits = credits or CreditService()
 
     # -- starting a refund ------------------------------------------------------------------------
     def start(self, out_trade_no: str, reason: str, amount_fen: int | None = None, *, operator=None,
@@ -157,7 +158,7 @@ class RefundService:
                 flipped = Refund.update(status="success", succeeded_at=utcnow()).where(
                     Refund.id == refund.id, Refund.status.in_(OPEN + ("failed",))).execute()
                 if flipped == 1:
-                    settled = _take_back(order, Refund.get_by_id(refund.id))
+                    settled = _take_back(self.credits, order, Refund.get_by_id(refund.id))
             elif status in ("abnormal", "closed"):
                 flipped = Refund.update(status=status).where(Refund.id == refund.id,
                                                              Refund.status.in_(OPEN)).execute()
@@ -211,7 +212,7 @@ def _create_from_wechat(order: Order, no: str, fen: int) -> Refund:
         return Refund.get(Refund.out_refund_no == no)
 
 
-def _take_back(order: Order, refund: Refund) -> Refund:
+def _take_back(credits: CreditService, order: Order, refund: Refund) -> Refund:
     """Called once per successful refund, holding the order's row lock: take back the refunded share."""
     refunded = order.refunded_fen + refund.amount_fen
     earlier = (Refund.select(fn.COALESCE(fn.SUM(Refund.credits_taken + Refund.credits_shortfall), 0),
@@ -222,7 +223,7 @@ def _take_back(order: Order, refund: Refund) -> Refund:
     seconds_due = order.grant_days * DAY * refunded // order.amount_fen - int(earlier[1])
     taken = 0
     if credits_due > 0:
-        move = CreditService.claw_back(order.user_id, credits_due, "refund", f"refund:{refund.id}",
+        move = credits.claw_back(order.user_id, credits_due, "refund", f"refund:{refund.id}",
                                        note=f"{order.out_trade_no} 退款 {refund.amount_fen} 分")
         taken = -move.delta if move else 0
     seconds = shorten_membership(order.user_id, seconds_due) if seconds_due > 0 else 0

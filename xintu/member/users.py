@@ -5,6 +5,7 @@ import hashlib
 import hmac
 from datetime import timedelta
 
+from flask import current_app
 from peewee import IntegrityError
 
 from xintu import db
@@ -31,8 +32,6 @@ def ensure_user(openid: str) -> tuple[User, bool]:
 def openid_hash(openid: str, secret: str | None = None) -> str:
     """Keyed hash of an openid (HMAC-SHA256 with a key derived from SECRET_KEY): recognises a returning
     person after erasure without keeping anything that names them."""
-    from flask import current_app
-
     key = hashlib.sha256(b"xintu-forgotten-openid|" + (secret or current_app.config["SECRET_KEY"]).encode())
     return hmac.new(key.digest(), openid.encode("utf-8"), hashlib.sha256).hexdigest()
 
@@ -91,7 +90,19 @@ def profile(user: User) -> dict:
             "credits_balance": user.credits_balance, "created_at": iso(user.created_at)}
 
 
+def user_view(user: User, *, operator: bool = False) -> dict:
+    """A user as an answer shows it: their own apps get :func:`profile`; ``operator`` (管理后台) adds the
+    openid and the last activity."""
+    if not operator:
+        return profile(user)
+    return {"id": user.id, "openid": user.openid, "nickname": user.nickname, "subscribed": user.subscribed,
+            "is_member": user.is_member, "member_expires_at": iso(user.member_expires_at),
+            "credits_balance": user.credits_balance, "created_at": iso(user.created_at),
+            "last_active_at": iso(user.last_active_at)}
+
+
 def operator_row(user: User) -> dict:
+    """A user as a row of ``xintu users`` (its own column names; times stay datetimes for --format)."""
     return {"id": user.id, "openid": user.openid, "nickname": user.nickname or "",
             "subscribed": user.subscribed, "member_until": user.member_expires_at,
             "credits": user.credits_balance, "created_at": user.created_at,

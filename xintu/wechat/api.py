@@ -1,4 +1,6 @@
-"""Routes WeChat calls (through the web tier): event callback, OAuth landing, pay notification."""
+"""WeChat protocol routes that mean nothing for a member: the callback URL's echo check and the start of
+OAuth.  The event callback, the OAuth landing and the pay notification are member routes
+(xintu.member.callbacks)."""
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema
@@ -7,18 +9,10 @@ from apiflask.validators import URL
 from flask import current_app, redirect, request
 
 from xintu.apidoc import errors
-from xintu.errors import PayloadTooLarge
 from xintu.wechat import events, h5, oauth
 from xintu.wechat.internal import internal_only
 
 bp = APIBlueprint("wechat", __name__, tag="wechat")
-MAX_BODY = 64 * 1024
-
-
-def _body() -> bytes:
-    if (request.content_length or 0) > MAX_BODY:
-        raise PayloadTooLarge("消息过大", code="payload_too_large")
-    return request.get_data(cache=False)
 
 
 @bp.get("/wechat/callback")
@@ -26,14 +20,6 @@ def _body() -> bytes:
 @internal_only
 def callback_echo():
     return events.verify_echo(current_app.config, request.args), 200, {"Content-Type": "text/plain"}
-
-
-@bp.post("/wechat/callback")
-@bp.doc(summary="WeChat official-account events (web tier only)", hide=True)
-@internal_only
-def callback():
-    reply = events.handle_callback(current_app.config, request.args, _body())
-    return reply, 200, {"Content-Type": "application/xml" if reply != "success" else "text/plain"}
 
 
 class StartQuery(Schema):
@@ -53,22 +39,3 @@ def oauth_start(query):
     response = redirect(oauth.authorize_url(current_app.config, query.get("next"), nonce), 302)
     h5.set_nonce_cookie(response, nonce)
     return response
-
-
-@bp.get("/wechat/oauth")
-@bp.doc(summary="WeChat OAuth landing (web tier only)", hide=True)
-@internal_only
-def oauth_landing():
-    args = request.args
-    return redirect(oauth.land(current_app.config, args.get("code", ""), args.get("state", ""),
-                               args.get("next", "")), 302)
-
-
-@bp.post("/wechat/pay/notify")
-@bp.doc(summary="WeChat Pay v3 payment notification (web tier only)", hide=True)
-@internal_only
-def pay_notify():
-    from xintu.member.orders import OrderService
-
-    OrderService(current_app.config).handle_notify(request.headers, _body())
-    return "", 204

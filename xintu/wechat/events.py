@@ -1,4 +1,7 @@
-"""The official-account event callback (DESIGN §4 flow 2).
+"""The official-account event callback, as a protocol: authenticate, decrypt, de-duplicate, parse.
+
+What an event means (a follow, a scan, an unfollow) is the caller's: ``handle_callback`` hands each new
+event to the ``on_event`` it is given (``xintu.member.events.on_event``) and answers with its text.
 
 Every event is authenticated, must be fresh, and is processed at most once: WeChat re-sends an event it
 got no answer for within 5 s, so the (openid, CreateTime, Event) key is recorded in ``wechat_events``
@@ -32,11 +35,7 @@ from wechatpy.utils import check_signature
 
 from xintu import db
 from xintu.errors import BadRequest, Forbidden, XintuError
-from xintu.member.binding import BindingService, login_notice
-from xintu.member.credits import SIGNUP_BONUS, CreditService
-from xintu.member.sessions import revoke_user_sessions
-from xintu.member.users import ensure_user, mark_active, was_forgotten
-from xintu.models import User, WechatEvent, WechatNonce
+from xintu.models import WechatEvent, WechatNonce
 from xintu.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -103,15 +102,17 @@ def _encrypted(config, args) -> bool:
     return aes
 
 
-def handle_callback(config, args, body: bytes) -> str:
-    """Verify, de-duplicate and process one pushed message; returns the XML (or 'success') to answer."""
+def handle_callback(config, args, body: bytes, on_event) -> str:
+    """Verify, de-duplicate and process one pushed message; returns the XML (or 'success') to answer.
+    ``on_event(config, msg)`` does an event's work inside its de-duplication transaction and returns the
+    text to reply (or None)."""
     _check(config, args)
     encrypted = _encrypted(config, args)
     if not _accept_once(args, body):
         log.info("WeChat re-sent a callback already accepted; answered without processing")
         return "success"
     try:
-        return _process(config, args, body, encrypted)
+        return _process(config, args, body, encrypted, on_event)
     except XintuError:
         raise          # the request itself is bad: its signature stays used
     except Exception:
@@ -119,7 +120,7 @@ def handle_callback(config, args, body: bytes) -> str:
         raise
 
 
-def _process(config, args, body: bytes, encrypted: bool) -> str:
+def _process(config, args, body: bytes, encrypted: bool, on_event) -> str:
     crypto = None
     xml = body.decode("utf-8", "replace")
     try:
@@ -137,7 +138,7 @@ def _process(config, args, body: bytes, encrypted: bool) -> str:
     try:
         with db.atomic():
             WechatEvent.create(dedupe_key=key, openid=msg.source, event=msg.event[:32])
-            text = _dispatch(config, msg)
+            text = on_event(config, msg)
     except IntegrityError:
         log.info("duplicate WeChat event %s ignored", key)
         return "success"
@@ -146,29 +147,3 @@ def _process(config, args, body: bytes, encrypted: bool) -> str:
     reply = TextReply(message=msg, content=text).render()
     return crypto.encrypt_message(reply, args["nonce"], args["timestamp"]) if crypto else reply
 
-
-def _dispatch(config, msg) -> str | None:
-    if msg.event in ("subscribe", "subscribe_scan", "scan"):
-        user, _ = ensure_user(msg.source)
-        mark_active(user.id, subscribed=True)
-        parts = []
-        if msg.event != "scan":
-            # erased before (even if the H5 page made the new user first): no second bonus (docs/PRIVACY.md)
-            if was_forgotten(msg.source):
-                parts.append("欢迎回到芯图相册！")
-            else:
-                bonus = CreditService.grant(user.id, SIGNUP_BONUS, "signup_bonus", f"user:{user.id}")
-                parts.append(f"欢迎关注芯图相册！已赠送 {SIGNUP_BONUS} 积分。" if not bonus.duplicate
-                             else "欢迎回到芯图相册！")
-        scene = getattr(msg, "scene_id", None)
-        if scene:
-            binding = BindingService.bind(config, scene, user, follower=msg.event == "scan")
-            parts.append(login_notice(config, binding) if binding
-                         else "二维码已失效，请在客户端刷新后重新扫码。")
-        return "\n".join(parts) or None
-    if msg.event == "unsubscribe":
-        user = User.get_or_none(User.openid == msg.source)
-        if user is not None:
-            User.update(subscribed=False).where(User.id == user.id).execute()
-            revoke_user_sessions(user.id, reason="unsubscribe")
-    return None

@@ -112,10 +112,13 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def h5_url(config) -> str:
+    """The H5 member page's address (on a CDN of our own with H5_BASE_URL, else served by the API)."""
+    return (config.get("H5_BASE_URL") or config["PUBLIC_BASE_URL"].rstrip("/") + "/h5").rstrip("/") + "/"
+
+
 def checked_next(config, next_url: str | None) -> str:
     """Only our own pages may be the destination after login (no open redirect)."""
-    from xintu.member.orders import h5_url
-
     target = next_url or h5_url(config)
     if _origin(target) not in h5_origins(config):
         raise BadRequest("不允许的跳转地址", code="bad_redirect")

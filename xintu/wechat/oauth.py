@@ -5,7 +5,6 @@ from wechatpy.exceptions import WeChatOAuthException
 from wechatpy.oauth import WeChatOAuth
 
 from xintu.errors import UpstreamError
-from xintu.member.users import ensure_user, mark_active
 from xintu.wechat import h5, require_config
 
 
@@ -30,14 +29,9 @@ def authorize_url(config, next_url: str | None, nonce: str) -> str:
     return _oauth(config, redirect_uri, h5.sign_state(target, h5.nonce_hash(nonce))).authorize_url
 
 
-def land(config, code: str, state: str, next_url: str) -> str:
-    """Verify state, trade the code for the openid, and send the browser back with a hand-off ticket."""
-    target = h5.checked_next(config, next_url)
-    nonce_h = h5.check_state(state, target)
+def openid_for(config, code: str) -> str:
+    """Trade the code WeChat sent the browser back with for the user's openid."""
     try:
-        openid = _oauth(config).fetch_access_token(code)["openid"]
+        return _oauth(config).fetch_access_token(code)["openid"]
     except WeChatOAuthException as exc:
         raise UpstreamError(f"微信授权失败: {exc.errmsg}", code="oauth_failed") from None
-    user, _ = ensure_user(openid)
-    mark_active(user.id)
-    return h5.with_query(target, ticket=h5.make_ticket(user.id, nonce_h))
