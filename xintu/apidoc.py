@@ -186,6 +186,7 @@ def document() -> dict:
     """The document as served, built by a throwaway app that no local setting can change."""
     import tempfile
 
+    # the app imports this module (error schemas) and every area: only the spec build needs it
     from xintu.app import create_app
 
     with tempfile.TemporaryDirectory() as tmp:

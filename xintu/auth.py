@@ -27,6 +27,7 @@ from flask import current_app, g, request
 from xintu.apidoc import errors
 from xintu.budgets import network_of
 from xintu.errors import RateLimited, Unauthorized
+from xintu.models import ClientSession
 from xintu.timeutil import iso, utcnow
 
 TOKEN_PREFIX = "xt_"
@@ -48,8 +49,6 @@ def new_token() -> str:
 def issue_token(*, client_id: str, kind: str = "device", user=None, platform: str | None = None,
                 ip: str | None = None) -> tuple[str, object]:
     """Create a ClientSession and return (plaintext token, session). The plaintext is shown once."""
-    from xintu.models import ClientSession
-
     token = new_token()
     session = ClientSession.create(token_hash=hash_token(token), kind=kind, client_id=client_id,
                                    user=user, platform=platform, created_ip=ip, created_net=network_of(ip),
@@ -60,8 +59,6 @@ def issue_token(*, client_id: str, kind: str = "device", user=None, platform: st
 def register_client(client_id: str, platform: str | None, ip: str | None) -> tuple[str, object]:
     """Registrations per hour are limited per address and per network (an IPv6 /64: one subscriber line
     holds 2^64 addresses, so rotating through them must not buy more tokens); 0 = no limit."""
-    from xintu.models import ClientSession
-
     config = current_app.config
     since = utcnow() - timedelta(hours=1)
     net = network_of(ip)
@@ -93,8 +90,6 @@ def expires_at(config, session):
 
 def revoke(session_ids, reason: str) -> int:
     """End sessions (idempotent: an already revoked one keeps its first reason). Returns how many ended."""
-    from xintu.models import ClientSession
-
     ids = list(session_ids)
     if not ids:
         return 0
@@ -106,8 +101,6 @@ def lookup(token: str, ip: str | None = None, config=None):
     """The live session for a presented token; raises Unauthorized naming why a known token is dead.
 
     An unknown or malformed token returns None (the generic 401)."""
-    from xintu.models import ClientSession
-
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
     session = ClientSession.get_or_none(ClientSession.token_hash == hash_token(token))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime, timedelta
 
+from xintu.models import UsageCounter
 from xintu.timeutil import to_local, utcnow
 
 DAY, HOUR = "day", "hour"
@@ -44,8 +45,6 @@ def window_of(kind: str, now: datetime | None = None) -> str:
 
 def take(key: str, limit: int, window: str = DAY, n: int = 1, now: datetime | None = None) -> bool:
     """Spend ``n`` units of ``key``'s budget in the current window; False (nothing spent) if over."""
-    from xintu.models import UsageCounter
-
     if not limit or limit <= 0:
         return True
     win = window_of(window, now)
@@ -57,8 +56,6 @@ def take(key: str, limit: int, window: str = DAY, n: int = 1, now: datetime | No
 
 def give_back(key: str, window: str = DAY, n: int = 1, now: datetime | None = None) -> None:
     """Return units taken by ``take`` (another budget of the same call said no)."""
-    from xintu.models import UsageCounter
-
     UsageCounter.update(count=UsageCounter.count - n).where(
         UsageCounter.key == key[:128], UsageCounter.window == window_of(window, now),
         UsageCounter.count >= n).execute()
@@ -78,14 +75,10 @@ def take_all(budgets: list[tuple[str, int, str]], n: int = 1) -> str | None:
 
 
 def used(key: str, window: str = DAY, now: datetime | None = None) -> int:
-    from xintu.models import UsageCounter
-
     row = UsageCounter.get_or_none(UsageCounter.key == key[:128],
                                    UsageCounter.window == window_of(window, now))
     return row.count if row else 0
 
 
 def purge(older_than: timedelta = timedelta(days=35)) -> int:
-    from xintu.models import UsageCounter
-
     return UsageCounter.delete().where(UsageCounter.created_at < utcnow() - older_than).execute()

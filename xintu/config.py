@@ -276,6 +276,7 @@ def load_config(overrides: dict | None = None, *, environ=os.environ, instance: 
 
 def check_models(config: dict) -> None:
     """A retired or unknown model name fails at load, with the name to use instead."""
+    # config is the bottom layer: the model catalogue lives with the upstream adapters, which need the DB
     from xintu.upstreams import check_model
 
     extra = config.get("DASHSCOPE_EXTRA_MODELS") or ()

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from peewee import DatabaseProxy, InterfaceError, MySQLDatabase, OperationalError, SqliteDatabase
 
+from xintu import metrics
 from xintu.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,14 @@ _state = {"replica_configured": False, "max_lag": 30, "interval": 5.0}
 _health_lock = threading.Lock()
 _health = {"checked_at": 0.0, "status": None}
 _fallbacks = {"count": 0, "last_reason": None}
+# The models of xintu.models, registered as they are defined (this module never imports them):
+# what stale_reads() binds to the replica.
+_models: list = []
+
+
+def register_model(model) -> None:
+    if model not in _models:
+        _models.append(model)
 
 
 def parse_mysql_url(url: str) -> dict:
@@ -177,8 +186,6 @@ def fallback_count() -> int:
 
 
 def _count_fallback(reason: str) -> None:
-    from xintu import metrics
-
     _fallbacks["count"] += 1
     if reason != _fallbacks["last_reason"]:
         log.warning("replica not used for stale reads, falling back to primary: %s", reason)
@@ -198,12 +205,10 @@ def stale_reads():
         yield primary
         return
     _fallbacks["last_reason"] = None
-    from xintu.models import ALL_MODELS
-
     db = replica.obj
     opened = db.connect(reuse_if_open=True)
     try:
-        with db.bind_ctx(ALL_MODELS, bind_refs=False, bind_backrefs=False):
+        with db.bind_ctx(tuple(_models), bind_refs=False, bind_backrefs=False):
             yield db
     finally:
         if opened:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import threading
 import time
 
+from xintu.db import is_mysql
 from xintu.errors import BadRequest
+from xintu.models import Setting
 from xintu.timeutil import utcnow
 
 CACHE_SECONDS = 5.0
@@ -31,7 +33,6 @@ def get_setting(key: str, default=None):
         hit = _cache.get(key)
         if hit and now - hit[0] < CACHE_SECONDS:
             return hit[1]
-    from xintu.models import Setting
 
     row = Setting.get_or_none(Setting.key == key)
     value = row.value if row is not None else _unset_value(key, default)
@@ -60,9 +61,6 @@ def validate(key: str, value):
 
 
 def set_setting(key: str, value, by: str | None = None) -> None:
-    from xintu.db import is_mysql
-    from xintu.models import Setting
-
     validate(key, value)
     # MySQL's ON DUPLICATE KEY takes no conflict target; SQLite's ON CONFLICT requires one.
     target = None if is_mysql() else [Setting.key]
@@ -74,8 +72,6 @@ def set_setting(key: str, value, by: str | None = None) -> None:
 
 
 def all_settings() -> dict:
-    from xintu.models import Setting
-
     values = {key: _unset_value(key) for key in KNOWN}
     values.update({row.key: row.value for row in Setting.select()})
     return values

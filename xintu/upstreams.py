@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
+from xintu.models import Setting
+from xintu.settings_store import clear_cache, get_setting, set_setting
+
 log = logging.getLogger(__name__)
 
 # -- models --------------------------------------------------------------------------------------
@@ -146,8 +149,6 @@ class Breaker:
         """The open state ``{reason, code, message, until (epoch s)}`` or None when closed. The row in
         the database rules; without a database (a bare CLI call) the process-local state does."""
         try:
-            from xintu.settings_store import get_setting
-
             st = get_setting(PREFIX + self.name, {}) or None
         except Exception:  # noqa: BLE001
             with _lock:
@@ -172,8 +173,6 @@ class Breaker:
             log.error("%s: %s %s — no calls for %d s (xintu doctor tells more)", self.name, code or reason,
                       message, self.seconds)
         try:
-            from xintu.settings_store import set_setting
-
             set_setting(PREFIX + self.name, st, by="breaker")
         except Exception:  # noqa: BLE001  still open in this process
             log.warning("%s: breaker state not stored in the database", self.name)
@@ -182,9 +181,6 @@ class Breaker:
         with _lock:
             _local.pop(self.name, None)
         try:
-            from xintu.models import Setting
-            from xintu.settings_store import clear_cache
-
             Setting.delete().where(Setting.key == PREFIX + self.name).execute()
             clear_cache()
         except Exception:  # noqa: BLE001

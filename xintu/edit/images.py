@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from xintu.errors import BadRequest
+from xintu.classify.intake import decode
+from xintu.errors import BadRequest, XintuError
 
 MAX_IMAGES = 9
 UPSTREAM_MAX_SIDE = 3072  # the qwen-image / wan edit models accept up to this many pixels per side
@@ -47,9 +48,6 @@ def check_count(n: int) -> None:
 
 def prepare_image(data: bytes, index: int = 0) -> PreparedImage:
     """Validate with classification's intake (same checks, same error codes), then pick what to send."""
-    from xintu.classify.intake import decode
-    from xintu.errors import XintuError
-
     try:
         # work_side = upstream's limit: the decoded image is what we send when the original can't be.
         intake = decode(data, work_side=UPSTREAM_MAX_SIDE)

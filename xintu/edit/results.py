@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from xintu.classify.intake import MAX_DECODED_BYTES, MAX_PIXELS_FULL_DECODE, decode_slot, decoded_bytes
+
 _FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 _CONNECT_TIMEOUT = 5.0
 
@@ -139,8 +141,6 @@ def check_image(data: bytes) -> str:
     (the intake's limits), and the full decode takes one of the process's decode slots.
     """
     from PIL import Image, UnidentifiedImageError
-
-    from xintu.classify.intake import MAX_DECODED_BYTES, MAX_PIXELS_FULL_DECODE, decode_slot, decoded_bytes
 
     try:
         with Image.open(io.BytesIO(data), formats=tuple(_FORMATS)) as img:

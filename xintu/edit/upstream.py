@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
+from xintu.errors import Unavailable
 from xintu.upstreams import MODERATION, STOP, TRANSIENT, classify_error, edit_api
 
 SUBMIT_PATHS = {"image2image": "services/aigc/image2image/image-synthesis",
@@ -71,8 +72,6 @@ def edit_configured(config) -> bool:
 
 
 def not_configured():
-    from xintu.errors import Unavailable
-
     return Unavailable("图片编辑服务未配置（EDIT_DASHSCOPE_API_KEY / DASHSCOPE_API_KEY）",
                        code="edit_not_configured")
 

@@ -30,6 +30,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from xintu.errors import BadRequest, UpstreamError
+from xintu.member.pay import pay_client
+from xintu.models import Order, Refund
 from xintu.timeutil import SHANGHAI, day_bounds_utc
 
 log = logging.getLogger(__name__)
@@ -170,8 +172,6 @@ def _answer(text) -> dict:
 def fetch_bill(config, day: date) -> bytes | None:
     """The unzipped ALL trade bill of ``day``, its SHA1 checked; None when WeChat Pay says that day has
     no bill (no transactions)."""
-    from xintu.member.pay import pay_client
-
     wp = pay_client(config)
     try:
         code, text = wp.trade_bill(bill_date=day.isoformat(), bill_type="ALL", tar_type="GZIP")
@@ -231,8 +231,6 @@ def _order(o) -> Ours:
 
 
 def order_side() -> Side:
-    from xintu.models import Order
-
     def lookup(numbers):
         found = {}
         for i in range(0, len(numbers), 500):
@@ -253,8 +251,6 @@ def _refund(r) -> Ours:
 
 def refund_side() -> Side:
     """Refunds as recorded here (xintu.member.refunds), keyed by out_refund_no; settled = succeeded."""
-    from xintu.models import Refund
-
     def lookup(numbers):
         found = {}
         for i in range(0, len(numbers), 500):

@@ -14,7 +14,13 @@ import re
 import secrets
 from dataclasses import asdict, dataclass
 
+from xintu import db, migrations
 from xintu.config import aes_key_problem, production_problems, wechat_token_problem
+from xintu.errors import XintuError
+from xintu.member.pay import pay_client
+from xintu.models import Order
+from xintu.upstreams import Breaker, check_model
+from xintu.wechat import official_account
 
 LEVELS = ("ok", "warn", "fail")
 DEFAULT_DASHSCOPE_API = "https://dashscope.aliyuncs.com/api/v1"
@@ -106,8 +112,6 @@ def _grants(database) -> list[str]:
 
 
 def _database(config) -> list[Check]:
-    from xintu import db, migrations
-
     database = db.primary.obj
     with db.primary.connection_context():
         db.ping(database)
@@ -139,8 +143,6 @@ def _database(config) -> list[Check]:
 
 
 def _replica(config) -> list[Check]:
-    from xintu import db
-
     if not config.get("REPLICA_URL"):
         return [Check("database.replica", "ok", "no replica configured: stale reads use the primary")]
     status = db.replica_status()
@@ -175,9 +177,6 @@ def _safe_url(url: str) -> str:
 def _wechat(config) -> list[Check]:
     import requests
     from wechatpy.exceptions import WeChatClientException
-
-    from xintu.errors import XintuError
-    from xintu.wechat import official_account
 
     try:
         client = official_account(config)
@@ -216,9 +215,6 @@ def _callback(config) -> list[Check]:
 
 # -- WeChat Pay ----------------------------------------------------------------------------------
 def _pay(config) -> list[Check]:
-    from xintu.errors import XintuError
-    from xintu.member.pay import pay_client
-
     try:
         wp = pay_client(config)
     except XintuError as exc:
@@ -240,8 +236,6 @@ def _pay(config) -> list[Check]:
 def _pay_round_trip(wp) -> Check:
     """A signed query: 200 (signature of the answer verified by the SDK) for our latest order, else the
     404 ORDER_NOT_EXIST of a made-up number (our signature was accepted, or it would be 401)."""
-    from xintu.models import Order
-
     latest = Order.select(Order.out_trade_no).order_by(Order.id.desc()).first()
     number = latest.out_trade_no if latest else "doctor" + secrets.token_hex(8)
     try:
@@ -277,8 +271,6 @@ def _offered(key: str, api_base: str | None) -> tuple[int | None, set[str], str]
 
 
 def _dashscope(config) -> list[Check]:
-    from xintu.upstreams import Breaker, check_model
-
     extra = config.get("DASHSCOPE_EXTRA_MODELS") or ()
     uses = [("classify", config.get("DASHSCOPE_API_KEY"), config.get("DASHSCOPE_BASE_URL"),
              "CLASSIFY_LLM_MODEL", "vision"),

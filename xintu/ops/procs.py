@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from xintu.ops.render import render_mariadb_node
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -78,7 +80,6 @@ class MariaDBServer:
     def config_text(self) -> str:
         if self._cnf_text is not None:
             return self._cnf_text
-        from xintu.ops.render import render_mariadb_node
 
         node = {"port": self.port, "bind": "127.0.0.1", "socket": self.socket, "server_id": self.server_id,
                 "pid_file": self.base / "mysqld.pid", "datadir": self.datadir, "log_error": self.log,

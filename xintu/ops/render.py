@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from xintu import package_data
+from xintu.ops.settings import WECHAT_ROUTES
 
 CONF_DIR = Path(os.environ.get("XINTU_CONF_DIR") or package_data.CONF_DIR)
 
@@ -58,8 +59,6 @@ def render_nginx_main(settings: dict) -> str:
 
 def render_nginx(settings: dict) -> str:
     """The app tier site (server blocks), included by the main config."""
-    from xintu.ops.settings import WECHAT_ROUTES
-
     return _render("nginx/xintu-api.conf.j2", settings, wechat_routes=list(WECHAT_ROUTES.values()))
 
 
@@ -83,8 +82,6 @@ def wechat_urls(settings: dict) -> dict[str, str]:
 
 
 def render_lighttpd(settings: dict, secret: str) -> str:
-    from xintu.ops.settings import WECHAT_ROUTES
-
     web = settings["web"]
     public = web["wechat_paths"]
     proxy_regex = "|".join(re.escape(path) for path in list(public.values()) + web["extra_proxy_paths"])
