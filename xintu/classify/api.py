@@ -14,6 +14,7 @@ from marshmallow import EXCLUDE
 from xintu.apidoc import EXAMPLE_PNG_BASE64, errors, json_alternative
 from xintu.auth import client_auth
 from xintu.classify.intake import MAX_BYTES
+from xintu.classify.request_log import buffer
 from xintu.classify.service import MAX_BATCH, get_service
 from xintu.errors import BadRequest, PayloadTooLarge
 
@@ -254,7 +255,6 @@ def batch_check_cache(body):
 
 
 def _log(endpoint: str, start: float, hit: dict | None, batch_size: int | None = None) -> None:
-    from xintu.classify.request_log import buffer
     buffer.log(endpoint=endpoint, client=_client(), method="cache" if hit else None,
                category=hit["category"] if hit else None, latency_ms=round((time.perf_counter() - start) * 1000),
                batch_size=batch_size)

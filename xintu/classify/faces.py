@@ -13,6 +13,8 @@ from importlib import resources
 
 import numpy as np
 
+from xintu.classify.imagenet import session_options
+
 DETECT_SIDE = 640           # detect on a copy whose long side is this
 MIN_FACE = 22               # px at DETECT_SIDE: smaller faces are dropped by the rules anyway
 THRESHOLDS = (0.6, 0.7, 0.9)
@@ -76,7 +78,6 @@ class FaceDetector:
     def __init__(self, threads: int = 1):
         import onnxruntime as ort
 
-        from xintu.classify.imagenet import session_options
         d = _model_dir()
         opts = session_options(threads)
         self.nets = [ort.InferenceSession(os.path.join(d, f"{n}.onnx"), opts, providers=["CPUExecutionProvider"])

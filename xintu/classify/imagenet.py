@@ -27,6 +27,7 @@ def ensure_model(model_dir: str) -> str:
     with open(os.path.join(model_dir, MODEL_FILE + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.exists(path):  # another process may have built it while we waited
+            # once per machine, when the ONNX file is missing: the converter stays out of normal start-up
             from xintu.classify.convert import convert
             convert(dst=path)
     return path

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xintu.classify import rules
+from xintu.classify.faces import FaceDetector
 from xintu.classify.imagenet import MODEL_VERSION, ImageNetModel, to_tensor
+from xintu.classify.ocr import TextReader
 
 MIN_FACE_WIDTH = 0.035      # of the image width: smaller faces are passers-by, not the subject
 MAIN_FACE_RATIO = 0.3       # faces much smaller than the largest one are background people
@@ -70,7 +72,6 @@ class LocalClassifier:
     def faces(self):
         with self._lock:
             if self._faces is None:
-                from xintu.classify.faces import FaceDetector
                 self._faces = FaceDetector(self.threads)
             return self._faces
 
@@ -78,7 +79,6 @@ class LocalClassifier:
     def reader(self):
         with self._lock:
             if self._reader is None:
-                from xintu.classify.ocr import TextReader
                 self._reader = TextReader(self.threads)
             return self._reader
 

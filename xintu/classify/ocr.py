@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xintu.classify.imagenet import session_options
+
 READ_LIMIT = 10  # boxes recognised per image at most (≈ 30 ms each)
 ID_NUMBER = re.compile(r"(?<!\d)\d{6}(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dXx](?!\d)")
 CARD_NUMBER = re.compile(r"(?<!\d)(\d{4}[ -]?){3}\d{4}(\d{0,3})(?!\d)")
@@ -60,7 +62,6 @@ class TextReader:
         from rapidocr.ch_ppocr_det.utils import DBPostProcess, DetPreProcess
         from rapidocr.ch_ppocr_rec.utils import CTCLabelDecode
 
-        from xintu.classify.imagenet import session_options
         options = session_options(threads)
         self.det = ort.InferenceSession(_model(DET_MODEL), options, providers=["CPUExecutionProvider"])
         self.pre = DetPreProcess(960, "max", [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])

@@ -15,6 +15,8 @@ import threading
 import time
 from collections import Counter
 
+from xintu import db
+from xintu.models import ClassifyCache, RequestLog
 from xintu.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,6 @@ class StatsBuffer:
         self._flusher_pid = None
 
     def _db(self):
-        from xintu import db
         return db.primary.obj
 
     def log(self, *, endpoint: str, client: str | None, method: str | None, category: str | None,
@@ -56,7 +57,6 @@ class StatsBuffer:
         """Write everything buffered; returns the number of log rows written. Never raises."""
         from peewee import Case
 
-        from xintu.models import ClassifyCache, RequestLog
         with self.lock:
             rows, self.rows = self.rows, []
             hits, self.hits = self.hits, Counter()

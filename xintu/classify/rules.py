@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from xintu.classify.imagenet import index_of
+
 #: Part of the cache key of local answers: bump when a rule or threshold changes.
 RULES_VERSION = "r2"
 CATEGORIES = ("social_activities", "pets", "single_person", "foods", "travel_scenery", "screenshot", "idcard",
@@ -39,7 +41,6 @@ PET_GROUPS = ("dog", "cat", "small_pet", "bird", "fish", "reptile")
 
 
 def _pet_groups() -> dict:
-    from xintu.classify.imagenet import index_of
     groups = {g: _r(index_of(a), index_of(b)) for g, (a, b) in PET_RANGES.items()}
     groups.update({g: [index_of(n) for n in names] for g, names in PET_NAMES.items()})
     groups["pet_lookalike"] = [index_of(n) for n in PET_LOOKALIKES]

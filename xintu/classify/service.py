@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import Counter, Histogram
 
-from xintu import db
+from xintu import budgets, db
 from xintu.classify import intake as image_intake
 from xintu.classify.cache import CacheService, Version
 from xintu.classify.imagenet import MODEL_VERSION
-from xintu.classify.local import LocalFailure
+from xintu.classify.local import LocalFailure, get_local
 from xintu.classify.model_client import LlmFailure, ModelClient, prompt_version
 from xintu.classify.request_log import buffer as stats_buffer
 from xintu.classify.rules import RULES_VERSION
@@ -80,7 +80,6 @@ class ClassifierService:
     def local(self):
         with self._local_lock:
             if self._local is None:
-                from xintu.classify.local import get_local
                 self._local = get_local(self.model_dir, int(self.config["CLASSIFY_THREADS"]))
             return self._local
 
@@ -121,8 +120,6 @@ class ClassifierService:
 
     def _llm_budget(self, owner) -> str | None:
         """Spend one unit of every LLM budget of ``owner``; the scope that said no, else None."""
-        from xintu import budgets
-
         session_id, user_id = owner or (None, None)
         wanted = [(f"llm:device:{session_id}", int(self.config["LLM_BUDGET_PER_DEVICE_DAY"]), budgets.DAY)]
         if user_id:
