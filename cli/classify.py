@@ -88,7 +88,7 @@ def _one(service, path, data, method, details):
     try:
         return {"filename": path, **service.classify(data, method=method, details=details)}
     except XintuError as exc:
-        return {"filename": path, "error": {"code": exc.code, "message": exc.message}}
+        return {"filename": path, **exc.to_dict()}
 
 
 def _row(r: dict) -> dict:

@@ -14,7 +14,7 @@ from peewee import InterfaceError, OperationalError
 from xintu import __version__, apidoc, db, settings_store
 from xintu.classify import intake
 from xintu.config import load_config
-from xintu.errors import HTTP_CODES, XintuError
+from xintu.errors import HTTP_CODES, Unavailable, XintuError
 from xintu.proxies import TrustedProxyFix, parse_networks
 
 log = logging.getLogger("xintu")
@@ -136,7 +136,7 @@ def _register_errors(app: APIFlask) -> None:
     @app.errorhandler(InterfaceError)
     def _database_down(error):
         log.error("database error: %s", error)
-        return {"error": {"code": "database_unavailable", "message": "数据库暂不可用"}}, 503
+        return Unavailable("数据库暂不可用", code="database_unavailable").to_dict(), 503
 
     @app.errorhandler(Exception)
     def _unexpected(error):
@@ -145,7 +145,7 @@ def _register_errors(app: APIFlask) -> None:
         if isinstance(error, HTTPException):  # let APIFlask shape it
             return app.error_callback(_as_http_error(error))
         log.exception("unhandled error")
-        return {"error": {"code": "internal_error", "message": "服务器内部错误"}}, 500
+        return XintuError().to_dict(), 500
 
 
 def _as_http_error(exc):

@@ -12,7 +12,8 @@ from xintu.member.service import get_service
 from xintu.wechat import events
 from xintu.wechat.internal import internal_only
 
-bp = APIBlueprint("member_callbacks", __name__, tag="wechat")
+# hidden from the OpenAPI document like every route WeChat calls (its tag would be listed twice)
+bp = APIBlueprint("member_callbacks", __name__, tag="wechat", enable_openapi=False)
 MAX_BODY = 64 * 1024
 
 
