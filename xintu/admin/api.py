@@ -120,21 +120,21 @@ def me():
 @bp.auth_required(admin_auth)
 @bp.doc(summary="概览：今日数字、近 7 日趋势、图表 (SVG)")
 def overview():
-    return service.overview()
+    return service.get_service().overview()
 
 
 @bp.get("/users")
 @bp.auth_required(admin_auth)
 @bp.input(UsersQuery, location="query", arg_name="query")
 def users(query):
-    return service.search_users(query["q"], query["page"], query["per_page"])
+    return service.get_service().search_users(query["q"], query["page"], query["per_page"])
 
 
 @bp.get("/users/<int:user_id>")
 @bp.auth_required(admin_auth)
 @bp.doc(responses=errors({404: ["user_not_found"]}))
 def user(user_id: int):
-    return service.user_detail(user_id)
+    return service.get_service().user_detail(user_id)
 
 
 @bp.post("/users/<int:user_id>/credits")
@@ -145,7 +145,7 @@ def user(user_id: int):
         responses=_OPERATOR_ERRORS(400, ["reason_required", "invalid_delta"], 402, ["insufficient_credits"],
                                    404, ["user_not_found"]))
 def adjust_credits(user_id: int, body):
-    return service.adjust_credits(user_id, body["delta"], body["reason"], operator=g.admin.username)
+    return service.get_service().adjust_credits(user_id, body["delta"], body["reason"], operator=g.admin.username)
 
 
 class RevokeIn(Schema):
@@ -162,14 +162,14 @@ class RevokeIn(Schema):
 def revoke_sessions(user_id: int, body):
     if not request.is_json:   # "all sessions" must be asked for with a body ({} or {"session_id": null})
         raise BadRequest("请求体必须是 JSON", code="bad_request")
-    return service.revoke_sessions(user_id, body["session_id"], operator=g.admin.username)
+    return service.get_service().revoke_sessions(user_id, body["session_id"], operator=g.admin.username)
 
 
 @bp.get("/orders")
 @bp.auth_required(admin_auth)
 @bp.input(OrdersQuery, location="query", arg_name="query")
 def orders(query):
-    return service.list_orders(query["status"], query["page"], query["per_page"])
+    return service.get_service().list_orders(query["status"], query["page"], query["per_page"])
 
 
 @bp.post("/orders/<out_trade_no>/refund")
@@ -185,8 +185,8 @@ def orders(query):
                                    502, ["refund_request_failed", "refund_query_failed"],
                                    503, ["refund_before_payment"]))
 def refund_order(out_trade_no: str, body):
-    return service.refund_order(out_trade_no[:64], body["reason"], body["amount_fen"],
-                                operator=g.admin.username), 201
+    return service.get_service().refund_order(out_trade_no[:64], body["reason"], body["amount_fen"],
+                                              operator=g.admin.username), 201
 
 
 @bp.get("/releases")
@@ -213,7 +213,7 @@ def release_upload(form):
 @bp.get("/inference")
 @bp.auth_required(admin_auth)
 def inference():
-    return service.inference()
+    return service.get_service().inference()
 
 
 @bp.put("/inference")
@@ -222,4 +222,4 @@ def inference():
 @bp.input(InferenceIn, arg_name="body")
 @bp.doc(responses=_OPERATOR_ERRORS())
 def set_inference(body):
-    return service.set_inference(body["mode"], operator=g.admin.username)
+    return service.get_service().set_inference(body["mode"], operator=g.admin.username)

@@ -117,7 +117,7 @@ def UrlPath(**kw):
     return fields.String(validate=validate.Regexp(r"^/[A-Za-z0-9/_.-]*$", error="must be a URL path"), **kw)
 
 
-# The app's own routes for the three WeChat-initiated endpoints (xintu.wechat.api).
+# The app's own routes for the three WeChat-initiated endpoints (xintu.member.callbacks).
 WECHAT_ROUTES = {"callback": "/wechat/callback", "oauth": "/wechat/oauth", "pay_notify": "/wechat/pay/notify"}
 
 
