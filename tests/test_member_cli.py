@@ -58,6 +58,9 @@ def test_cli_errors_are_one_line_and_non_zero(xintu, user_id):
         assert result.exit_code != 0
         assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
     assert "积分不足" in xintu("credits", "adjust", str(user_id), "-50", "--reason", "x").output
+    # the same cap as the 管理后台 (one rule, in the credit service)
+    too_big = xintu("credits", "adjust", str(user_id), "+100001", "--reason", "x")
+    assert too_big.exit_code != 0 and "100000" in too_big.output and too_big.output.startswith("Error: ")
 
 
 def test_users_and_orders_listings(xintu, member_stack, user_id):

@@ -6,7 +6,8 @@ import pytest
 
 from xintu import db
 from xintu.errors import BadRequest, NotFound, PaymentRequired
-from xintu.member.credits import CreditService
+from xintu.member.credits import MAX_ADJUST, CreditService
+from xintu.member.service import get_service
 from xintu.member.users import ensure_user
 from xintu.models import CreditLedger, User
 
@@ -63,12 +64,27 @@ def test_spend_beyond_balance_is_402_and_changes_nothing(ctx):
     (lambda uid: CreditService().grant(uid, 5, "lottery", "r"), "invalid_reason"),
     (lambda uid: CreditService().grant(uid, 5, "purchase", ""), "invalid_ref"),
     (lambda uid: CreditService().adjust(uid, 5, "", "why"), "adjust_reason_required"),
+    (lambda uid: CreditService().adjust(uid, 5, "ops", "   "), "reason_required"),
+    (lambda uid: CreditService().adjust(uid, 0, "ops", "why"), "invalid_delta"),
+    (lambda uid: CreditService().adjust(uid, MAX_ADJUST + 1, "ops", "why"), "invalid_delta"),
+    (lambda uid: CreditService().adjust(uid, -MAX_ADJUST - 1, "ops", "why"), "invalid_delta"),
 ])
 def test_bad_calls_are_refused_with_a_code(ctx, call, code):
     user = _user()
     with pytest.raises(BadRequest) as exc:
         call(user.id)
     assert exc.value.code == code
+
+
+def test_the_member_service_is_built_once_per_app_and_shares_its_parts(ctx):
+    service = get_service()
+    assert get_service(ctx) is service and ctx.extensions["xintu.member"] is service
+    assert service.orders.refunds is service.refunds and service.orders.credits is service.credits
+    assert service.config is ctx.config   # settings changed on the app are seen by the service
+    user = _user()
+    move = service.credits.adjust(user.id, MAX_ADJUST, "ops", "  最大调整  ")
+    assert move.balance_after == MAX_ADJUST
+    assert CreditLedger.get_by_id(move.ledger_id).note == "最大调整"
 
 
 def test_unknown_user_is_404(ctx):

@@ -13,6 +13,8 @@ import json
 import secrets
 from datetime import timedelta
 
+from flask import current_app
+
 from xintu import db
 from xintu.edit.images import check_count, check_prompt, prepare_image
 from xintu.edit.upstream import edit_configured, not_configured
@@ -54,10 +56,15 @@ def request_key(prompt: str, options: dict) -> str:
 
 
 class ImageEditService:
+    """Built once per app (:func:`get_service`); reads its settings from the app's config when used."""
+
     def __init__(self, config):
         self.config = config
-        self.model = config.get("EDIT_MODEL") or DEFAULT_MODEL
         self.breaker = Breaker("dashscope.edit")
+
+    @property
+    def model(self) -> str:
+        return self.config.get("EDIT_MODEL") or DEFAULT_MODEL
 
     def create(self, user, uploads: list[bytes], prompt, options=None) -> dict:
         if not edit_configured(self.config):  # before anything is read, stored or reserved
@@ -196,3 +203,11 @@ def describe(task: EditTask) -> dict:
         "created_at": iso(task.created_at),
         "finished_at": iso(task.finished_at),
     }
+
+
+def get_service(app=None) -> ImageEditService:
+    app = app or current_app
+    svc = app.extensions.get("xintu.edit")
+    if svc is None:
+        svc = app.extensions.setdefault("xintu.edit", ImageEditService(app.config))
+    return svc
