@@ -196,7 +196,7 @@ def pay_client(config):
                 wp = gateway_wechatpay_class()(
                     gateway=config.get("WECHATPAY_BASE_URL") or DEFAULT_GATEWAY,
                     use_certificates=mode != "public_key",
-                    refresh_seconds=config.get("WECHATPAY_CERT_REFRESH_SECONDS") or 300,
+                    refresh_seconds=_number(config.get("WECHATPAY_CERT_REFRESH_SECONDS"), 300),
                     cert_dir=config.get("WECHATPAY_CERT_DIR") if mode != "public_key" else None,
                     wechatpay_type=WeChatPayType.JSAPI, mchid=config["WECHATPAY_MCHID"],
                     private_key=_pem(config["WECHATPAY_PRIVATE_KEY"]),
@@ -210,6 +210,10 @@ def pay_client(config):
                                   code="pay_certificates_unavailable") from None
             _cache[cache_key] = wp
         return _cache[cache_key]
+
+
+def _number(value, default: float) -> float:
+    return default if value is None or value == "" else float(value)
 
 
 def _is_network(exc) -> bool:

@@ -102,10 +102,10 @@ class PaySandbox(SandboxServer):
         self.merchant_public_key = merchant_public_key
         self.platform_private_key, self.platform_public_key = rsa_keypair()
         self.public_key_id = "PUB_KEY_ID_" + secrets.token_hex(12).upper()
+        self.lock = threading.Lock()
         self.certificates: list[dict] = []   # published on /v3/certificates; the last one signs
         self.rotate_certificate()
         self.signer = "public_key"           # or "certificate": who signs answers and notifications
-        self.lock = threading.Lock()
         self.orders: dict[str, dict] = {}   # out_trade_no -> transaction
         self.by_prepay: dict[str, str] = {}  # prepay_id -> out_trade_no
         self.refunds: dict[str, dict] = {}   # out_refund_no -> refund
