@@ -172,7 +172,9 @@ class PaySandbox(SandboxServer):
                          "encrypt_certificate": {"algorithm": "AEAD_AES_256_GCM", "nonce": nonce,
                                                  "associated_data": aad,
                                                  "ciphertext": base64.b64encode(cipher).decode()}})
-        return self._signed(200, {"data": data})
+        # WeChat signs this answer with a platform certificate whoever signs the rest
+        return self._signed(200, {"data": data}, signer=(self.certificate["private_key"],
+                                                          self.certificate["serial_no"]))
 
     def _control_signing(self, req):
         """`xintu sandbox signing`: switch the signer mid-run (keyed, like /sandbox/bill)."""
@@ -200,9 +202,10 @@ class PaySandbox(SandboxServer):
                 "Wechatpay-Serial": serial or signer_serial,
                 "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"}
 
-    def _signed(self, status, data=None):
+    def _signed(self, status, data=None, signer=None):
         body = "" if data is None else json.dumps(data, ensure_ascii=False)
-        headers = self.signed_headers(body)
+        key, serial = signer or (None, None)
+        headers = self.signed_headers(body, private_key=key, serial=serial)
         if data is not None:
             headers["Content-Type"] = "application/json; charset=utf-8"
         return Response(status, body.encode("utf-8"), headers)
