@@ -6,6 +6,7 @@ import os
 import pytest
 import requests
 
+from xintu.member.pay import pay_client
 from xintu.models import CreditLedger, Order, User
 from xintu.sandbox.keys import platform_certificate
 
@@ -136,7 +137,7 @@ def test_a_notification_signed_by_a_key_we_do_not_hold_is_refused(mysql_member_s
     assert _ledger(stack, "oFORGE") == [("purchase", 10)]
 
 
-def test_a_rotated_certificate_is_downloaded_once_per_refresh_interval(mysql_member_stack, tmp_path):
+def test_a_rotated_certificate_is_learnt_from_the_gateway_not_from_a_notification(mysql_member_stack, tmp_path):
     stack, pay = mysql_member_stack, mysql_member_stack.sandbox.pay
     _mode(stack, tmp_path, "certificate", "certificate", WECHATPAY_CERT_REFRESH_SECONDS=3600)
     http = stack.h5_login("oROTATE")
@@ -148,9 +149,25 @@ def test_a_rotated_certificate_is_downloaded_once_per_refresh_interval(mysql_mem
     # within the refresh interval an unknown serial is refused without a download
     _refused(_post(stack, prepay, headers, body), "pay_notify_unknown_serial")
     assert pay.requests.count(CERTS) == 1
-    # a client allowed to refresh at once (it starts from the cert dir, which holds only the old one)
-    stack.app.config["WECHATPAY_CERT_REFRESH_SECONDS"] = 0
-    assert pay.deliver(prepay, headers, body) == 204
+    # an answer of the gateway signed by the new certificate: WeChat rotated, the list is downloaded again
+    with stack.in_app():
+        assert pay_client(stack.app.config).query(out_trade_no=order["out_trade_no"])[0] == 200
     assert pay.requests.count(CERTS) == 2
+    assert pay.deliver(prepay, headers, body) == 204
     assert sorted(os.listdir(tmp_path / "certs")) == sorted([old_serial + ".pem", new_serial + ".pem"])
     assert _ledger(stack, "oROTATE") == [("purchase", 10)]
+
+
+def test_a_new_certificate_serial_in_a_notification_refreshes_when_the_interval_allows(mysql_member_stack, tmp_path):
+    stack, pay = mysql_member_stack, mysql_member_stack.sandbox.pay
+    _mode(stack, tmp_path, "certificate", "certificate", WECHATPAY_CERT_REFRESH_SECONDS=0)
+    http = stack.h5_login("oREFRESH")
+    order, prepay = _order(stack, http)
+    stranger_key, _, stranger_serial = platform_certificate()
+    forged = pay.build_notification(prepay, sign_key=stranger_key, serial=format(stranger_serial, "X"))
+    _refused(_post(stack, prepay, *forged), "pay_notify_unknown_serial")
+    assert pay.requests.count(CERTS) == 2       # interval 0: the made-up serial cost one download
+    new_serial = pay.rotate_certificate()
+    assert pay.deliver(prepay, *pay.build_notification(prepay)) == 204   # learnt from the notification
+    assert pay.requests.count(CERTS) == 3 and (tmp_path / "certs" / (new_serial + ".pem")).exists()
+    assert _ledger(stack, "oREFRESH") == [("purchase", 10)]

@@ -15,8 +15,8 @@ it does not hold makes it clear its certificate list and download ``/v3/certific
 thread, and ``Http-Wechatpay-*`` / lower-case headers make it verify those instead of the canonical ones.
 So the serial must be one we hold before the SDK is called (in a certificate mode an unknown hex serial
 re-downloads the certificates at most once per ``WECHATPAY_CERT_REFRESH_SECONDS`` per process, the old
-list kept until a new one arrives: that is how a rotated certificate is learnt), and the SDK is handed
-exactly the five canonical headers.
+list kept until a new one arrives; an answer of the gateway with such a serial re-downloads at once: that
+is how a rotated certificate is learnt), and the SDK is handed exactly the five canonical headers.
 
 The gateway (the sandbox in development) is a constructor argument of ``GatewayWeChatPay``.
 """
@@ -69,6 +69,7 @@ def gateway_core_class():
             self._refresh_seconds = float(refresh_seconds)
             self._refreshed_at = None
             self._refresh_lock = threading.Lock()
+            self._answering = threading.local()
             super().__init__(**kwargs)
             self._gate_way = self._gateway
             if use_certificates and self._public_key_id:
@@ -120,9 +121,24 @@ def gateway_core_class():
                 self._certificates = fresh._certificates   # one reference swap: readers see old or new
                 return True
 
+        def request(self, *args, **kwargs):
+            # An answer comes from the gateway we called (over TLS): a certificate serial we do not hold
+            # there means WeChat rotated its certificate, so answers re-download without the interval.
+            self._answering.active = True
+            try:
+                return super().request(*args, **kwargs)
+            finally:
+                self._answering.active = False
+
         def _verify_signature(self, headers, body):
             serial = headers.get("Wechatpay-Serial") or headers.get("wechatpay-serial") or ""
-            if self.held_key(serial) is None:
+            if getattr(self._answering, "active", False):
+                known = self.held_key(serial, refresh=False) or (
+                    self._use_certificates and _HEX.fullmatch(serial) and self.refresh_certificates()
+                    and self.held_key(serial, refresh=False))
+            else:
+                known = self.held_key(serial)
+            if not known:
                 return False
             return super()._verify_signature(headers, body)
 
