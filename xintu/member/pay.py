@@ -124,11 +124,12 @@ def gateway_core_class():
         def request(self, *args, **kwargs):
             # An answer comes from the gateway we called (over TLS): a certificate serial we do not hold
             # there means WeChat rotated its certificate, so answers re-download without the interval.
+            outer = getattr(self._answering, "active", False)   # the certificate download nests in one
             self._answering.active = True
             try:
                 return super().request(*args, **kwargs)
             finally:
-                self._answering.active = False
+                self._answering.active = outer
 
         def _verify_signature(self, headers, body):
             serial = headers.get("Wechatpay-Serial") or headers.get("wechatpay-serial") or ""
