@@ -65,7 +65,8 @@ DEFAULTS: dict = {
     "WECHATPAY_PUBLIC_KEY": None,     # platform public key, PEM text or path
     "WECHATPAY_PUBLIC_KEY_ID": None,
     "WECHATPAY_CERT_DIR": None,       # None → <instance>/wechatpay-certs (certificate and both modes)
-    "WECHATPAY_CERT_REFRESH_SECONDS": 300,  # an unknown certificate serial re-downloads at most this often
+    "WECHATPAY_CERT_REFRESH_SECONDS": 300,  # a notification with an unknown certificate serial re-downloads
+                                            # at most this often (an answer of the gateway: at once)
     "WECHATPAY_BASE_URL": None,       # None → https://api.mch.weixin.qq.com
     "RECONCILE_MAX_BILL_BYTES": 64 * 1024 * 1024,  # a bigger (unzipped) trade bill is refused
     "SANDBOX_DEMO_URL": None,          # set by the sandbox: a page that plays the PC client's QR login
