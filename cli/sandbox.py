@@ -26,6 +26,7 @@ def sandbox():
       xintu sandbox scan SCENE --openid o_demo   # the user scans and follows
       xintu sandbox buy o_demo credits:10        # H5 order, paid in the sandbox cashier
       xintu sandbox bill --drop XT…              # today's trade bill loses that order's line
+      xintu sandbox signing certificate          # WeChat Pay signs with its platform certificate
     """
 
 
@@ -84,6 +85,19 @@ def bill(drop, amount, stranger, refund, reset, fmt):
     result = _client().change_bill(**{k: v for k, v in changes.items() if v})
     emit({k: ", ".join(map(str, v)) if isinstance(v, list) else ", ".join(f"{a}={b}" for a, b in v.items())
           for k, v in result.items()} if fmt != "json" else result, fmt)
+
+
+@sandbox.command()
+@click.argument("signer", type=click.Choice(["public_key", "certificate", "rotate"]))
+@output_options
+def signing(signer, fmt):
+    """Switch who signs the sandbox WeChat Pay's answers and notifications (a merchant's transition).
+
+    SIGNER is `public_key` (PUB_KEY_ID_…), `certificate` (the platform certificate of /v3/certificates) or
+    `rotate` (a new platform certificate, published and signing from now on). The sandbox of `xintu serve`
+    runs the app in WECHATPAY_VERIFY_MODE=both, so payments go on through a switch. Prints the signer."""
+    result = _client().set_signing(signer)
+    emit({**result, "certificates": ", ".join(result["certificates"])} if fmt != "json" else result, fmt)
 
 
 @sandbox.command(hidden=True)

@@ -88,6 +88,16 @@ def test_config_show_masks_secrets(tmp_path, monkeypatch):
     assert data["REPLICA_URL"] == "mysql://***@10.0.0.6/xintu"
 
 
+def test_config_show_names_the_wechatpay_verify_mode(tmp_path, monkeypatch):
+    monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path))
+    data = json.loads(CliRunner().invoke(cli, ["config", "show", "--format", "json"]).output)
+    assert data["WECHATPAY_VERIFY_MODE"] == "public_key"
+    monkeypatch.setenv("XINTU_WECHATPAY_VERIFY_MODE", "both")
+    data = json.loads(CliRunner().invoke(cli, ["config", "show", "--format", "json"]).output)
+    assert data["WECHATPAY_VERIFY_MODE"] == "both"
+    assert data["WECHATPAY_CERT_DIR"] == str(tmp_path / "wechatpay-certs")
+
+
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
 def test_output_formats(fmt):
     rows = [{"name": "小芯", "credits": 10}, {"name": "bob", "credits": None}]

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from xintu.config import PRODUCTION_REQUIRED, load_config
+from xintu.config import PRODUCTION_REQUIRED, VERIFY_MODES, load_config
 from xintu.errors import ConfigError
 
 
@@ -43,11 +43,11 @@ def test_development_default_is_sqlite_in_the_instance_folder_with_a_persistent_
 def test_production_without_secrets_refuses_to_start(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(instance=str(tmp_path), environ={"XINTU_ENV": "production"})
-    assert all(key in info.value.message for key in PRODUCTION_REQUIRED)
+    assert all(key in info.value.message for key in PRODUCTION_REQUIRED + VERIFY_MODES["public_key"])
 
 
 def _production_env(**extra):
-    env = {f"XINTU_{key}": f"value-{key.lower()}" for key in PRODUCTION_REQUIRED}
+    env = {f"XINTU_{key}": f"value-{key.lower()}" for key in PRODUCTION_REQUIRED + VERIFY_MODES["public_key"]}
     env.update(XINTU_ENV="production", XINTU_SECRET_KEY="s" * 16 + "0123456789abcdef0123",
                XINTU_DATABASE_URL="mysql://app:pw@db1:3306/xintu", XINTU_WECHATPAY_APIV3_KEY="k" * 32,
                XINTU_PUBLIC_BASE_URL="https://api.example.cn", XINTU_WECHAT_TOKEN="callbackToken1",
@@ -110,6 +110,34 @@ def test_edit_call_timeout_must_stay_below_the_lease(tmp_path):
 def test_production_with_secrets_forces_sandbox_off_and_internal_header_on(tmp_path):
     config = load_config(instance=str(tmp_path), environ=_production_env())
     assert config["SANDBOX"] is False and config["REQUIRE_INTERNAL_HEADER"] is True
+
+
+def test_verify_mode_is_one_of_three_everywhere(tmp_path):
+    with pytest.raises(ConfigError, match="WECHATPAY_VERIFY_MODE must be one of public_key, certificate, both"):
+        load_config(instance=str(tmp_path), environ={"XINTU_WECHATPAY_VERIFY_MODE": "auto"})
+    config = load_config(instance=str(tmp_path), environ={})
+    assert config["WECHATPAY_VERIFY_MODE"] == "public_key"
+    assert config["WECHATPAY_CERT_DIR"] == str(tmp_path / "wechatpay-certs")
+
+
+def test_production_needs_what_the_verify_mode_uses(tmp_path):
+    no_key = {"XINTU_WECHATPAY_PUBLIC_KEY": "", "XINTU_WECHATPAY_PUBLIC_KEY_ID": ""}
+    # certificate mode: no public key needed, the APIv3 key (required anyway) and a writable cert dir
+    config = load_config(instance=str(tmp_path), environ=_production_env(XINTU_WECHATPAY_VERIFY_MODE="certificate",
+                                                                         **no_key))
+    assert config["WECHATPAY_VERIFY_MODE"] == "certificate"
+    for mode in ("public_key", "both"):
+        with pytest.raises(ConfigError, match="WECHATPAY_PUBLIC_KEY, WECHATPAY_PUBLIC_KEY_ID"):
+            load_config(instance=str(tmp_path), environ=_production_env(XINTU_WECHATPAY_VERIFY_MODE=mode, **no_key))
+    (tmp_path / "a-file").write_text("x")
+    for mode in ("certificate", "both"):
+        with pytest.raises(ConfigError, match="WECHATPAY_CERT_DIR .*is not a folder"):
+            load_config(instance=str(tmp_path), environ=_production_env(
+                XINTU_WECHATPAY_VERIFY_MODE=mode, XINTU_WECHATPAY_CERT_DIR=str(tmp_path / "a-file" / "certs")))
+    # public-key mode never touches the cert dir
+    config = load_config(instance=str(tmp_path), environ=_production_env(
+        XINTU_WECHATPAY_CERT_DIR=str(tmp_path / "a-file" / "certs")))
+    assert config["WECHATPAY_VERIFY_MODE"] == "public_key"
 
 
 def test_production_cli_start_fails_with_one_readable_line(tmp_path):

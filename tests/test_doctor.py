@@ -37,17 +37,20 @@ def _by_name(checks):
 
 
 def test_everything_passes_against_the_running_sandbox(app, sandboxed):
-    overrides, _, _ = sandboxed
+    overrides, running, _ = sandboxed
     app.config.update(overrides)
     result = _invoke(app, "--format", "json")
     assert result.exit_code == 0, result.output
     checks = _by_name(json.loads(result.output))
     assert not [c for c in checks.values() if c["level"] == "fail"]
     for name in ("database.primary", "database.migrations", "wechat.token", "wechat.callback_token",
-                 "wechat.aes", "wechatpay.keys", "wechatpay.public_key", "wechatpay.query",
+                 "wechat.aes", "wechatpay.keys", "wechatpay.mode", "wechatpay.public_key",
+                 "wechatpay.certificates", "wechatpay.query",
                  "dashscope.classify.model", "dashscope.classify.key", "dashscope.edit.model",
                  "dashscope.edit.key", "secrets", "sdk.versions"):
         assert checks[name]["level"] == "ok", checks[name]
+    assert "verification mode both" in checks["wechatpay.mode"]["message"]   # as `xintu serve` runs it
+    assert running.pay.certificate["serial_no"] in checks["wechatpay.certificates"]["message"]
     table = _invoke(app)
     assert table.exit_code == 0
     assert table.output.splitlines()[0].split() == ["level", "name", "message", "advice"]
@@ -85,6 +88,21 @@ def test_each_wrong_setting_fails_with_advice_and_exit_1(app, sandboxed):
     with app.app_context():
         key = _by_name(doctor.run(app.config))["dashscope.classify.key"]
     assert key.level == "fail" and "401" in key.message
+
+
+def test_certificate_mode_without_a_certificate_fails(app, sandboxed, tmp_path):
+    overrides, running, _ = sandboxed
+    app.config.update(overrides, **running.verify_config("certificate", str(tmp_path / "certs")),
+                      WECHATPAY_APIV3_KEY="w" * 32)   # the download cannot be decrypted: no certificate
+    with app.app_context():
+        checks = _by_name(doctor.run(app.config))
+    assert checks["wechatpay.keys"].level == "fail"
+    assert "平台证书" in checks["wechatpay.keys"].message and "APIv3" in checks["wechatpay.keys"].advice
+    app.config.update(WECHATPAY_APIV3_KEY=overrides["WECHATPAY_APIV3_KEY"])
+    with app.app_context():
+        checks = _by_name(doctor.run(app.config))
+    assert checks["wechatpay.certificates"].level == "ok" and "wechatpay.public_key" not in checks
+    assert "verification mode certificate" in checks["wechatpay.mode"].message
 
 
 def test_production_fails_what_would_refuse_the_start(app, sandboxed):

@@ -216,3 +216,60 @@ def test_start_embedded_points_the_app_at_fresh_sandboxes():
         assert requests.get(running.pay.base_url + "/sandbox/cashier", timeout=5).status_code == 400
     finally:
         running.stop()
+
+
+def test_platform_certificate_is_published_as_wechatpayv3_decrypts_it(paysb, merchant, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from wechatpayv3.utils import aes_decrypt, load_certificate
+
+    wp = gateway_wechatpay_class()(
+        gateway=paysb.base_url, use_certificates=True, cert_dir=str(tmp_path), wechatpay_type=WeChatPayType.JSAPI,
+        mchid=MCHID, private_key=merchant["private"], cert_serial_no=merchant["serial"], appid=APPID,
+        apiv3_key=merchant["apiv3"])
+    # the SDK's own download (_init_certificates → _update_certificates) reached the fake, not WeChat
+    assert paysb.requests == [("GET", "/v3/certificates")]
+    [cert] = wp.certificates
+    assert format(cert.serial_number, "X") == paysb.certificate["serial_no"]
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert cert.public_key().public_bytes(serialization.Encoding.PEM, spki) != paysb.platform_public_key.encode()
+    assert (tmp_path / (paysb.certificate["serial_no"] + ".pem")).read_text() == paysb.certificate["pem"]
+    # the wire format: data[] with serial_no, effective/expire time and an AEAD_AES_256_GCM sealed PEM
+    status, text = wp._core.request("/v3/certificates")      # signed answer, verified by the SDK
+    [item] = json.loads(text)["data"]
+    assert status == 200 and item["serial_no"] == paysb.certificate["serial_no"]
+    assert item["effective_time"] < item["expire_time"]
+    sealed = item["encrypt_certificate"]
+    assert sealed["algorithm"] == "AEAD_AES_256_GCM" and sealed["associated_data"] == "certificate"
+    pem = aes_decrypt(nonce=sealed["nonce"], ciphertext=sealed["ciphertext"],
+                      associated_data=sealed["associated_data"], apiv3_key=merchant["apiv3"])
+    assert load_certificate(pem).serial_number == cert.serial_number
+    # unauthenticated requests get WeChat's 401, not the certificates
+    assert requests.get(paysb.base_url + "/v3/certificates", timeout=5).status_code == 401
+
+
+def test_signer_switch_changes_the_serial_and_key_of_answers(paysb, merchant, tmp_path):
+    paysb.control_key = "k" * 24
+    keyed = pay_client(paysb, merchant)
+    certified = gateway_wechatpay_class()(
+        gateway=paysb.base_url, use_certificates=True, cert_dir=str(tmp_path), wechatpay_type=WeChatPayType.JSAPI,
+        mchid=MCHID, private_key=merchant["private"], cert_serial_no=merchant["serial"], appid=APPID,
+        apiv3_key=merchant["apiv3"])
+    assert keyed.query(out_trade_no="nosuchorder1")[0] == 404     # errors are not signed: both fine
+    refused = requests.post(paysb.base_url + "/sandbox/signing", json={"with": "certificate"}, timeout=5)
+    assert refused.status_code == 403 and paysb.signer == "public_key"
+    switched = requests.post(paysb.base_url + "/sandbox/signing", json={"with": "certificate"}, timeout=5,
+                             headers={"X-Sandbox-Key": paysb.control_key})
+    assert switched.json()["signer"] == "certificate" == paysb.signer
+    code, _ = certified.pay(description="x", out_trade_no="SIGN000001", amount={"total": 1},
+                           payer={"openid": "o1"}, notify_url="http://127.0.0.1:9/n")
+    assert code == 200
+    with pytest.raises(Exception, match="failed to verify the signature"):
+        keyed.query(out_trade_no="SIGN000001")   # a public-key client does not accept the certificate
+    paysb.set_signer("public_key")
+    assert keyed.query(out_trade_no="SIGN000001")[0] == 200
+    with pytest.raises(Exception, match="failed to verify the signature"):
+        certified.query(out_trade_no="SIGN000001")
+    assert paysb.requests.count(("GET", "/v3/certificates")) == 1   # neither went to download anything
+    bad = requests.post(paysb.base_url + "/sandbox/signing", json={"with": "md5"}, timeout=5,
+                        headers={"X-Sandbox-Key": paysb.control_key})
+    assert bad.status_code == 400 and bad.json()["code"] == "PARAM_ERROR"

@@ -58,8 +58,15 @@ DEFAULTS: dict = {
     "WECHATPAY_PRIVATE_KEY": None,    # PEM text or a path to it
     "WECHATPAY_CERT_SERIAL_NO": None,
     "WECHATPAY_APIV3_KEY": None,
+    # How WeChat Pay's signatures (answers, notifications) are verified: "public_key" (the WeChat Pay public
+    # key, PUB_KEY_ID_…), "certificate" (platform certificates the SDK downloads from /v3/certificates into
+    # WECHATPAY_CERT_DIR) or "both" (the transition: a signature by either is accepted, by its serial).
+    "WECHATPAY_VERIFY_MODE": "public_key",
     "WECHATPAY_PUBLIC_KEY": None,     # platform public key, PEM text or path
     "WECHATPAY_PUBLIC_KEY_ID": None,
+    "WECHATPAY_CERT_DIR": None,       # None → <instance>/wechatpay-certs (certificate and both modes)
+    "WECHATPAY_CERT_REFRESH_SECONDS": 300,  # a notification with an unknown certificate serial re-downloads
+                                            # at most this often (an answer of the gateway: at once)
     "WECHATPAY_BASE_URL": None,       # None → https://api.mch.weixin.qq.com
     "RECONCILE_MAX_BILL_BYTES": 64 * 1024 * 1024,  # a bigger (unzipped) trade bill is refused
     "SANDBOX_DEMO_URL": None,          # set by the sandbox: a page that plays the PC client's QR login
@@ -188,12 +195,17 @@ PRODUCTION_REQUIRED = (
     "WECHATPAY_PRIVATE_KEY",
     "WECHATPAY_CERT_SERIAL_NO",
     "WECHATPAY_APIV3_KEY",
-    "WECHATPAY_PUBLIC_KEY",
-    "WECHATPAY_PUBLIC_KEY_ID",
     "WECHATPAY_NOTIFY_URL",
     "WECHAT_OAUTH_REDIRECT_URL",
     "INTERNAL_SHARED_SECRET",
 )
+# What each WECHATPAY_VERIFY_MODE needs on top (certificate mode: the APIv3 key, required anyway, decrypts
+# the downloaded certificates, and WECHATPAY_CERT_DIR must be writable).
+VERIFY_MODES = {
+    "public_key": ("WECHATPAY_PUBLIC_KEY", "WECHATPAY_PUBLIC_KEY_ID"),
+    "certificate": (),
+    "both": ("WECHATPAY_PUBLIC_KEY", "WECHATPAY_PUBLIC_KEY_ID"),
+}
 
 
 DEV_PUBLIC_BASE_URL = "http://127.0.0.1:5000"
@@ -259,6 +271,10 @@ def load_config(overrides: dict | None = None, *, environ=os.environ, instance: 
     if float(config["EDIT_CALL_TIMEOUT"]) >= float(config["EDIT_LEASE_SECONDS"]):
         raise ConfigError("EDIT_CALL_TIMEOUT must be below EDIT_LEASE_SECONDS, or a slow edit call loses "
                           "its task to another worker and is submitted (and billed) twice")
+    if config.get("WECHATPAY_VERIFY_MODE") not in VERIFY_MODES:
+        raise ConfigError(f"WECHATPAY_VERIFY_MODE must be one of {', '.join(VERIFY_MODES)}, "
+                          f"not {config.get('WECHATPAY_VERIFY_MODE')!r}")
+    config["WECHATPAY_CERT_DIR"] = str(config.get("WECHATPAY_CERT_DIR") or ipath / "wechatpay-certs")
     if config.get("CLASSIFY_AUTO_FIRST") not in ("llm", "local"):
         raise ConfigError(f"CLASSIFY_AUTO_FIRST must be llm or local, not {config['CLASSIFY_AUTO_FIRST']!r}")
     if config["ENV"] == "production":
@@ -290,7 +306,8 @@ def production_problems(config: dict) -> list[tuple[str, str, str]]:
     """The config-only production checks as (name, level, advice), level ``fail`` or ``warn``; shared by
     ``check_production`` (refuses to start on any fail) and ``xintu doctor``."""
     out = []
-    missing = [key for key in PRODUCTION_REQUIRED if not config.get(key)]
+    mode = config.get("WECHATPAY_VERIFY_MODE") or "public_key"
+    missing = [key for key in PRODUCTION_REQUIRED + VERIFY_MODES.get(mode, ()) if not config.get(key)]
     if missing:
         out.append(("settings.required", "fail", "production needs these settings (env XINTU_<NAME> or "
                     "instance file): " + ", ".join(missing)))
@@ -305,6 +322,8 @@ def production_problems(config: dict) -> list[tuple[str, str, str]]:
     v3 = str(config.get("WECHATPAY_APIV3_KEY") or "")
     if v3 and len(v3.encode()) != 32:
         out.append(("secrets.wechatpay_apiv3_key", "fail", "WECHATPAY_APIV3_KEY must be exactly 32 bytes"))
+    if mode in ("certificate", "both") and (problem := cert_dir_problem(config.get("WECHATPAY_CERT_DIR"))):
+        out.append(("wechatpay.cert_dir", "fail", problem))
     for name, problem in (("wechat.callback_token", wechat_token_problem(config.get("WECHAT_TOKEN"))),
                           ("wechat.aes", aes_key_problem(config.get("WECHAT_AES_KEY")))):
         if problem:
@@ -322,6 +341,20 @@ def production_problems(config: dict) -> list[tuple[str, str, str]]:
         elif "127.0.0.1" in url or "localhost" in url:
             out.append((f"addresses.{key.lower()}", "fail", f"{key} points to this machine ({url})"))
     return out
+
+
+def cert_dir_problem(path) -> str | None:
+    """Certificate mode keeps the downloaded platform certificates in a folder that must be writable (or
+    creatable) by the service."""
+    if not path:
+        return "WECHATPAY_CERT_DIR is not set (certificate mode keeps the platform certificates there)"
+    folder = Path(path)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"WECHATPAY_CERT_DIR {path}: {existing} is not a folder"
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        return f"WECHATPAY_CERT_DIR {path} is not writable (the platform certificates are downloaded there)"
+    return None
 
 
 def wechat_token_problem(token) -> str | None:

@@ -218,19 +218,55 @@ def _pay(config) -> list[Check]:
     try:
         wp = pay_client(config)
     except XintuError as exc:
+        if exc.code == "pay_certificates_unavailable":
+            return [Check("wechatpay.keys", "fail", exc.message,
+                          "GET /v3/certificates must answer with a certificate the APIv3 key decrypts: check "
+                          "WECHATPAY_APIV3_KEY, MCHID and the merchant key, or use the public key mode")]
         return [Check("wechatpay.keys", "fail" if _production(config) else "warn", exc.message,
                       "set the WECHATPAY_* settings")]
     except Exception as exc:  # noqa: BLE001  the SDK raises plain exceptions for keys it cannot load
         return [Check("wechatpay.keys", "fail", f"keys do not load: {exc}"[:200],
                       "WECHATPAY_PRIVATE_KEY = apiclient_key.pem, WECHATPAY_PUBLIC_KEY = pub_key.pem "
                       "(PEM text or a path)")]
-    out = [Check("wechatpay.keys", "ok", "merchant private key and platform public key load")]
-    key_id = str(config.get("WECHATPAY_PUBLIC_KEY_ID") or "")
-    out.append(Check("wechatpay.public_key", "ok" if key_id.startswith("PUB_KEY_ID_") else "warn",
-                     f"public key id {key_id}", "" if key_id.startswith("PUB_KEY_ID_") else
-                     "WeChat Pay public key ids start with PUB_KEY_ID_ (商户平台 → API安全 → 微信支付公钥)"))
+    from xintu.member.pay import verify_mode
+
+    mode = verify_mode(config)
+    out = [Check("wechatpay.keys", "ok", "merchant private key and the keys of the verification mode load"),
+           Check("wechatpay.mode", "ok", f"verification mode {mode} (WECHATPAY_VERIFY_MODE): " + {
+               "public_key": "the WeChat Pay public key verifies",
+               "certificate": "platform certificates verify",
+               "both": "transition: the public key and the platform certificates verify, by serial"}[mode])]
+    if mode != "certificate":
+        key_id = str(config.get("WECHATPAY_PUBLIC_KEY_ID") or "")
+        out.append(Check("wechatpay.public_key", "ok" if key_id.startswith("PUB_KEY_ID_") else "warn",
+                         f"public key id {key_id}", "" if key_id.startswith("PUB_KEY_ID_") else
+                         "WeChat Pay public key ids start with PUB_KEY_ID_ (商户平台 → API安全 → 微信支付公钥)"))
+    if mode != "public_key":
+        out.append(_pay_certificates(wp, mode))
     out.append(_pay_round_trip(wp))
     return out
+
+
+def _pay_certificates(wp, mode) -> Check:
+    """The platform certificates held (from WECHATPAY_CERT_DIR or downloaded), and how long they last."""
+    from datetime import UTC, datetime, timedelta
+
+    from xintu.member.pay import certificate_serial
+
+    certs = wp.certificates
+    if not certs:
+        return Check("wechatpay.certificates", "fail" if mode == "certificate" else "warn",
+                     "no platform certificate held: certificate-signed messages are refused",
+                     "GET /v3/certificates failed (merchant key / MCHID / APIv3 key) or WECHATPAY_CERT_DIR "
+                     "is not writable")
+    last = max(cert.not_valid_after_utc for cert in certs)
+    listed = ", ".join(f"{certificate_serial(c.serial_number)} until {c.not_valid_after_utc:%Y-%m-%d}"
+                       for c in certs)
+    if last - datetime.now(UTC) < timedelta(days=30):
+        return Check("wechatpay.certificates", "warn", f"platform certificates expire soon: {listed}"[:200],
+                     "WeChat publishes the next certificate before the old one expires: restart or wait for "
+                     "a refresh; or move to the WeChat Pay public key (docs/MEMBER.md)")
+    return Check("wechatpay.certificates", "ok", f"platform certificates: {listed}"[:200])
 
 
 def _pay_round_trip(wp) -> Check:

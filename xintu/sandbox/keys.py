@@ -4,9 +4,12 @@ from __future__ import annotations
 import base64
 import secrets
 import string
+from datetime import UTC, datetime, timedelta
 
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 
 def rsa_keypair(bits=2048) -> tuple[str, str]:
@@ -17,6 +20,23 @@ def rsa_keypair(bits=2048) -> tuple[str, str]:
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     return private, public
+
+
+def platform_certificate(days: int = 1825) -> tuple[str, str, int]:
+    """(private PKCS#8 PEM, self-signed X.509 PEM, serial number) of a WeChat Pay platform certificate: a key
+    pair of its own (not the public-key mode's), valid from yesterday for ``days``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tenpay.com"),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Tenpay.com CA Center (sandbox)"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com sandbox platform certificate")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=days)).sign(key, hashes.SHA256()))
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return private, cert.public_bytes(serialization.Encoding.PEM).decode(), cert.serial_number
 
 
 def apiv3_key() -> str:

@@ -124,6 +124,17 @@ class SandboxClient:
             raise ConfigError(f"sandbox: {data.get('message') or resp.text}")
         return data
 
+    def set_signing(self, signer: str) -> dict:
+        """Switch who signs the fake WeChat Pay's answers and notifications: ``public_key``,
+        ``certificate``, or ``rotate`` (a new platform certificate that signs from now on)."""
+        pay = self.overrides["WECHATPAY_BASE_URL"].rstrip("/")
+        resp = requests.post(pay + "/sandbox/signing", json={"with": signer}, timeout=self.timeout,
+                             headers={CONTROL_HEADER: self.state["control_key"]})
+        data = resp.json()
+        if resp.status_code != 200:
+            raise ConfigError(f"sandbox: {data.get('message') or resp.text}")
+        return data
+
     def scan(self, scene: str, openid: str | None = None) -> dict:
         """A WeChat user scans the QR of ``scene`` and follows (or, already a follower, the SCAN event)."""
         return self._control("/sandbox/scan", {"scene": scene, "openid": openid})

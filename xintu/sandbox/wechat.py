@@ -7,7 +7,10 @@ browser can click through QR → scan → H5 member page → buy → pay without
 """
 from __future__ import annotations
 
+import atexit
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 from .keys import apiv3_key, encoding_aes_key, rsa_keypair, serial_no
@@ -27,6 +30,16 @@ class Sandbox:
         self.mp.stop()
         self.pay.stop()
 
+    def verify_config(self, mode: str, cert_dir: str | None = None) -> dict:
+        """The settings that verify this fake WeChat Pay in ``mode`` (public_key, certificate, both)."""
+        keyed = mode != "certificate"
+        config = {"WECHATPAY_VERIFY_MODE": mode,
+                  "WECHATPAY_PUBLIC_KEY": self.pay.platform_public_key if keyed else None,
+                  "WECHATPAY_PUBLIC_KEY_ID": self.pay.public_key_id if keyed else None}
+        if cert_dir:
+            config["WECHATPAY_CERT_DIR"] = str(cert_dir)
+        return config
+
 
 def start(public_base_url: str, *, encrypted=True, host="127.0.0.1") -> Sandbox:
     appid = "wx" + secrets.token_hex(8)
@@ -43,7 +56,8 @@ def start(public_base_url: str, *, encrypted=True, host="127.0.0.1") -> Sandbox:
         "WECHAT_API_BASE_URL": mp.base_url + "/", "WECHAT_OAUTH_BASE_URL": mp.oauth_base_url,
         "WECHATPAY_MCHID": mchid, "WECHATPAY_PRIVATE_KEY": merchant_private, "WECHATPAY_CERT_SERIAL_NO": serial,
         "WECHATPAY_APIV3_KEY": v3key, "WECHATPAY_PUBLIC_KEY": pay.platform_public_key,
-        "WECHATPAY_PUBLIC_KEY_ID": pay.public_key_id, "WECHATPAY_BASE_URL": pay.base_url,
+        "WECHATPAY_PUBLIC_KEY_ID": pay.public_key_id, "WECHATPAY_VERIFY_MODE": "public_key",
+        "WECHATPAY_BASE_URL": pay.base_url,
         "SANDBOX_PAY_CASHIER_URL": pay.base_url + "/sandbox/cashier",
     }
     return Sandbox(mp, pay, config)
@@ -58,6 +72,12 @@ def start_embedded(config: dict) -> dict:
 
     sandbox = start(config["PUBLIC_BASE_URL"], host="127.0.0.1")
     sandbox.mp.control_key = sandbox.pay.control_key = config.get("SANDBOX_CONTROL_KEY")
+    # "both": the fake signs with its public key until `xintu sandbox signing certificate` switches it,
+    # and the app follows, as in a merchant's transition. The certificates of this run only: a folder of
+    # its own, removed with the process.
+    cert_dir = tempfile.mkdtemp(prefix="xintu-sandbox-certs-")
+    atexit.register(shutil.rmtree, cert_dir, True)
+    sandbox.config.update(sandbox.verify_config("both", cert_dir))
     add_demo(sandbox.mp, config["PUBLIC_BASE_URL"])
     _running.append(sandbox)
     print(f"sandbox WeChat on {sandbox.mp.base_url}  (demo: {sandbox.mp.base_url}/demo), "

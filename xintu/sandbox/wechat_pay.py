@@ -13,6 +13,15 @@ moment later, per ``refund_outcome``) with its error codes: PARAM_ERROR, RESOURC
 order or refund), INVALID_REQUEST (unpaid order, a refund above what is left, an out_refund_no reused with
 other values), NOT_ENOUGH (the merchant's balance, ``merchant_balance_fen``, cannot cover it).
 ``portal_refund`` plays a refund made in the merchant portal: an out_refund_no the merchant never sent.
+
+Verification modes: the sandbox holds both a WeChat Pay public key (``public_key_id`` = ``PUB_KEY_ID_…``)
+and a platform certificate (self-signed X.509 with a key pair of its own, made at start), published on
+``GET /v3/certificates`` as WeChat does (``encrypt_certificate`` sealed by AEAD_AES_256_GCM under the APIv3
+key, the answer signed). ``signer`` — ``public_key`` or ``certificate`` — says which one signs answers and
+notifications (``Wechatpay-Serial`` = the key id or the certificate's hex serial); ``set_signer`` (or
+``POST /sandbox/signing {"with": …}`` with the control key, `xintu sandbox signing`) switches it mid-run,
+as WeChat does during a merchant's transition. ``rotate_certificate`` adds a newer certificate that signs
+from then on.
 """
 from __future__ import annotations
 
@@ -35,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .base import Response, SandboxServer
-from .keys import rsa_keypair
+from .keys import platform_certificate, rsa_keypair
 
 CST = timezone(timedelta(hours=8))
 AUTH_RE = re.compile(r'(\w+)="([^"]*)"')
@@ -94,6 +103,9 @@ class PaySandbox(SandboxServer):
         self.platform_private_key, self.platform_public_key = rsa_keypair()
         self.public_key_id = "PUB_KEY_ID_" + secrets.token_hex(12).upper()
         self.lock = threading.Lock()
+        self.certificates: list[dict] = []   # published on /v3/certificates; the last one signs
+        self.rotate_certificate()
+        self.signer = "public_key"           # or "certificate": who signs answers and notifications
         self.orders: dict[str, dict] = {}   # out_trade_no -> transaction
         self.by_prepay: dict[str, str] = {}  # prepay_id -> out_trade_no
         self.refunds: dict[str, dict] = {}   # out_refund_no -> refund
@@ -113,23 +125,87 @@ class PaySandbox(SandboxServer):
             ("GET", "/v3/refund/domestic/refunds/(?P<no>[^/]+)", self._query_refund),
             ("GET", "/v3/bill/tradebill", self._trade_bill),
             ("GET", "/v3/billdownload/file", self._download_bill),
+            ("GET", "/v3/certificates", self._certificates),
+            ("POST", "/sandbox/signing", self._control_signing),
             ("GET", "/sandbox/cashier", self._cashier_page),
             ("POST", "/sandbox/bill", self._control_bill),
             ("POST", "/sandbox/cashier", self._cashier_pay),
         ]:
             self.route(method, pattern, self._authenticated(handler) if pattern.startswith("/v3") else handler)
 
+    # -- signing keys -----------------------------------------------------------------------------
+    def rotate_certificate(self) -> str:
+        """A new platform certificate, published next to the old ones and signing from now on (in
+        certificate mode); returns its serial as ``Wechatpay-Serial`` carries it."""
+        private, pem, number = platform_certificate()
+        cert = {"private_key": private, "pem": pem, "serial_no": format(number, "X"),
+                "effective_time": (datetime.now(CST) - timedelta(days=1)).isoformat(timespec="seconds"),
+                "expire_time": (datetime.now(CST) + timedelta(days=1825)).isoformat(timespec="seconds")}
+        with self.lock:
+            self.certificates.append(cert)
+        return cert["serial_no"]
+
+    @property
+    def certificate(self) -> dict:
+        """The platform certificate that signs in certificate mode (the newest)."""
+        return self.certificates[-1]
+
+    def set_signer(self, signer: str) -> None:
+        if signer not in ("public_key", "certificate"):
+            raise ValueError(f"unknown signer {signer!r}")
+        self.signer = signer
+
+    def signing_key(self) -> tuple[str, str]:
+        """(private key PEM, Wechatpay-Serial) of whoever signs now."""
+        if self.signer == "certificate":
+            return self.certificate["private_key"], self.certificate["serial_no"]
+        return self.platform_private_key, self.public_key_id
+
+    def _certificates(self, req):
+        """GET /v3/certificates: every published certificate, sealed under the APIv3 key."""
+        data = []
+        for cert in list(self.certificates):
+            nonce, aad = secrets.token_hex(6), "certificate"
+            cipher = AESGCM(self.apiv3_key.encode()).encrypt(nonce.encode(), cert["pem"].encode(), aad.encode())
+            data.append({"serial_no": cert["serial_no"], "effective_time": cert["effective_time"],
+                         "expire_time": cert["expire_time"],
+                         "encrypt_certificate": {"algorithm": "AEAD_AES_256_GCM", "nonce": nonce,
+                                                 "associated_data": aad,
+                                                 "ciphertext": base64.b64encode(cipher).decode()}})
+        # WeChat signs this answer with a platform certificate whoever signs the rest
+        return self._signed(200, {"data": data}, signer=(self.certificate["private_key"],
+                                                          self.certificate["serial_no"]))
+
+    def _control_signing(self, req):
+        """`xintu sandbox signing`: switch the signer mid-run (keyed, like /sandbox/bill)."""
+        key = req.header("X-Sandbox-Key") or ""
+        if not self.control_key or not secrets.compare_digest(key, self.control_key):
+            return self._error(403, "NO_AUTH", "sandbox control key required")
+        if req.json().get("with") == "rotate":
+            self.rotate_certificate()
+            self.set_signer("certificate")
+        else:
+            try:
+                self.set_signer(req.json().get("with"))
+            except ValueError:
+                return self._error(400, "PARAM_ERROR", "with 须为 public_key、certificate 或 rotate")
+        return Response.json({"signer": self.signer, "public_key_id": self.public_key_id,
+                              "certificates": [c["serial_no"] for c in self.certificates]})
+
     # -- protocol plumbing ------------------------------------------------------------------------
-    def signed_headers(self, body: str, timestamp=None, private_key=None) -> dict:
+    def signed_headers(self, body: str, timestamp=None, private_key=None, serial=None) -> dict:
+        """Signed by the current signer; ``private_key`` / ``serial`` override it (forgeries in tests)."""
         ts, nonce = str(timestamp or int(time.time())), secrets.token_hex(16).upper()
-        signature = rsa_sign(private_key or self.platform_private_key, f"{ts}\n{nonce}\n{body}\n")
+        signer_key, signer_serial = self.signing_key()
+        signature = rsa_sign(private_key or signer_key, f"{ts}\n{nonce}\n{body}\n")
         return {"Wechatpay-Timestamp": ts, "Wechatpay-Nonce": nonce, "Wechatpay-Signature": signature,
-                "Wechatpay-Serial": self.public_key_id,
+                "Wechatpay-Serial": serial or signer_serial,
                 "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"}
 
-    def _signed(self, status, data=None):
+    def _signed(self, status, data=None, signer=None):
         body = "" if data is None else json.dumps(data, ensure_ascii=False)
-        headers = self.signed_headers(body)
+        key, serial = signer or (None, None)
+        headers = self.signed_headers(body, private_key=key, serial=serial)
         if data is not None:
             headers["Content-Type"] = "application/json; charset=utf-8"
         return Response(status, body.encode("utf-8"), headers)
@@ -472,17 +548,19 @@ class PaySandbox(SandboxServer):
                              success_time=datetime.now(CST).isoformat(timespec="seconds"))
             return order
 
-    def build_notification(self, prepay_id, *, resource=None, timestamp=None, sign_key=None, apiv3_key=None):
-        """(headers, body) of a TRANSACTION.SUCCESS notification. The keyword overrides exist to forge:
-        a changed ``resource``, a stale ``timestamp``, another ``sign_key`` or ``apiv3_key``."""
+    def build_notification(self, prepay_id, *, resource=None, timestamp=None, sign_key=None, apiv3_key=None,
+                           serial=None):
+        """(headers, body) of a TRANSACTION.SUCCESS notification, signed by the current signer. The keyword
+        overrides exist to forge: a changed ``resource``, a stale ``timestamp``, another ``sign_key``,
+        ``serial`` or ``apiv3_key``."""
         order = self.orders[self.by_prepay[prepay_id]]
         plain = resource if resource is not None else self.transaction(order)
         return self._envelope(plain, event_type="TRANSACTION.SUCCESS", summary="支付成功",
                               original_type="transaction", timestamp=timestamp, sign_key=sign_key,
-                              apiv3_key=apiv3_key)
+                              apiv3_key=apiv3_key, serial=serial)
 
     def _envelope(self, plain, *, event_type, summary, original_type, timestamp=None, sign_key=None,
-                  apiv3_key=None):
+                  apiv3_key=None, serial=None):
         nonce, aad = secrets.token_hex(6), original_type
         cipher = AESGCM((apiv3_key or self.apiv3_key).encode()).encrypt(
             nonce.encode(), json.dumps(plain, ensure_ascii=False).encode("utf-8"), aad.encode())
@@ -492,7 +570,7 @@ class PaySandbox(SandboxServer):
                                  "ciphertext": base64.b64encode(cipher).decode(), "associated_data": aad,
                                  "nonce": nonce}}
         body = json.dumps(envelope, ensure_ascii=False)
-        headers = self.signed_headers(body, timestamp=timestamp, private_key=sign_key)
+        headers = self.signed_headers(body, timestamp=timestamp, private_key=sign_key, serial=serial)
         headers["Content-Type"] = "application/json"
         return headers, body
 
