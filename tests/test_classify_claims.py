@@ -151,17 +151,19 @@ def test_a_reencoded_copy_is_a_near_duplicate_hit_without_an_upstream_call(class
                         data={"images": [(io.BytesIO(copy_of(COFFEE, 0.5)), "half.jpg")]}).get_json()
     assert batch["results"][0]["near_duplicate"] is True and batch["results"][0]["method"] == "cache"
     assert dashscope_vl.state.calls == 1
-    # Another photo, and a mirror image or a crop of this one, are not near-duplicates: the LLM is asked.
+    # Another photo, and a mirror image, a crop or a grey copy of this one (the same pHash: it sees only
+    # brightness; the mean colour differs) are not near-duplicates: the LLM is asked.
     from PIL import Image, ImageOps
     img = Image.open(io.BytesIO(COFFEE)).convert("RGB")
-    mirrored, cropped = io.BytesIO(), io.BytesIO()
+    mirrored, cropped, grey = io.BytesIO(), io.BytesIO(), io.BytesIO()
     ImageOps.mirror(img).save(mirrored, "JPEG", quality=80)
     img.crop((60, 40, img.width, img.height)).save(cropped, "JPEG", quality=80)
+    ImageOps.grayscale(img).save(grey, "JPEG", quality=80)
     dashscope_vl.state.answer = {"category": "pets", "confidence": 0.9, "description": "一只猫"}
-    for data in (CAT, mirrored.getvalue(), cropped.getvalue()):
+    for data in (CAT, mirrored.getvalue(), cropped.getvalue(), grey.getvalue()):
         body = _post(client, other, data).get_json()
         assert body["method"] == "llm" and "near_duplicate" not in body
-    assert dashscope_vl.state.calls == 4
+    assert dashscope_vl.state.calls == 5
     # A near-duplicate upload that names its original claims it, pointing to the answer it was given.
     copy = copy_of(COFFEE, 0.9)
     assert _post(client, device, copy, original_sha256="ab" * 32).get_json()["near_duplicate"] is True
@@ -231,3 +233,32 @@ def test_claims_and_near_duplicates_on_mariadb(mariadb, mysql_database, tmp_path
         assert ClassifyClaim.select().count() == 1
     from xintu import db
     db.close_all()
+
+
+@pytest.mark.parametrize("which", ["sqlite", "mariadb"])
+def test_m0020_upgrades_a_classify_cache_of_the_old_shape_and_is_idempotent(request, which):
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from xintu import db, migrations
+    from xintu.migrations import SchemaMigration
+    from xintu.models import ClassifyCache
+
+    app = request.getfixturevalue("app" if which == "sqlite" else "mysql_app")
+    with app.app_context():
+        database = db.primary.obj
+        ClassifyCache.create(image_sha256="c" * 64, model_version="qwen3-vl-plus", prompt_version="p1",
+                             category="foods", confidence=0.9, source="llm")
+        database.execute_sql("DROP TABLE classify_claims")
+        migrator = SchemaMigrator.from_database(database)
+        for i in range(4):
+            index = next(ix.name for ix in database.get_indexes("classify_cache") if ix.columns == [f"phash{i}"])
+            migrate(migrator.drop_index("classify_cache", index), migrator.drop_column("classify_cache", f"phash{i}"))
+        with SchemaMigration.bind_ctx(database):
+            SchemaMigration.delete().where(SchemaMigration.version == 20).execute()
+        assert migrations.migrate(database) == [(20, "classify_claims_phash")]
+        assert migrations.migrate(database) == []
+        assert {f"phash{i}" for i in range(4)} <= migrations.column_names(database, "classify_cache")
+        assert {tuple(ix.columns) for ix in database.get_indexes("classify_cache")} >= {
+            (f"phash{i}",) for i in range(4)}
+        assert database.table_exists("classify_claims")
+        assert ClassifyCache.get(ClassifyCache.image_sha256 == "c" * 64).phash0 is None   # the old row is kept

@@ -216,6 +216,7 @@ class ClassifyCache(BaseModel):
     phash1 = IntegerField(null=True, index=True)
     phash2 = IntegerField(null=True, index=True)
     phash3 = IntegerField(null=True, index=True)
+    mean_rgb = IntegerField(null=True)     # mean colour 0xRRGGBB: a near-duplicate must agree on it too
 
     class Meta:
         table_name = "classify_cache"

@@ -91,9 +91,12 @@ class CacheService:
     def get(self, sha256: str, versions: list[Version] | None = None, claimant: tuple | None = None) -> dict | None:
         return self.get_many([sha256], versions, claimant).get(sha256.lower())
 
-    def near_duplicate(self, value: int, versions: list[Version], max_distance: int) -> tuple[str, dict] | None:
-        """(its hash, the answer) of the stored LLM answer whose perceptual hash is nearest ``value``, within
-        ``max_distance`` (≤ 3: the bands find all of those), or None. One indexed query."""
+    def near_duplicate(self, fingerprint: tuple[int, int], versions: list[Version],
+                       max_distance: int) -> tuple[str, dict] | None:
+        """(its hash, the answer) of the stored LLM answer whose perceptual hash is nearest, within
+        ``max_distance`` (≤ 3: the bands find all of those) and of the same mean colour, or None.
+        ``fingerprint``: (pHash, mean colour) from xintu.classify.phash.fingerprint. One indexed query."""
+        value, colour = fingerprint
         versions = [v for v in versions if v.source == "llm"]
         if max_distance < 0 or not versions or not perceptual.informative(value):
             return None
@@ -105,13 +108,16 @@ class CacheService:
                                      ClassifyCache.confidence, ClassifyCache.description, ClassifyCache.source,
                                      ClassifyCache.model_version, ClassifyCache.prompt_version,
                                      ClassifyCache.phash0, ClassifyCache.phash1, ClassifyCache.phash2,
-                                     ClassifyCache.phash3)
+                                     ClassifyCache.phash3, ClassifyCache.mean_rgb)
                 .where(near & self._where(versions)).limit(NEAR_CANDIDATES).dicts())
         best = None
         for row in rows:
             d = perceptual.distance(value, perceptual.from_bands(row[f"phash{i}"] for i in range(4)))
+            if d > max_distance or row["mean_rgb"] is None \
+                    or perceptual.colour_diff(colour, row["mean_rgb"]) > perceptual.MAX_COLOUR_DIFF:
+                continue
             key = (d, rank[(row["model_version"], row["prompt_version"])])
-            if d <= max_distance and (best is None or key < best[0]):
+            if best is None or key < best[0]:
                 best = (key, row)
         if best is None:
             return None
@@ -144,12 +150,13 @@ class CacheService:
                 "description": row["description"] or "", "method": "cache", "source": row["source"]}
 
     def put(self, sha256: str, version: Version, category: str, confidence: float, description: str,
-            phash: int | None = None) -> None:
+            fingerprint: tuple[int, int] | None = None) -> None:
         """Store an answer; the first answer for a key wins (concurrent writers on other hosts are fine).
-        ``phash``: the image's perceptual hash, kept (on LLM answers) for near-duplicate hits."""
+        ``fingerprint``: the image's (pHash, mean colour), kept on LLM answers for near-duplicate hits."""
         bands = {}
-        if phash is not None and version.source == "llm" and perceptual.informative(phash):
-            bands = {f"phash{i}": band for i, band in enumerate(perceptual.bands(phash))}
+        if fingerprint is not None and version.source == "llm" and perceptual.informative(fingerprint[0]):
+            bands = {f"phash{i}": band for i, band in enumerate(perceptual.bands(fingerprint[0]))}
+            bands["mean_rgb"] = fingerprint[1]
         try:
             (ClassifyCache.insert(image_sha256=sha256, model_version=version.model, prompt_version=version.prompt,
                                   category=category, confidence=confidence, description=description[:64],

@@ -143,7 +143,7 @@ class ClassifierService:
     def _compute(self, data: bytes, sha: str, path: str, details: bool, owner=None) -> dict:
         img = image_intake.decode(data)
         versions = [] if details else self._versions(path)
-        value = perceptual.phash(img.image) if any(v.source == "llm" for v in versions) else None
+        value = perceptual.fingerprint(img.image) if any(v.source == "llm" for v in versions) else None
         near = self.cache.near_duplicate(value, versions, self.near_distance) if value is not None else None
         if near is not None:
             return {**near[1], "near_duplicate": True, "_answered_by": near[0]}
@@ -184,9 +184,9 @@ class ClassifierService:
                            result["description"])
         return result
 
-    def _try_llm(self, img, sha: str, method: str, value: int | None = None) -> dict | None:
-        """A validated, cached Qwen-VL answer (stored with the perceptual hash ``value``), or None when it
-        failed (counted and logged)."""
+    def _try_llm(self, img, sha: str, method: str, value: tuple[int, int] | None = None) -> dict | None:
+        """A validated, cached Qwen-VL answer (stored with the image's perceptual fingerprint ``value``), or
+        None when it failed (counted and logged)."""
         try:
             answer = self.llm.classify(_llm_bytes(img), "image/jpeg")
         except LlmFailure as exc:
@@ -195,7 +195,7 @@ class ClassifierService:
                 log.warning("qwen-vl failed (%s); answering with the local model", exc)
             return None
         if value is None:
-            value = perceptual.phash(img.image)
+            value = perceptual.fingerprint(img.image)
         self.cache.put(sha, self.llm_version, answer.category, answer.confidence, answer.description, value)
         return {"category": answer.category, "confidence": answer.confidence,
                 "description": answer.description, "method": method}

@@ -1,4 +1,4 @@
-"""Classify cache: perceptual-hash bands on classify_cache (near-duplicate hits) and classify_claims
+"""Classify cache: perceptual-hash bands and mean colour on classify_cache (near-duplicate hits) and classify_claims
 (a client's original hash, seen only by that client)."""
 from peewee import IntegerField
 
@@ -11,5 +11,6 @@ def up(db, migrator):
     for i in range(4):
         add_column_if_missing(db, migrator, "classify_cache", f"phash{i}", IntegerField(null=True))
         add_index_if_missing(db, migrator, "classify_cache", (f"phash{i}",))
+    add_column_if_missing(db, migrator, "classify_cache", "mean_rgb", IntegerField(null=True))
     with db.bind_ctx([ClassifyClaim]):
         db.create_tables([ClassifyClaim], safe=True)
