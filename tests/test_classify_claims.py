@@ -262,3 +262,15 @@ def test_m0020_upgrades_a_classify_cache_of_the_old_shape_and_is_idempotent(requ
             (f"phash{i}",) for i in range(4)}
         assert database.table_exists("classify_claims")
         assert ClassifyCache.get(ClassifyCache.image_sha256 == "c" * 64).phash0 is None   # the old row is kept
+
+
+@pytest.mark.parametrize("value,ok", [("3", True), ("-1", True), ("0", True), ("4", False), ("-2", False)])
+def test_the_near_duplicate_distance_is_bounded_by_what_the_index_finds(tmp_path, value, ok):
+    from xintu.config import load_config
+    from xintu.errors import ConfigError
+    environ = {"XINTU_CLASSIFY_NEAR_DUPLICATE_DISTANCE": value}
+    if ok:
+        assert load_config(instance=str(tmp_path), environ=environ)["CLASSIFY_NEAR_DUPLICATE_DISTANCE"] == int(value)
+    else:
+        with pytest.raises(ConfigError, match="CLASSIFY_NEAR_DUPLICATE_DISTANCE must be 0–3"):
+            load_config(instance=str(tmp_path), environ=environ)

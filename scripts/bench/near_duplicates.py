@@ -1,6 +1,6 @@
 """Near-duplicate cache hits: false matches among distinct photos, hits on their re-encoded/resized copies.
 
-    python scripts/bench/near_duplicates.py [--tiles 3] [--rows 100000]
+    python scripts/bench/near_duplicates.py [--tiles 3] [--rows 100000] [--screenshots 30]
 
 Every image goes through the service's own path: bytes → xintu.classify.intake.decode (the ≤ 960 px working
 image) → xintu.classify.phash.phash.
@@ -10,6 +10,7 @@ PyWavelets), plus the tiles of a --tiles × --tiles grid over each (tiles share 
 picture). Prints, per Hamming distance threshold:
   (a) false matches: distinct pairs within the threshold, and distinct photos that would be answered with
       another one's answer (the rate that matters: one upload's chance of a wrong near-duplicate hit);
+      (a2) the same among screenshots of one chat app that differ only in their messages;
   (b) edits that must NOT match (crops, rotations, mirror, colour changes) and how many still do;
   (c) hits: the field client's copy (long side 1024 px, 80 % JPEG), an 80 % JPEG re-encode, half size, and
       a 60 % JPEG, each against its photo.
@@ -197,6 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=3, help="grid of tiles per photo (distinct pictures)")
     parser.add_argument("--rows", type=int, default=100_000, help="stored answers for the lookup cost")
+    parser.add_argument("--screenshots", type=int, default=30, help="chat screenshots with other messages")
     args = parser.parse_args()
     from xintu.classify import phash as perceptual
     from xintu.classify.intake import decode
@@ -226,6 +228,16 @@ def main() -> None:
                    if perceptual.distance(ha[0], hb[0]) <= 10)[:6]
     for d, a, b in close:
         print(f"    closest pHashes: {d:2d}  {a}  ~  {b}")
+
+    # The hard case for a perceptual hash: pictures that share a layout, e.g. one chat app's screenshots.
+    from tests.classify_images import phone_screenshot
+    shots = [hash_of(phone_screenshot(seed)) for seed in range(args.screenshots)]
+    shot_pairs = [(a, b) for i, a in enumerate(shots) for b in shots[i + 1:]]
+    print(f"\n(a2) {len(shots)} screenshots of one chat app with other messages "
+          "(tests.classify_images.phone_screenshot): pairs within the distance")
+    print("| distance ≤ | " + " | ".join(str(t) for t in THRESHOLDS) + " |\n|---|" + "---|" * len(THRESHOLDS))
+    print("| pairs | " + " | ".join(pct(sum(near(a, b, t) for a, b in shot_pairs), len(shot_pairs))
+                                    for t in THRESHOLDS) + " |")
 
     edit_d: dict[str, list[tuple]] = {}
     copy_d: dict[str, list[tuple]] = {}
