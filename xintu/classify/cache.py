@@ -2,8 +2,8 @@
 
 The key is always computed by the server from the bytes it received; a hash a client sends is used to
 *look up* (check-cache), and as an ``original_sha256`` only in a claim its sender alone sees (below), so a
-lying client cannot attach its answer to someone else's image. A cache hit is one indexed SELECT; the hit counter is bumped in batches by ``stats_buffer``
-so the fast path does not write.
+lying client cannot attach its answer to someone else's image. A cache hit is one indexed SELECT; the hit
+counter is bumped in batches by ``stats_buffer`` so the fast path does not write.
 
 Claims (``classify_claims``): the field's clients hash the *original* photo and upload a smaller copy, so an
 upload may name its original (``original_sha256``). The answer is stored under our hash of the bytes as
