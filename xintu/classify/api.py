@@ -36,7 +36,7 @@ _ONE_ERRORS = errors({400: ["image_missing", "image_empty", "image_base64_invali
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 _ORIGINAL_DOC = ("SHA-256 (hex) of the original photo this image is a copy of; recorded as this client's "
-                 "claim, never shown to other users")
+                 "claim, never shown to other users (/classify and /classify/batch; /classify/local ignores it)")
 
 
 def _original_field(**kw):
