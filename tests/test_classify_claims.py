@@ -74,7 +74,7 @@ def test_json_and_both_batch_forms_claim_originals(classify_app, dashscope_vl):
     assert one.status_code == 200, one.get_json()
     batch = client.post("/api/v1/classify/batch", headers=device, json={"images": [
         {"image_base64": base64.b64encode(copies[1]).decode(), "original_sha256": originals[1]},
-        {"image_base64": base64.b64encode(copies[2]).decode()}]})
+        {"image_base64": base64.b64encode(copies[2]).decode(), "original_sha256": None}]})   # null = none
     assert [r.get("error") for r in batch.get_json()["results"]] == [None, None]
     multipart = client.post("/api/v1/classify/batch", headers=device, data={
         "images": [(io.BytesIO(copies[3]), "a.jpg"), (io.BytesIO(copies[4]), "b.jpg")],
@@ -185,7 +185,7 @@ def test_near_duplicates_can_be_switched_off(classify_app, dashscope_vl):
 
 @pytest.mark.parametrize("how,value", [
     ("form", "abc"), ("form", "g" * 64), ("form", "a" * 63), ("form", "a" * 65),
-    ("json", 12345), ("json", ["a" * 64]), ("json", "a" * 64 + "\n"),
+    ("json", 12345), ("json", ["a" * 64]), ("json", "a" * 64 + "\n"), ("json", ""),
     ("batch_json", "zz"), ("batch_form_count", None), ("batch_form", "x" * 64)])
 def test_a_malformed_original_sha256_is_a_400_with_a_stable_code(classify_app, dashscope_vl, how, value):
     client = classify_app.test_client()

@@ -36,16 +36,16 @@ _ONE_ERRORS = errors({400: ["image_missing", "image_empty", "image_base64_invali
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 _ORIGINAL_DOC = ("SHA-256 (hex) of the original photo this image is a copy of; recorded as this client's "
-                 "claim, never shown to other users (/classify and /classify/batch; /classify/local ignores it)")
+                 "claim, never shown to other users")
 
 
-def _original_field(**kw):
-    return String(validate=Regexp(SHA256_PATTERN), metadata={"description": _ORIGINAL_DOC, **kw})
+def _original_field():
+    """JSON: a SHA-256 or null (= none); the multipart twin is a plain string field."""
+    return String(allow_none=True, validate=Regexp(SHA256_PATTERN), metadata={"description": _ORIGINAL_DOC})
 
 
 class ImageUpload(Schema):
     image = File(required=True, metadata={"description": _IMAGE_DOC})
-    original_sha256 = _original_field()
 
     class Meta:
         unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
@@ -59,10 +59,18 @@ class ImageBase64(Schema):
     image_base64 = String(required=True, validate=[Length(1), Regexp(BASE64)], metadata={
         "description": "the image bytes in base64, optionally as a `data:image/…;base64,` URI",
         "example": "data:image/png;base64," + EXAMPLE_PNG_BASE64})
-    original_sha256 = _original_field()
 
     class Meta:
         unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
+
+
+class ClassifyUpload(ImageUpload):
+    original_sha256 = String(validate=Regexp(r"^([0-9a-fA-F]{64})?$"),
+                             metadata={"description": _ORIGINAL_DOC + " (empty = none)"})
+
+
+class ClassifyBase64(ImageBase64):
+    original_sha256 = _original_field()
 
 
 class BatchUpload(Schema):
@@ -169,9 +177,10 @@ def _read(storage) -> bytes:
     return data
 
 
-def _original(value, item: int | None = None) -> str | None:
-    """A client's ``original_sha256``: None when absent or empty, else 64 hex digits (lower-cased)."""
-    if value is None or value == "":
+def _original(value, item: int | None = None, form: bool = False) -> str | None:
+    """A client's ``original_sha256``: None when absent (JSON null; an empty multipart field), else 64 hex
+    digits (lower-cased)."""
+    if value is None or (form and value == ""):
         return None
     if not isinstance(value, str) or not SHA256.fullmatch(value.lower()):
         where = f"第 {item + 1} 张的 " if item is not None else ""
@@ -182,7 +191,7 @@ def _original(value, item: int | None = None) -> str | None:
 def _one_image() -> tuple[bytes, str | None]:
     if request.files:
         storage = request.files.get("image") or next(iter(request.files.values()))
-        original = _original(request.form.get("original_sha256"))
+        original = _original(request.form.get("original_sha256"), form=True)
         return _read(storage), original
     body = request.get_json(silent=True)
     if isinstance(body, dict):
@@ -199,7 +208,7 @@ def _many_images() -> list[tuple[str, bytes, str | None]]:
         originals = request.form.getlist("original_sha256")
         if originals and len(originals) != len(files):
             raise BadRequest("original_sha256 的个数必须与图片数相同（没有的留空）", code="original_sha256_invalid")
-        originals = [_original(v, i) for i, v in enumerate(originals)] or [None] * len(files)
+        originals = [_original(v, i, form=True) for i, v in enumerate(originals)] or [None] * len(files)
         return [(f.filename or f"image{i}", _read(f), originals[i]) for i, f in enumerate(files)]
     body = request.get_json(silent=True)
     items = body.get("images") if isinstance(body, dict) else None
@@ -231,8 +240,8 @@ def _owner() -> tuple:
 # decorators document the multipart body and json_alternative its JSON base64 twin.
 @bp.post("")
 @bp.auth_required(client_auth)
-@bp.input(ImageUpload, location="files", arg_name="form", validation=False)
-@json_alternative(ImageBase64)
+@bp.input(ClassifyUpload, location="files", arg_name="form", validation=False)
+@json_alternative(ClassifyBase64)
 @bp.output(ResultOut)
 @bp.doc(summary="Classify one image (cache → LLM → local model)", description=_BODY_DOC,
         responses=_ONE_ERRORS)
