@@ -1,6 +1,7 @@
 """ClassifierService: cache → Qwen-VL (when configured and allowed) → local model.
 
-``method`` in every answer says which path produced it: ``cache``, ``llm``, ``local``, ``llm_fallback``
+``method`` in every answer says which path produced it: ``cache`` (with ``near_duplicate: true`` when the
+stored LLM answer of a near-identical image answered, xintu.classify.cache), ``llm``, ``local``, ``llm_fallback``
 (the LLM was wanted but failed or is not configured, so the local model answered) or ``local_fallback``
 (auto mode tried the local model first, it failed, the LLM answered). The operator switch
 ``inference.mode`` (auto | llm | local, DB-backed, `xintu config set`) picks the path for API requests:
