@@ -99,6 +99,9 @@ DEFAULTS: dict = {
     "CLASSIFY_CACHE_LOCAL": False,    # cache local-model answers too (LLM answers always are)
     "CLASSIFY_LLM_MODEL": "qwen3-vl-plus",  # or qwen3-vl-flash
     "CLASSIFY_CACHE_ACCEPT_MODELS": [],  # earlier models whose cached answers are still served
+    # An upload whose perceptual hash is within this Hamming distance of a cached LLM answer is answered
+    # from it (near_duplicate); 0–3 (the banded index finds every match up to 3), -1 = off.
+    "CLASSIFY_NEAR_DUPLICATE_DISTANCE": 3,
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
     "CLASSIFY_LLM_RETRIES": 1,
     # auto mode with a key: the path tried first ("llm" | "local"); the other one is its fallback
@@ -277,6 +280,9 @@ def load_config(overrides: dict | None = None, *, environ=os.environ, instance: 
     config["WECHATPAY_CERT_DIR"] = str(config.get("WECHATPAY_CERT_DIR") or ipath / "wechatpay-certs")
     if config.get("CLASSIFY_AUTO_FIRST") not in ("llm", "local"):
         raise ConfigError(f"CLASSIFY_AUTO_FIRST must be llm or local, not {config['CLASSIFY_AUTO_FIRST']!r}")
+    if config.get("CLASSIFY_NEAR_DUPLICATE_DISTANCE") not in (-1, 0, 1, 2, 3):
+        raise ConfigError("CLASSIFY_NEAR_DUPLICATE_DISTANCE must be 0–3 (or -1 = off), not "
+                          f"{config.get('CLASSIFY_NEAR_DUPLICATE_DISTANCE')!r}")
     if config["ENV"] == "production":
         check_production(config)
         config["SANDBOX"] = False

@@ -214,10 +214,34 @@ class ClassifyCache(BaseModel):
     created_at = DateTimeField(default=utcnow)
     hits = IntegerField(default=0)
     last_hit_at = DateTimeField(null=True)
+    # The 64-bit perceptual hash of the image (xintu.classify.phash) as four indexed 16-bit bands, on LLM
+    # answers only: one query finds every stored answer within Hamming distance 3. Null = none stored.
+    phash0 = IntegerField(null=True, index=True)
+    phash1 = IntegerField(null=True, index=True)
+    phash2 = IntegerField(null=True, index=True)
+    phash3 = IntegerField(null=True, index=True)
+    mean_rgb = IntegerField(null=True)     # mean colour 0xRRGGBB: a near-duplicate must agree on it too
 
     class Meta:
         table_name = "classify_cache"
         indexes = ((("image_sha256", "model_version", "prompt_version"), True),)
+
+
+class ClassifyClaim(BaseModel):
+    """A client's word that the image it uploaded (``image_sha256``, computed by us) is a copy of its
+    original (``original_sha256``, the hash the client computed). Seen only by the claimant: the device
+    session that made it and, once that device is bound or when a bound client made it, the WeChat user."""
+
+    id = BigAutoField()
+    original_sha256 = CharField(64)
+    image_sha256 = CharField(64)
+    session = ForeignKeyField(ClientSession, backref="claims", on_delete="CASCADE")
+    user = ForeignKeyField(User, null=True, backref="claims", on_delete="CASCADE")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "classify_claims"
+        indexes = ((("original_sha256", "session"), True), (("original_sha256", "user"), False))
 
 
 class RequestLog(BaseModel):
@@ -439,5 +463,5 @@ class UsageCounter(BaseModel):
 
 
 ALL_MODELS = (User, CreditLedger, ClientSession, ForgottenIdentity, QrBinding, WechatEvent, Order, Refund,
-              ClassifyCache, RequestLog, DailyStat, EditTask, EditImage, EditCache, Release, WechatToken,
-              Admin, AdminSession, AdminLoginAttempt, Setting, WechatNonce, UsageCounter)
+              ClassifyCache, ClassifyClaim, RequestLog, DailyStat, EditTask, EditImage, EditCache, Release,
+              WechatToken, Admin, AdminSession, AdminLoginAttempt, Setting, WechatNonce, UsageCounter)

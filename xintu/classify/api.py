@@ -6,13 +6,14 @@ import binascii
 import time
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import Dict, File, Float, Integer, List, Nested, String
+from apiflask.fields import Boolean, Dict, File, Float, Integer, List, Nested, String
 from apiflask.validators import Length, Regexp
 from flask import g, request
 from marshmallow import EXCLUDE
 
 from xintu.apidoc import EXAMPLE_PNG_BASE64, errors, json_alternative
 from xintu.auth import client_auth
+from xintu.classify.cache import SHA256
 from xintu.classify.intake import MAX_BYTES
 from xintu.classify.request_log import buffer
 from xintu.classify.service import MAX_BATCH, get_service
@@ -22,13 +23,26 @@ bp = APIBlueprint("classify", __name__, url_prefix="/api/v1/classify", tag="clas
 MAX_CHECK = 100
 _BODY_DOC = ("Send the image as multipart/form-data field `image` (batch: repeated field `images`), or as JSON "
              "`{\"image_base64\": \"…\"}` (batch: `{\"images\": [{\"image_base64\": \"…\", \"filename\": \"…\"}]}`). "
-             "jpg/png/webp/gif/mpo/heic, ≤ 10 MB each. The server hashes the bytes itself.")
+             "jpg/png/webp/gif/mpo/heic, ≤ 10 MB each. The server hashes the bytes itself. A copy of a "
+             "photo (e.g. resized to 1024 px) may name the SHA-256 of its original in `original_sha256` "
+             "(multipart field, JSON key, per item in a batch): check-cache then finds the answer under that "
+             "hash for this client only (its device, and its WeChat user once bound).")
 
 
 _IMAGE_DOC = "jpg/png/webp/gif/mpo/heic, ≤ 10 MB"
 _ONE_ERRORS = errors({400: ["image_missing", "image_empty", "image_base64_invalid", "image_corrupt",
-                            "image_truncated", "image_unreadable"],
+                            "image_truncated", "image_unreadable", "original_sha256_invalid"],
                       413: ["image_too_large", "image_too_many_pixels"], 415: ["image_unsupported"]})
+
+
+SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
+_ORIGINAL_DOC = ("SHA-256 (hex) of the original photo this image is a copy of; recorded as this client's "
+                 "claim, never shown to other users")
+
+
+def _original_field():
+    """JSON: a SHA-256 or null (= none); the multipart twin is a plain string field."""
+    return String(allow_none=True, validate=Regexp(SHA256_PATTERN), metadata={"description": _ORIGINAL_DOC})
 
 
 class ImageUpload(Schema):
@@ -51,9 +65,21 @@ class ImageBase64(Schema):
         unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
 
 
+class ClassifyUpload(ImageUpload):
+    original_sha256 = String(validate=Regexp(r"^([0-9a-fA-F]{64})?$"),
+                             metadata={"description": _ORIGINAL_DOC + " (empty = none)"})
+
+
+class ClassifyBase64(ImageBase64):
+    original_sha256 = _original_field()
+
+
 class BatchUpload(Schema):
     images = List(File(), required=True, validate=Length(1, MAX_BATCH),
                   metadata={"description": f"1–{MAX_BATCH} images (repeat the field), {_IMAGE_DOC} each"})
+    original_sha256 = List(String(validate=Regexp(r"^([0-9a-fA-F]{64})?$")), metadata={
+        "description": "per image, in the order of `images` (repeat the field once per image, empty for "
+                       "none): " + _ORIGINAL_DOC})
 
     class Meta:
         unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
@@ -64,6 +90,7 @@ class BatchItem(Schema):
                           metadata={"description": "base64 or data: URI", "example": EXAMPLE_PNG_BASE64})
     filename = String(metadata={"description": "echoed in the result (first 200 characters)",
                                 "example": "IMG_0001.png"})
+    original_sha256 = _original_field()
 
     class Meta:
         unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
@@ -83,6 +110,8 @@ class BatchItemOut(Schema):
     confidence = Float()
     description = String()
     method = String()
+    near_duplicate = Boolean(metadata={"description": "true when answered from a stored answer of a "
+                                                      "near-identical image (re-encoded, resized)"})
     details = Dict(metadata={"description": "`llm_skipped` (budget_device|budget_user|budget_global) when "
                                             "a budget was spent"})
     error = Dict(metadata={"description": "`{code, message}` when this image failed"})
@@ -95,6 +124,9 @@ class ResultOut(Schema):
     confidence = Float()
     description = String(metadata={"description": "short Chinese description (≤ 30 characters)"})
     method = String(metadata={"description": "cache|llm|local|llm_fallback|local_fallback"})
+    near_duplicate = Boolean(metadata={"description": "with method cache: answered from a stored answer of "
+                                                      "a near-identical image (re-encoded, resized); absent "
+                                                      "otherwise"})
     details = Dict(metadata={"description": "/classify/local: the cues behind the answer; `llm_skipped` "
                                             "(budget_device|budget_user|budget_global) when a budget "
                                             "was spent"})
@@ -109,7 +141,7 @@ class BatchOut(Schema):
 
 
 class CheckIn(Schema):
-    sha256 = String(required=True, validate=Regexp(r"^[0-9a-fA-F]{64}$"))
+    sha256 = String(required=True, validate=Regexp(SHA256_PATTERN))
 
 
 class CheckOut(Schema):
@@ -118,7 +150,7 @@ class CheckOut(Schema):
 
 
 class BatchCheckIn(Schema):
-    hashes = List(String(validate=Regexp(r"^[0-9a-fA-F]{64}$")), required=True, validate=Length(1, MAX_CHECK))
+    hashes = List(String(validate=Regexp(SHA256_PATTERN)), required=True, validate=Length(1, MAX_CHECK))
 
 
 class BatchCheckOut(Schema):
@@ -146,22 +178,39 @@ def _read(storage) -> bytes:
     return data
 
 
-def _one_image() -> bytes:
+def _original(value, item: int | None = None, form: bool = False) -> str | None:
+    """A client's ``original_sha256``: None when absent (JSON null; an empty multipart field), else 64 hex
+    digits (lower-cased)."""
+    if value is None or (form and value == ""):
+        return None
+    if not isinstance(value, str) or not SHA256.fullmatch(value.lower()):
+        where = f"第 {item + 1} 张的 " if item is not None else ""
+        raise BadRequest(f"{where}original_sha256 必须是 64 位十六进制 SHA-256", code="original_sha256_invalid")
+    return value.lower()
+
+
+def _one_image() -> tuple[bytes, str | None]:
     if request.files:
         storage = request.files.get("image") or next(iter(request.files.values()))
-        return _read(storage)
+        original = _original(request.form.get("original_sha256"), form=True)
+        return _read(storage), original
     body = request.get_json(silent=True)
     if isinstance(body, dict):
-        return _b64(body.get("image_base64"))
+        original = _original(body.get("original_sha256"))
+        return _b64(body.get("image_base64")), original
     raise BadRequest("请上传图片（multipart 字段 image，或 JSON image_base64）", code="image_missing")
 
 
-def _many_images() -> list[tuple[str, bytes]]:
+def _many_images() -> list[tuple[str, bytes, str | None]]:
     if request.files:
         files = request.files.getlist("images") or [f for _, f in request.files.items(multi=True)]
         if len(files) > MAX_BATCH:
             raise BadRequest(f"一次最多 {MAX_BATCH} 张", code="batch_too_large")
-        return [(f.filename or f"image{i}", _read(f)) for i, f in enumerate(files)]
+        originals = request.form.getlist("original_sha256")
+        if originals and len(originals) != len(files):
+            raise BadRequest("original_sha256 的个数必须与图片数相同（没有的留空）", code="original_sha256_invalid")
+        originals = [_original(v, i, form=True) for i, v in enumerate(originals)] or [None] * len(files)
+        return [(f.filename or f"image{i}", _read(f), originals[i]) for i, f in enumerate(files)]
     body = request.get_json(silent=True)
     items = body.get("images") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
@@ -174,7 +223,8 @@ def _many_images() -> list[tuple[str, bytes]]:
         name = item.get("filename")
         if "filename" in item and not isinstance(name, str):
             raise BadRequest(f"第 {i + 1} 张的 filename 必须是字符串", code="invalid_filename")
-        out.append(((name or f"image{i}")[:200], _b64(item.get("image_base64"))))
+        original = _original(item.get("original_sha256"), i)
+        out.append(((name or f"image{i}")[:200], _b64(item.get("image_base64")), original))
     return out
 
 
@@ -191,13 +241,15 @@ def _owner() -> tuple:
 # decorators document the multipart body and json_alternative its JSON base64 twin.
 @bp.post("")
 @bp.auth_required(client_auth)
-@bp.input(ImageUpload, location="files", arg_name="form", validation=False)
-@json_alternative(ImageBase64)
+@bp.input(ClassifyUpload, location="files", arg_name="form", validation=False)
+@json_alternative(ClassifyBase64)
 @bp.output(ResultOut)
 @bp.doc(summary="Classify one image (cache → LLM → local model)", description=_BODY_DOC,
         responses=_ONE_ERRORS)
 def classify(form):
-    return get_service().classify(_one_image(), endpoint="classify", client=_client(), owner=_owner())
+    data, original = _one_image()
+    return get_service().classify(data, endpoint="classify", client=_client(), owner=_owner(),
+                                  original_sha256=original)
 
 
 @bp.post("/local")
@@ -208,7 +260,7 @@ def classify(form):
 @bp.doc(summary="Classify one image with the local model only (no LLM), with the cues it used",
         description=_BODY_DOC, responses=_ONE_ERRORS)
 def classify_local(form):
-    return get_service().classify(_one_image(), method="local", endpoint="classify/local", client=_client(),
+    return get_service().classify(_one_image()[0], method="local", endpoint="classify/local", client=_client(),
                                   details=True)
 
 
@@ -220,7 +272,7 @@ def classify_local(form):
 @bp.doc(summary=f"Classify up to {MAX_BATCH} images concurrently; per-item results and errors",
         description=_BODY_DOC + " A bad image fails only its own item (`error` in the result).",
         responses=errors({400: ["image_missing", "image_base64_invalid", "invalid_filename",
-                                "batch_too_large"], 413: ["image_too_large"]}))
+                                "batch_too_large", "original_sha256_invalid"], 413: ["image_too_large"]}))
 def classify_batch(form):
     start = time.perf_counter()
     items = _many_images()
@@ -234,10 +286,12 @@ def classify_batch(form):
 @bp.input(CheckIn, arg_name="body")
 @bp.output(CheckOut)
 @bp.doc(summary="Is there a cached answer for this SHA-256? (lets a client skip the upload)",
-        description="Reveals only the stored category of an image whose exact bytes the caller already has.")
+        description="Reveals only the stored category of an image whose exact bytes the caller already has, "
+                    "or of an original this client (device, or its WeChat user) claimed with "
+                    "`original_sha256` on an upload.")
 def check_cache(body):
     start, sha = time.perf_counter(), body["sha256"].lower()
-    hit = get_service().cache.get(sha)
+    hit = get_service().cache.get(sha, claimant=_owner())
     _log("classify/check-cache", start, hit)
     return {"sha256": sha, "hit": hit}
 
@@ -246,10 +300,11 @@ def check_cache(body):
 @bp.auth_required(client_auth)
 @bp.input(BatchCheckIn, arg_name="body")
 @bp.output(BatchCheckOut)
-@bp.doc(summary=f"Cached answers for up to {MAX_CHECK} SHA-256 hashes")
+@bp.doc(summary=f"Cached answers for up to {MAX_CHECK} SHA-256 hashes",
+        description="As check-cache: server-verified answers, and this client's own claimed originals.")
 def batch_check_cache(body):
     start, hashes = time.perf_counter(), list(dict.fromkeys(h.lower() for h in body["hashes"]))
-    hits = get_service().cache.get_many(hashes)
+    hits = get_service().cache.get_many(hashes, claimant=_owner())
     _log("classify/batch-check-cache", start, None, batch_size=len(hashes))
     return {"hits": hits, "missing": [h for h in hashes if h not in hits]}
 

@@ -1,6 +1,7 @@
 """ClassifierService: cache → Qwen-VL (when configured and allowed) → local model.
 
-``method`` in every answer says which path produced it: ``cache``, ``llm``, ``local``, ``llm_fallback``
+``method`` in every answer says which path produced it: ``cache`` (with ``near_duplicate: true`` when the
+stored LLM answer of a near-identical image answered, xintu.classify.cache), ``llm``, ``local``, ``llm_fallback``
 (the LLM was wanted but failed or is not configured, so the local model answered) or ``local_fallback``
 (auto mode tried the local model first, it failed, the LLM answered). The operator switch
 ``inference.mode`` (auto | llm | local, DB-backed, `xintu config set`) picks the path for API requests:
@@ -25,6 +26,7 @@ from prometheus_client import Counter, Histogram
 
 from xintu import budgets, db
 from xintu.classify import intake as image_intake
+from xintu.classify import phash as perceptual
 from xintu.classify.cache import CacheService, Version
 from xintu.classify.imagenet import MODEL_VERSION
 from xintu.classify.local import LocalFailure, get_local
@@ -64,6 +66,7 @@ class ClassifierService:
                  for m in config.get("CLASSIFY_CACHE_ACCEPT_MODELS") or [] if m != model]
         self.local_version = Version(f"local-{MODEL_VERSION}", RULES_VERSION, "local")
         self.cache_local = bool(config.get("CLASSIFY_CACHE_LOCAL"))
+        self.near_distance = int(config.get("CLASSIFY_NEAR_DUPLICATE_DISTANCE", 3))
         self.cache = CacheService([self.llm_version, *older]
                                   + ([self.local_version] if self.cache_local else []))
         self.flights = SingleFlight()
@@ -95,9 +98,11 @@ class ClassifierService:
     # -- one image -----------------------------------------------------------------------------
     def classify(self, data: bytes, *, method: str | None = None, endpoint: str | None = None,
                  client: str | None = None, details: bool = False, batch_size: int | None = None,
-                 owner: tuple | None = None) -> dict:
+                 owner: tuple | None = None, original_sha256: str | None = None) -> dict:
         """Classify ``data``; ``method`` overrides the operator mode (the CLI's --method, /classify/local).
-        ``owner`` = (client session id, user id or None) whose LLM budgets an upstream call spends."""
+        ``owner`` = (client session id, user id or None) whose LLM budgets an upstream call spends.
+        ``original_sha256``: the client's hash of the photo ``data`` is a copy of, recorded as a claim of
+        ``owner`` (xintu.classify.cache) pointing to the answer given."""
         start = time.perf_counter()
         path = method or self.mode()
         try:
@@ -110,6 +115,9 @@ class ClassifierService:
                 result, _ = self.flights.do((sha, path, details),
                                             lambda: self._compute(data, sha, path, details, owner))
                 result = dict(result)
+            answered_by = result.pop("_answered_by", sha)   # a near-duplicate's answer is stored under its hash
+            if original_sha256 and owner:
+                self.cache.claim(original_sha256, answered_by, owner)
             result["sha256"] = sha
         except XintuError as exc:
             self._record(endpoint, client, None, None, start, ok=False, status=exc.status, batch_size=batch_size)
@@ -132,6 +140,11 @@ class ClassifierService:
 
     def _compute(self, data: bytes, sha: str, path: str, details: bool, owner=None) -> dict:
         img = image_intake.decode(data)
+        versions = [] if details else self._versions(path)
+        value = perceptual.fingerprint(img.image) if any(v.source == "llm" for v in versions) else None
+        near = self.cache.near_duplicate(value, versions, self.near_distance) if value is not None else None
+        if near is not None:
+            return {**near[1], "near_duplicate": True, "_answered_by": near[0]}
         llm_allowed = path != "local" and self.llm is not None
         # The fallback goes both ways: the LLM's failure is answered by the local model, and in auto mode
         # the local model's failure (an exception, a working image it cannot read) by the LLM.
@@ -144,7 +157,7 @@ class ClassifierService:
                 result["method"] = "local"
                 result["details"] = {**result.get("details", {}), "llm_skipped": f"budget_{scope}"}
                 return result
-            answer = self._try_llm(img, sha, "llm")
+            answer = self._try_llm(img, sha, "llm", value)
             if answer:
                 return answer
         try:
@@ -156,7 +169,7 @@ class ClassifierService:
                     LLM_BUDGET.labels(scope).inc()
                 else:
                     log.warning("local model failed (%r); asking qwen-vl", exc)
-                    answer = self._try_llm(img, sha, "local_fallback")
+                    answer = self._try_llm(img, sha, "local_fallback", value)
                     if answer:
                         return answer
             if isinstance(exc, LocalFailure):
@@ -169,8 +182,9 @@ class ClassifierService:
                            result["description"])
         return result
 
-    def _try_llm(self, img, sha: str, method: str) -> dict | None:
-        """A validated, cached Qwen-VL answer, or None when it failed (counted and logged)."""
+    def _try_llm(self, img, sha: str, method: str, value: tuple[int, int] | None = None) -> dict | None:
+        """A validated, cached Qwen-VL answer (stored with the image's perceptual fingerprint ``value``), or
+        None when it failed (counted and logged)."""
         try:
             answer = self.llm.classify(_llm_bytes(img), "image/jpeg")
         except LlmFailure as exc:
@@ -178,7 +192,9 @@ class ClassifierService:
             if exc.reason != "breaker_open":  # the breaker logged once when it opened
                 log.warning("qwen-vl failed (%s); answering with the local model", exc)
             return None
-        self.cache.put(sha, self.llm_version, answer.category, answer.confidence, answer.description)
+        if value is None:
+            value = perceptual.fingerprint(img.image)
+        self.cache.put(sha, self.llm_version, answer.category, answer.confidence, answer.description, value)
         return {"category": answer.category, "confidence": answer.confidence,
                 "description": answer.description, "method": method}
 
@@ -200,18 +216,20 @@ class ClassifierService:
                              latency_ms=round(elapsed * 1000), ok=ok, status=status, batch_size=batch_size)
 
     # -- many images ---------------------------------------------------------------------------
-    def classify_many(self, items: list[tuple[str, bytes]], *, method: str | None = None,
+    def classify_many(self, items: list[tuple], *, method: str | None = None,
                       endpoint: str | None = None, client: str | None = None,
                       owner: tuple | None = None) -> list[dict]:
         """Per-item results in input order; a bad item gets an ``error`` and does not fail the others.
-        Items run concurrently (bounded), so a batch takes about as long as its slowest item."""
+        Items run concurrently (bounded), so a batch takes about as long as its slowest item.
+        ``items``: (filename, bytes) or (filename, bytes, original_sha256 or None)."""
         path = method or self.mode()  # read once, on the request thread
 
         def one(item):
-            name, data = item
+            name, data, original = (*item, None)[:3]
             try:
                 return {"filename": name, **self.classify(data, method=path, endpoint=endpoint, client=client,
-                                                          batch_size=len(items), owner=owner)}
+                                                          batch_size=len(items), owner=owner,
+                                                          original_sha256=original)}
             except XintuError as exc:
                 return {"filename": name, "error": {"code": exc.code, "message": exc.message}}
             except Exception:  # one broken item must not take the other 19 answers down with it

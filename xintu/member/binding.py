@@ -19,7 +19,7 @@ from xintu.auth import hash_token, issue_token
 from xintu.errors import NotFound, RateLimited, UpstreamError
 from xintu.member.sessions import platform_name
 from xintu.member.users import profile
-from xintu.models import ClientSession, QrBinding, User
+from xintu.models import ClassifyClaim, ClientSession, QrBinding, User
 from xintu.timeutil import iso, to_local, utcnow
 from xintu.wechat import official_account
 from xintu.wechat.h5 import h5_url, with_query
@@ -104,6 +104,9 @@ class BindingService:
             token, _ = issue_token(client_id=client.client_id, kind="bound", user=user,
                                    platform=client.platform, ip=client.last_ip or client.created_ip)
             QrBinding.update(client_token_hash=hash_token(token)).where(QrBinding.id == binding.id).execute()
+            # The device's classify claims (original photo hashes) are the user's from now on.
+            ClassifyClaim.update(user=user.id).where(ClassifyClaim.session == client.id,
+                                                     ClassifyClaim.user.is_null()).execute()
         result.update(token=token, user=profile(user))
         return result
 

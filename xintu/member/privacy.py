@@ -20,6 +20,7 @@ from xintu.errors import BadRequest
 from xintu.member.sessions import session_view
 from xintu.member.users import openid_hash
 from xintu.models import (
+    ClassifyClaim,
     ClientSession,
     CreditLedger,
     EditCache,
@@ -74,6 +75,9 @@ def export(user: User, images: dict[int, list[dict]] | None = None) -> dict:
     tasks = list(EditTask.select().where(EditTask.user == user.id).order_by(EditTask.id))
     images = images if images is not None else _stored_images([t.id for t in tasks])
     ids = client_ids(user.id)
+    claims = (ClassifyClaim.select().where((ClassifyClaim.user == user.id)
+                                           | ClassifyClaim.session.in_([s.id for s in sessions] or [0]))
+              .order_by(ClassifyClaim.id))
     counts = (RequestLog.select(RequestLog.endpoint, fn.COUNT(RequestLog.id).alias("n"),
                                 fn.MIN(RequestLog.ts).alias("first"), fn.MAX(RequestLog.ts).alias("last"))
               .where(RequestLog.client.in_(ids)).group_by(RequestLog.endpoint).dicts()) if ids else []
@@ -99,6 +103,8 @@ def export(user: User, images: dict[int, list[dict]] | None = None) -> dict:
                         "credits_refunded": t.credits_refunded, "created_at": iso(t.created_at),
                         "finished_at": iso(t.finished_at), "stored_images": images.get(t.id, [])}
                        for t in tasks],
+        "classify_claims": [{"original_sha256": c.original_sha256, "image_sha256": c.image_sha256,
+                             "created_at": iso(c.created_at)} for c in claims],
         "requests": [{"endpoint": r["endpoint"], "count": r["n"], "first": iso(r["first"]),
                       "last": iso(r["last"])} for r in counts],
         "retention_days": {"request_log": current_app.config["REQUEST_LOG_RETENTION_DAYS"],
@@ -150,6 +156,8 @@ def forget(user: User, reason: str, operator: str = "user") -> dict:
         QrBinding.delete().where(QrBinding.user == user.id).execute()
         WechatEvent.delete().where(WechatEvent.openid == openid).execute()
         requests = RequestLog.delete().where(RequestLog.client.in_(ids)).execute() if ids else 0
+        claims = ClassifyClaim.delete().where((ClassifyClaim.user == user.id)
+                                              | ClassifyClaim.session.in_(sessions or [0])).execute()
         ForgottenIdentity.insert(openid_hash=openid_hash(openid), user=user.id, reason=reason[:255],
                                  forgotten_at=utcnow()).on_conflict_ignore().execute()
         User.update(openid=f"forgotten:{user.id}", unionid=None, nickname=None, subscribed=False,
@@ -157,7 +165,7 @@ def forget(user: User, reason: str, operator: str = "user") -> dict:
         CreditLedger.update(note=None).where(CreditLedger.user == user.id,
                                              CreditLedger.reason != "admin_adjust").execute()
     return {"user_id": user.id, "sessions_revoked": revoked, "images_deleted": images,
-            "request_log_deleted": requests,
+            "request_log_deleted": requests, "classify_claims_deleted": claims,
             "orders_kept": Order.select().where(Order.user == user.id).count(),
             "ledger_kept": CreditLedger.select().where(CreditLedger.user == user.id).count(),
             "operator": operator}
