@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 
 from xintu import db, migrations
 from xintu.config import aes_key_problem, production_problems, wechat_token_problem
 from xintu.errors import XintuError
-from xintu.member.pay import pay_client
+from xintu.member.pay import certificate_serial, pay_client, verify_mode
 from xintu.models import Order
 from xintu.upstreams import Breaker, check_model
 from xintu.wechat import official_account
@@ -228,8 +229,6 @@ def _pay(config) -> list[Check]:
         return [Check("wechatpay.keys", "fail", f"keys do not load: {exc}"[:200],
                       "WECHATPAY_PRIVATE_KEY = apiclient_key.pem, WECHATPAY_PUBLIC_KEY = pub_key.pem "
                       "(PEM text or a path)")]
-    from xintu.member.pay import verify_mode
-
     mode = verify_mode(config)
     out = [Check("wechatpay.keys", "ok", "merchant private key and the keys of the verification mode load"),
            Check("wechatpay.mode", "ok", f"verification mode {mode} (WECHATPAY_VERIFY_MODE): " + {
@@ -249,10 +248,6 @@ def _pay(config) -> list[Check]:
 
 def _pay_certificates(wp, mode) -> Check:
     """The platform certificates held (from WECHATPAY_CERT_DIR or downloaded), and how long they last."""
-    from datetime import UTC, datetime, timedelta
-
-    from xintu.member.pay import certificate_serial
-
     certs = wp.certificates
     if not certs:
         return Check("wechatpay.certificates", "fail" if mode == "certificate" else "warn",
