@@ -186,13 +186,15 @@ def test_near_duplicates_can_be_switched_off(classify_app, dashscope_vl):
 @pytest.mark.parametrize("how,value", [
     ("form", "abc"), ("form", "g" * 64), ("form", "a" * 63), ("form", "a" * 65),
     ("json", 12345), ("json", ["a" * 64]), ("json", "a" * 64 + "\n"), ("json", ""),
-    ("batch_json", "zz"), ("batch_form_count", None), ("batch_form", "x" * 64)])
+    ("batch_json", "zz"), ("batch_form_count", None), ("batch_form", "x" * 64), ("local", "abc")])
 def test_a_malformed_original_sha256_is_a_400_with_a_stable_code(classify_app, dashscope_vl, how, value):
     client = classify_app.test_client()
     device = register(client)
     b64 = base64.b64encode(COFFEE).decode()
     if how == "form":
         r = _post(client, device, COFFEE, original_sha256=value)
+    elif how == "local":   # checked there too, then ignored
+        r = _post(client, device, COFFEE, path="/api/v1/classify/local", original_sha256=value)
     elif how == "json":
         r = client.post("/api/v1/classify", headers=device, json={"image_base64": b64, "original_sha256": value})
     elif how == "batch_json":

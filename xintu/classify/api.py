@@ -37,7 +37,7 @@ _ONE_ERRORS = errors({400: ["image_missing", "image_empty", "image_base64_invali
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 _ORIGINAL_DOC = ("SHA-256 (hex) of the original photo this image is a copy of; recorded as this client's "
-                 "claim, never shown to other users")
+                 "claim, never shown to other users (/classify/local checks it and ignores it)")
 
 
 def _original_field():
@@ -47,6 +47,8 @@ def _original_field():
 
 class ImageUpload(Schema):
     image = File(required=True, metadata={"description": _IMAGE_DOC})
+    original_sha256 = String(validate=Regexp(r"^([0-9a-fA-F]{64})?$"),
+                             metadata={"description": _ORIGINAL_DOC + " (empty = none)"})
 
     class Meta:
         unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
@@ -60,18 +62,10 @@ class ImageBase64(Schema):
     image_base64 = String(required=True, validate=[Length(1), Regexp(BASE64)], metadata={
         "description": "the image bytes in base64, optionally as a `data:image/…;base64,` URI",
         "example": "data:image/png;base64," + EXAMPLE_PNG_BASE64})
+    original_sha256 = _original_field()
 
     class Meta:
         unknown = EXCLUDE   # parsed by hand: other fields are ignored, so the document allows them
-
-
-class ClassifyUpload(ImageUpload):
-    original_sha256 = String(validate=Regexp(r"^([0-9a-fA-F]{64})?$"),
-                             metadata={"description": _ORIGINAL_DOC + " (empty = none)"})
-
-
-class ClassifyBase64(ImageBase64):
-    original_sha256 = _original_field()
 
 
 class BatchUpload(Schema):
@@ -241,8 +235,8 @@ def _owner() -> tuple:
 # decorators document the multipart body and json_alternative its JSON base64 twin.
 @bp.post("")
 @bp.auth_required(client_auth)
-@bp.input(ClassifyUpload, location="files", arg_name="form", validation=False)
-@json_alternative(ClassifyBase64)
+@bp.input(ImageUpload, location="files", arg_name="form", validation=False)
+@json_alternative(ImageBase64)
 @bp.output(ResultOut)
 @bp.doc(summary="Classify one image (cache → LLM → local model)", description=_BODY_DOC,
         responses=_ONE_ERRORS)
@@ -260,7 +254,8 @@ def classify(form):
 @bp.doc(summary="Classify one image with the local model only (no LLM), with the cues it used",
         description=_BODY_DOC, responses=_ONE_ERRORS)
 def classify_local(form):
-    return get_service().classify(_one_image()[0], method="local", endpoint="classify/local", client=_client(),
+    data, _ = _one_image()   # a malformed original_sha256 is refused here too, as documented
+    return get_service().classify(data, method="local", endpoint="classify/local", client=_client(),
                                   details=True)
 
 
