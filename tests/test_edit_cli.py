@@ -19,7 +19,6 @@ def cli_env(edit_app, dashscope_edit_fake, monkeypatch):
     monkeypatch.setenv("XINTU_EDIT_DASHSCOPE_BASE_URL", dashscope_edit_fake.api_base)
     monkeypatch.setenv("XINTU_EDIT_POLL_INTERVAL", "0")
     monkeypatch.setenv("XINTU_SANDBOX", "false")
-    monkeypatch.setattr("xintu_cli.context._app", None)
     return CliRunner()
 
 

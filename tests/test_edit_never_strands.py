@@ -64,7 +64,6 @@ def test_worker_command_without_a_key_exits_cleanly_after_refunding(edit_app, mo
     monkeypatch.setenv("XINTU_SANDBOX", "false")
     monkeypatch.delenv("XINTU_EDIT_DASHSCOPE_API_KEY", raising=False)
     monkeypatch.delenv("XINTU_DASHSCOPE_API_KEY", raising=False)
-    monkeypatch.setattr("xintu_cli.context._app", None)
     result = CliRunner().invoke(cli, ["worker", "--once", "--id", "keyless"])
     assert result.exit_code == 0, result.output
     assert "worker keyless stopped after 1 steps" in result.output

@@ -108,7 +108,6 @@ def test_admin_upload_needs_an_operator(mysql_app, mysql_client, installers, tmp
 
 
 def test_release_cli(mysql_app, mariadb, mysql_database, installers, monkeypatch, tmp_path):
-    from xintu_cli import context
     from xintu_cli.main import cli
 
     for key, value in {"INSTANCE_PATH": str(tmp_path / "inst"), "ENV": "testing", "SANDBOX": "0",
@@ -116,7 +115,6 @@ def test_release_cli(mysql_app, mariadb, mysql_database, installers, monkeypatch
                        "REPLICA_URL": mariadb.ro_url(mysql_database),
                        "RELEASES_DIR": str(tmp_path / "store")}.items():
         monkeypatch.setenv("XINTU_" + key, value)
-    monkeypatch.setattr(context, "_app", None)
     run = CliRunner().invoke
     up = run(cli, ["release", "upload", str(installers["xintu.dmg"]), "--platform", "mac", "--version",
                    "1.2.0", "--notes", "修复", "--format", "json"])
