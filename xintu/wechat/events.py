@@ -1,4 +1,4 @@
-"""The official-account event callback (DESIGN §4 flow 2).
+"""The official-account event callback (docs/ARCHITECTURE.md, "Follow and scan events").
 
 Every event is authenticated, must be fresh, and is processed at most once: WeChat re-sends an event it
 got no answer for within 5 s, so the (openid, CreateTime, Event) key is recorded in ``wechat_events``
