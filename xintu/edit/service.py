@@ -13,6 +13,8 @@ import json
 import secrets
 from datetime import timedelta
 
+from flask import current_app
+
 from xintu import db
 from xintu.edit.images import check_count, check_prompt, prepare_image
 from xintu.edit.upstream import edit_configured, not_configured
@@ -55,9 +57,12 @@ def request_key(prompt: str, options: dict) -> str:
 
 class ImageEditService:
     def __init__(self, config):
-        self.config = config
-        self.model = config.get("EDIT_MODEL") or DEFAULT_MODEL
+        self.config = config   # the app's config object: read at each call, so later changes apply
         self.breaker = Breaker("dashscope.edit")
+
+    @property
+    def model(self) -> str:
+        return self.config.get("EDIT_MODEL") or DEFAULT_MODEL
 
     def create(self, user, uploads: list[bytes], prompt, options=None) -> dict:
         if not edit_configured(self.config):  # before anything is read, stored or reserved
@@ -124,6 +129,15 @@ class ImageEditService:
         if task is None:  # someone else's task is as absent as a made-up one
             raise NotFound("没有这个编辑任务", code="edit_task_not_found")
         return task
+
+
+def get_service(app=None) -> ImageEditService:
+    """The app's ImageEditService, built once per app (``app.extensions["xintu.edit"]``)."""
+    app = app or current_app
+    svc = app.extensions.get("xintu.edit")
+    if svc is None:
+        svc = app.extensions.setdefault("xintu.edit", ImageEditService(app.config))
+    return svc
 
 
 def reserve(user_id: int, amount: int, task_id: str) -> None:
