@@ -1,4 +1,10 @@
-"""The app behind CLI commands: same config, same services, same database as the web process."""
+"""The app behind CLI commands: same config, same services, same database as the web process.
+
+The app lives on the click context of the command being run, built on first use by ``@with_app`` and kept in
+``ctx.meta`` for the rest of that invocation, so every ``xintu …`` run (and every ``CliRunner.invoke`` in a
+test) gets an app of its own. A caller that already has an app passes it as the context object:
+``cli.main(args, obj=app)`` / ``CliRunner().invoke(cli, args, obj=app)``.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +12,42 @@ import functools
 
 import click
 
-_app = None
+APP_KEY = "xintu.app"
+
+
+def _build(overrides: dict | None):
+    # Imported here, not at the top: `xintu --help` must not load the app (scripts/bench/cli_startup.py).
+    from xintu.app import create_app
+    from xintu.config import load_config
+    from xintu.sandbox.runtime import running_overrides
+
+    config = load_config(overrides)
+    # While `xintu serve` runs on this instance folder, its sandbox is the WeChat / DashScope we talk to.
+    running = running_overrides(config) if config["SANDBOX"] else {}
+    return create_app({**running, **(overrides or {})})
 
 
 def get_app(overrides: dict | None = None, *, schema: bool = True):
-    """The process's app (built once). With ``schema``, the embedded SQLite database is created or upgraded
-    on first use, and a MySQL schema that is behind is refused with one line naming `xintu db migrate`."""
-    global _app
-    if _app is None or overrides:
-        from xintu.app import create_app
-        from xintu.config import load_config
-        from xintu.sandbox.runtime import running_overrides
-
-        config = load_config(overrides)
-        # While `xintu serve` runs on this instance folder, its sandbox is the WeChat / DashScope we talk to.
-        running = running_overrides(config) if config["SANDBOX"] else {}
-        _app = create_app({**running, **(overrides or {})})
-    if schema and not _app.extensions.get("xintu_schema_checked"):
+    """The app of the click invocation in progress (built once per invocation; the context object when the
+    caller passed an app); outside a click context, a new app. With ``schema``, the embedded SQLite database
+    is created or upgraded on first use, and a MySQL schema that is behind is refused with one line naming
+    `xintu db migrate`."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        app = _build(overrides)
+    else:
+        app = None if overrides else ctx.meta.get(APP_KEY)
+        if app is None:
+            given = ctx.find_root().obj
+            app = given if given is not None and not overrides else _build(overrides)
+            ctx.meta[APP_KEY] = app
+    if schema and not app.extensions.get("xintu_schema_checked"):
         from xintu import db, migrations
 
-        with _app.app_context():   # quietly: stdout/stderr of a command may be machine-read
+        with app.app_context():   # quietly: stdout/stderr of a command may be machine-read
             migrations.ensure_current(db.primary.obj)
-        _app.extensions["xintu_schema_checked"] = True
-    return _app
+        app.extensions["xintu_schema_checked"] = True
+    return app
 
 
 def with_app(func=None, *, schema: bool = True):

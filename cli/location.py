@@ -13,6 +13,8 @@ _COLUMNS = ["country", "province", "city", "district", "distance_km", "source"]
 
 
 def _service():
+    # Offline and without a database: the service for the instance folder, not the app's (no app is built,
+    # so a lookup needs neither the schema nor production settings).
     from xintu.config import load_config
     from xintu.location.service import LocationService
 

@@ -30,9 +30,10 @@ def release():
 @with_app
 def upload(file, platform, version, notes, fmt):
     """Store an installer (SHA-256 computed here) and publish it as a release."""
-    from xintu.releases.service import release_dict, upload_file
+    from xintu.releases.service import get_service
 
-    emit(release_dict(upload_file(file, platform=platform, version=version, notes=notes)), fmt)
+    releases = get_service()
+    emit(releases.describe(releases.upload_file(file, platform=platform, version=version, notes=notes)), fmt)
 
 
 @release.command("list")
@@ -41,9 +42,10 @@ def upload(file, platform, version, notes, fmt):
 @with_app
 def list_(platform, fmt):
     """Published releases, newest version first, with download counts."""
-    from xintu.releases.service import list_releases, release_dict
+    from xintu.releases.service import get_service
 
-    emit([release_dict(r) for r in list_releases(platform)], fmt, COLUMNS)
+    releases = get_service()
+    emit([releases.describe(r) for r in releases.list(platform)], fmt, COLUMNS)
 
 
 @release.command()
@@ -52,7 +54,7 @@ def list_(platform, fmt):
 @with_app
 def latest(platform, fmt):
     """The release /api/v1/releases/latest returns for a platform."""
-    from xintu.releases.service import latest as find
-    from xintu.releases.service import release_dict
+    from xintu.releases.service import get_service
 
-    emit(release_dict(find(platform)), fmt)
+    releases = get_service()
+    emit(releases.describe(releases.latest(platform)), fmt)

@@ -30,9 +30,9 @@ def daily(day, out, mail_to):
     """The day's figures, 7-day trends and anomalies as one HTML file."""
     from xintu.stats.mail import send_report
     from xintu.stats.report import render_daily_report
-    from xintu.stats.service import StatsService
+    from xintu.stats.service import get_service
 
-    data = StatsService().daily_report(day.date() if day else None)
+    data = get_service().daily_report(day.date() if day else None)
     html = render_daily_report(data)
     if out == "-":
         click.echo(html)

@@ -51,9 +51,9 @@ def stats():
 def summary(since, until, fmt):
     """Totals over a range (default: today)."""
     from xintu.stats.figures import yuan
-    from xintu.stats.service import StatsService
+    from xintu.stats.service import get_service
 
-    service = StatsService()
+    service = get_service()
     f = service.summary(*_dates(since, until))
     d = f.as_dict()
     row = {k: d[k] for k in ("requests", "failed", "images", "cache_hit_ratio", "llm_success_ratio",
@@ -71,12 +71,12 @@ def summary(since, until, fmt):
 @with_app
 def days(since, until, fmt):
     """One row per day (default: the last 7 days)."""
-    from xintu.stats.service import StatsService
+    from xintu.stats.service import get_service
 
     cols = ["day", "requests", "failed", "images", "cache_hit_ratio", "llm_success_ratio", "latency_p95_ms",
             "new_users", "orders_paid", "revenue_fen", "credits_granted", "credits_spent", "edit_tasks",
             "downloads"]
-    emit([{c: f.as_dict()[c] for c in cols} for f in StatsService().days(*_dates(since, until))], fmt, cols)
+    emit([{c: f.as_dict()[c] for c in cols} for f in get_service().days(*_dates(since, until))], fmt, cols)
 
 
 @stats.command()
@@ -86,9 +86,9 @@ def days(since, until, fmt):
 def categories(since, until, fmt):
     """Classified images per category (default: today)."""
     from xintu.stats.charts import CATEGORY_LABELS
-    from xintu.stats.service import StatsService
+    from xintu.stats.service import get_service
 
-    emit(_labelled_counts("category", StatsService().summary(*_dates(since, until)).categories,
+    emit(_labelled_counts("category", get_service().summary(*_dates(since, until)).categories,
                           CATEGORY_LABELS), fmt)
 
 
@@ -99,9 +99,9 @@ def categories(since, until, fmt):
 def methods(since, until, fmt):
     """How images were classified: cache / llm / local / llm_fallback (default: today)."""
     from xintu.stats.charts import METHOD_LABELS
-    from xintu.stats.service import StatsService
+    from xintu.stats.service import get_service
 
-    emit(_labelled_counts("method", StatsService().summary(*_dates(since, until)).methods,
+    emit(_labelled_counts("method", get_service().summary(*_dates(since, until)).methods,
                           METHOD_LABELS), fmt)
 
 
@@ -112,11 +112,11 @@ def methods(since, until, fmt):
 def revenue(since, until, fmt):
     """Paid orders and revenue per day (default: the last 7 days); fen, and ¥ for reading."""
     from xintu.stats.figures import yuan
-    from xintu.stats.service import StatsService
+    from xintu.stats.service import get_service
 
     rows = [{"day": f.day, "orders": f.orders_paid, "member_fen": f.revenue_by_kind.get("member", 0),
              "credits_fen": f.revenue_by_kind.get("credits", 0), "revenue_fen": f.revenue_fen,
-             "revenue": yuan(f.revenue_fen)} for f in StatsService().days(*_dates(since, until))]
+             "revenue": yuan(f.revenue_fen)} for f in get_service().days(*_dates(since, until))]
     emit(rows, fmt)
 
 
@@ -126,9 +126,9 @@ def revenue(since, until, fmt):
 @with_app
 def batches(since, until, fmt):
     """Classification requests by number of images per request (default: today)."""
-    from xintu.stats.service import StatsService
+    from xintu.stats.service import get_service
 
-    sizes = StatsService().summary(*_dates(since, until)).batch_sizes
+    sizes = get_service().summary(*_dates(since, until)).batch_sizes
     total = sum(sizes.values())
     emit([{"images_per_request": size, "requests": n, "share": _share(n, total)}
           for size, n in sorted(sizes.items())], fmt, ["images_per_request", "requests", "share"])
@@ -139,9 +139,9 @@ def batches(since, until, fmt):
 @with_app
 def members(fmt):
     """Members active now and expiring within 7 days."""
-    from xintu.stats.service import StatsService
+    from xintu.stats.service import get_service
 
-    emit(StatsService().members(), fmt)
+    emit(get_service().members(), fmt)
 
 
 @stats.command()

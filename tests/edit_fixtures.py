@@ -1,4 +1,4 @@
-"""Fixtures of the image-edit area: the DashScope fake, apps wired to it, paying users, photos."""
+"""Fixtures of the image-edit area: the DashScope fake, apps wired to it, photos (users: tests/factories.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -34,21 +34,6 @@ def edit_app(app, dashscope_edit_fake):
 def mysql_edit_app(mysql_app, dashscope_edit_fake):
     mysql_app.config.update(_edit_config(dashscope_edit_fake))
     return mysql_app
-
-
-def make_user(app, credits: int):
-    """A WeChat user with ``credits`` (granted through a ledger row) and a bound client token."""
-    from xintu import db
-    from xintu.auth import issue_token
-    from xintu.member.credits import CreditService
-    from xintu.models import User
-
-    with app.app_context(), db.atomic():
-        user = User.create(openid="o" + secrets.token_hex(10))
-        if credits:
-            CreditService().adjust(user.id, credits, operator="test", note="edit test credits")
-        token, _ = issue_token(client_id="test-" + secrets.token_hex(6), kind="bound", user=user)
-    return user, {"Authorization": f"Bearer {token}"}
 
 
 def photo(color: str, size=(64, 48), fmt="JPEG") -> bytes:

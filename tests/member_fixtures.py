@@ -55,17 +55,12 @@ class MemberStack:
         return order["pay"]["params"]["package"].removeprefix("prepay_id=")
 
     def cli(self, *args):
-        """Run `xintu ARGS` against this stack's app (the CLI's app holder pointed at it)."""
+        """Run `xintu ARGS` against this stack's app (given to the CLI as its context object)."""
         from click.testing import CliRunner
 
-        from xintu_cli import context
         from xintu_cli.main import cli
 
-        saved, context._app = context._app, self.app
-        try:
-            return CliRunner().invoke(cli, list(args))
-        finally:
-            context._app = saved
+        return CliRunner().invoke(cli, list(args), obj=self.app)
 
     def in_app(self):
         """An app context whose DB connection is closed on exit (for direct model/service checks)."""

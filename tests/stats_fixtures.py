@@ -128,10 +128,7 @@ def xintu(mysql_app, mariadb, mysql_database, monkeypatch, tmp_path):
     monkeypatch.setenv("XINTU_SECRET_KEY", "test-" + "k" * 40)
     monkeypatch.setenv("XINTU_DATABASE_URL", mariadb.app_url(mysql_database))
     monkeypatch.setenv("XINTU_REPLICA_URL", mariadb.ro_url(mysql_database))
-    from xintu_cli import context
     from xintu_cli.main import cli
-
-    monkeypatch.setattr(context, "_app", None)
 
     def run(*args, input=None):
         result = CliRunner().invoke(cli, [str(a) for a in args], input=input)

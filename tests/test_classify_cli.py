@@ -24,7 +24,6 @@ def _album(tmp_path):
 
 
 def test_classify_folder_recursively_as_json(tmp_path, classify_model_dir, monkeypatch):
-    monkeypatch.setattr("xintu_cli.context._app", None)
     result = CliRunner().invoke(cli, ["classify", str(_album(tmp_path)), "--method", "local", "--format", "json"],
                                 env=_env(tmp_path, classify_model_dir))
     assert result.exit_code == 0, result.output
@@ -37,7 +36,6 @@ def test_classify_folder_recursively_as_json(tmp_path, classify_model_dir, monke
 
 
 def test_classify_table_with_a_bad_file_named_explicitly(tmp_path, classify_model_dir, monkeypatch):
-    monkeypatch.setattr("xintu_cli.context._app", None)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(package_photo("skimage:rocket.jpg")[:500])
     good = tmp_path / "cat.png"
@@ -50,7 +48,6 @@ def test_classify_table_with_a_bad_file_named_explicitly(tmp_path, classify_mode
 
 
 def test_only_bad_files_is_a_failure_without_traceback(tmp_path, classify_model_dir, monkeypatch):
-    monkeypatch.setattr("xintu_cli.context._app", None)
     bad = tmp_path / "a.png"
     bad.write_bytes(b"garbage")
     result = CliRunner().invoke(cli, ["classify", str(bad)], env=_env(tmp_path, classify_model_dir))

@@ -97,7 +97,6 @@ def test_operator_switch_local_never_calls_the_llm(classify_app, auth, dashscope
     from click.testing import CliRunner
 
     from xintu_cli.main import cli
-    monkeypatch.setattr("xintu_cli.context._app", None)  # the CLI builds its app on this instance folder
     env = {"XINTU_INSTANCE_PATH": classify_app.config["INSTANCE_PATH"]}
     result = CliRunner().invoke(cli, ["config", "set", "inference.mode", "local"], env=env)
     assert result.exit_code == 0, result.output

@@ -69,7 +69,6 @@ def test_unreachable_database_is_one_line(tmp_path):
 
 def test_runtime_switch_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path))
-    monkeypatch.setattr("xintu_cli.context._app", None)
     runner = CliRunner()
     assert runner.invoke(cli, ["db", "migrate"]).exit_code == 0
     assert runner.invoke(cli, ["config", "set", "inference.mode", "local", "--by", "ops"]).exit_code == 0
@@ -124,7 +123,32 @@ def test_command_table_points_at_click_objects():
 def test_unset_switch_shows_the_configured_value(tmp_path, monkeypatch):
     monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path))
     monkeypatch.setenv("XINTU_INFERENCE_MODE", "local")
-    monkeypatch.setattr("xintu_cli.context._app", None)
     runner = CliRunner()
     assert runner.invoke(cli, ["db", "migrate"]).exit_code == 0
     assert runner.invoke(cli, ["config", "get", "inference.mode"]).output.strip() == '"local"'
+
+
+def test_every_invocation_builds_its_own_app_and_a_given_app_is_used(tmp_path, monkeypatch):
+    from xintu.app import create_app
+    from xintu.settings_store import set_setting
+    from xintu_cli.context import get_app
+
+    def mode():
+        listed = json.loads(runner.invoke(cli, ["config", "list", "--format", "json"]).output)
+        return {row["key"]: row["value"] for row in listed}.get("inference.mode")
+
+    runner = CliRunner()
+    monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path / "a"))
+    assert runner.invoke(cli, ["config", "set", "inference.mode", "local", "--by", "ops"]).exit_code == 0
+    assert mode() == "local"
+    monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path / "b"))   # the next invocation reads it afresh
+    assert mode() == "auto"   # the configured default: nothing stored in b
+    given = create_app({"INSTANCE_PATH": str(tmp_path / "c")})
+    with given.app_context():
+        from xintu import db, migrations
+
+        migrations.migrate(db.primary.obj)
+        set_setting("inference.mode", "llm", by="test")
+    listed = json.loads(runner.invoke(cli, ["config", "list", "--format", "json"], obj=given).output)
+    assert {row["key"]: row["value"] for row in listed}["inference.mode"] == "llm"
+    assert get_app(schema=False) is not get_app(schema=False)   # outside click: a new app each call

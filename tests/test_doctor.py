@@ -22,14 +22,9 @@ def sandboxed(tmp_path):
 
 
 def _invoke(app, *args):
-    from xintu_cli import context
     from xintu_cli.main import cli
 
-    saved, context._app = context._app, app
-    try:
-        return CliRunner().invoke(cli, ["doctor", *args])
-    finally:
-        context._app = saved
+    return CliRunner().invoke(cli, ["doctor", *args], obj=app)
 
 
 def _by_name(checks):

@@ -5,7 +5,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.edit_fixtures import make_user, photo, sha256
+from tests.edit_fixtures import photo, sha256
+from tests.factories import make_bound_user
 from tests.test_edit_service import ledger, post_edit
 from xintu_cli.main import cli
 
@@ -19,7 +20,6 @@ def cli_env(edit_app, dashscope_edit_fake, monkeypatch):
     monkeypatch.setenv("XINTU_EDIT_DASHSCOPE_BASE_URL", dashscope_edit_fake.api_base)
     monkeypatch.setenv("XINTU_EDIT_POLL_INTERVAL", "0")
     monkeypatch.setenv("XINTU_SANDBOX", "false")
-    monkeypatch.setattr("xintu_cli.context._app", None)
     return CliRunner()
 
 
@@ -74,7 +74,7 @@ def test_edit_run_refuses_a_retired_model_and_reports_arrears_in_one_line(cli_en
 
 
 def test_worker_once_runs_the_queue_and_show_reports_it(cli_env, edit_app, monkeypatch):
-    user, headers = make_user(edit_app, credits=2)
+    user, headers = make_bound_user(app=edit_app, balance=2)
     task = post_edit(edit_app.test_client(), headers, [photo("red"), photo("green")]).get_json()
     # SANDBOX on admits the test fake's http result URLs; --no-sandbox: use that fake, start none
     monkeypatch.setenv("XINTU_SANDBOX", "true")
@@ -90,7 +90,7 @@ def test_worker_once_runs_the_queue_and_show_reports_it(cli_env, edit_app, monke
 
 
 def test_sweep_and_unknown_task(cli_env, edit_app, monkeypatch):
-    user, headers = make_user(edit_app, credits=1)
+    user, headers = make_bound_user(app=edit_app, balance=1)
     task = post_edit(edit_app.test_client(), headers, [photo("red")]).get_json()
     monkeypatch.setenv("XINTU_EDIT_TASK_TIMEOUT", "0")
     result = cli_env.invoke(cli, ["edit", "sweep", "--format", "json"])
@@ -113,7 +113,7 @@ def test_edit_run_rejects_a_non_image_in_one_line(cli_env, tmp_path):
 
 def test_worker_in_sandbox_mode_brings_its_own_dashscope(cli_env, edit_app, monkeypatch, dashscope_edit_fake):
     monkeypatch.setenv("XINTU_SANDBOX", "true")
-    _, headers = make_user(edit_app, credits=1)
+    _, headers = make_bound_user(app=edit_app, balance=1)
     task = post_edit(edit_app.test_client(), headers, [photo("red")]).get_json()
     result = cli_env.invoke(cli, ["worker", "--once"])
     assert result.exit_code == 0, result.output
@@ -139,7 +139,7 @@ def test_worker_process_runs_tasks_and_stops_cleanly_on_sigterm(edit_app, dashsc
     proc = subprocess.Popen([sys.executable, "-m", "xintu_cli.main", "worker", "--idle-sleep", "0.1",
                              "--id", "proc-worker"], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        _, headers = make_user(edit_app, credits=2)
+        _, headers = make_bound_user(app=edit_app, balance=2)
         task = post_edit(edit_app.test_client(), headers, [photo("red"), photo("blue")]).get_json()
         deadline = time.monotonic() + 30
         with edit_app.app_context():

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from tests.edit_fixtures import check_results_migration, make_user, photo, sha256
+from tests.edit_fixtures import check_results_migration, photo, sha256
+from tests.factories import make_bound_user
 from tests.test_edit_service import balance, drain, ledger, post_edit
 from xintu import db
 from xintu.edit.worker import EditWorker, LostClaim
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.mariadb
 
 
 def test_partial_failure_charges_two_refunds_one_on_mariadb(mysql_edit_app, dashscope_edit_fake):
-    user, headers = make_user(mysql_edit_app, credits=3)
+    user, headers = make_bound_user(app=mysql_edit_app, balance=3)
     images = [photo("red"), photo("green"), photo("blue")]
     dashscope_edit_fake.fail_sha256.add(sha256(images[2]))
     client = mysql_edit_app.test_client()
@@ -29,7 +30,7 @@ def test_partial_failure_charges_two_refunds_one_on_mariadb(mysql_edit_app, dash
 
 
 def test_short_credits_on_mariadb_are_402_without_a_trace(mysql_edit_app, dashscope_edit_fake):
-    user, headers = make_user(mysql_edit_app, credits=1)
+    user, headers = make_bound_user(app=mysql_edit_app, balance=1)
     r = post_edit(mysql_edit_app.test_client(), headers, [photo("red"), photo("green")])
     assert r.status_code == 402 and r.get_json()["error"]["code"] == "insufficient_credits"
     assert dashscope_edit_fake.submissions == 0 and balance(mysql_edit_app, user) == 1
@@ -40,7 +41,7 @@ def test_short_credits_on_mariadb_are_402_without_a_trace(mysql_edit_app, dashsc
 def test_concurrent_new_tasks_do_not_deadlock_on_their_uploads(mysql_edit_app):
     # Each new task stores its uploads at the end of edit_images' task index; a DELETE-then-INSERT there
     # gap-locked that end, and two requests at once deadlocked (503 database_unavailable).
-    users = [make_user(mysql_edit_app, credits=6) for _ in range(8)]
+    users = [make_bound_user(app=mysql_edit_app, balance=6) for _ in range(8)]
     barrier, statuses = threading.Barrier(len(users)), []
 
     def create(headers):
@@ -61,7 +62,7 @@ def test_concurrent_new_tasks_do_not_deadlock_on_their_uploads(mysql_edit_app):
 def test_concurrent_workers_and_polls_never_charge_twice(mysql_edit_app, dashscope_edit_fake):
     mysql_edit_app.config["EDIT_MODEL"] = "wan2.5-i2i-preview"  # submit + poll: many steps to race on
     dashscope_edit_fake.latency = 0.4
-    user, headers = make_user(mysql_edit_app, credits=9)
+    user, headers = make_bound_user(app=mysql_edit_app, balance=9)
     images = [photo(c) for c in ("red", "green", "blue", "white", "black")]
     dashscope_edit_fake.fail_sha256.update({sha256(images[1]), sha256(images[3])})
     client = mysql_edit_app.test_client()
@@ -103,7 +104,7 @@ def test_concurrent_workers_and_polls_never_charge_twice(mysql_edit_app, dashsco
 def test_a_crashed_worker_cannot_settle_after_another_took_over(mysql_edit_app, dashscope_edit_fake):
     mysql_edit_app.config.update(EDIT_MODEL="wanx2.1-imageedit", EDIT_LEASE_SECONDS=1)
     dashscope_edit_fake.latency = 0.2
-    user, headers = make_user(mysql_edit_app, credits=2)
+    user, headers = make_bound_user(app=mysql_edit_app, balance=2)
     task = post_edit(mysql_edit_app.test_client(), headers, [photo("red"), photo("green")]).get_json()
     with mysql_edit_app.app_context():
         crashed = EditWorker(mysql_edit_app.config, worker_id="crashed")
@@ -123,7 +124,7 @@ def test_a_crashed_worker_cannot_settle_after_another_took_over(mysql_edit_app, 
 
 
 def test_claims_skip_rows_locked_by_another_worker(mysql_edit_app):
-    _, headers = make_user(mysql_edit_app, credits=2)
+    _, headers = make_bound_user(app=mysql_edit_app, balance=2)
     client = mysql_edit_app.test_client()
     first = post_edit(client, headers, [photo("red")]).get_json()["task_id"]
     second = post_edit(client, headers, [photo("green")]).get_json()["task_id"]
@@ -152,7 +153,7 @@ def test_claims_skip_rows_locked_by_another_worker(mysql_edit_app):
 def test_sweep_refunds_a_task_whose_worker_died_mid_way(mysql_edit_app, dashscope_edit_fake):
     mysql_edit_app.config.update(EDIT_MODEL="wanx2.1-imageedit")
     dashscope_edit_fake.latency = 60  # upstream never finishes in time
-    user, headers = make_user(mysql_edit_app, credits=2)
+    user, headers = make_bound_user(app=mysql_edit_app, balance=2)
     task = post_edit(mysql_edit_app.test_client(), headers, [photo("red"), photo("green")]).get_json()
     with mysql_edit_app.app_context():
         EditWorker(mysql_edit_app.config, worker_id="gone").run_once()  # submits, then the host dies
@@ -180,7 +181,7 @@ def test_large_photos_fit_through_mariadb_packets(mysql_edit_app, dashscope_edit
         Image.fromarray(rng.integers(0, 256, (1700, 1700, 3), dtype=np.uint8)).save(out, "PNG", compress_level=0)
         photos.append(out.getvalue())
     assert all(8_000_000 < len(p) < 10 * 1024 * 1024 for p in photos)
-    user, headers = make_user(mysql_edit_app, credits=2)
+    user, headers = make_bound_user(app=mysql_edit_app, balance=2)
     client = mysql_edit_app.test_client()
     r = post_edit(client, headers, photos)
     assert r.status_code == 202, r.get_json()
@@ -197,8 +198,8 @@ def test_large_photos_fit_through_mariadb_packets(mysql_edit_app, dashscope_edit
 
 
 def test_results_are_owned_stored_and_reused_by_the_cache_on_mariadb(mysql_edit_app, dashscope_edit_fake):
-    alice, alice_headers = make_user(mysql_edit_app, credits=2)
-    _, bob_headers = make_user(mysql_edit_app, credits=1)
+    alice, alice_headers = make_bound_user(app=mysql_edit_app, balance=2)
+    _, bob_headers = make_bound_user(app=mysql_edit_app, balance=1)
     client = mysql_edit_app.test_client()
     task = post_edit(client, alice_headers, [photo("red")]).get_json()
     drain(mysql_edit_app)
@@ -218,7 +219,7 @@ def test_results_are_owned_stored_and_reused_by_the_cache_on_mariadb(mysql_edit_
 
 
 def test_a_corrupt_result_is_refunded_on_mariadb(mysql_edit_app, dashscope_edit_fake):
-    user, headers = make_user(mysql_edit_app, credits=2)
+    user, headers = make_bound_user(app=mysql_edit_app, balance=2)
     dashscope_edit_fake.result_body = b"<html>NoSuchKey</html>"
     task = post_edit(mysql_edit_app.test_client(), headers, [photo("red"), photo("blue")]).get_json()
     drain(mysql_edit_app)

@@ -5,7 +5,8 @@ import time
 
 from click.testing import CliRunner
 
-from tests.edit_fixtures import make_user, photo
+from tests.edit_fixtures import photo
+from tests.factories import make_bound_user
 from tests.test_edit_service import balance, ledger, post_edit
 from xintu.edit.worker import EditWorker
 from xintu.models import CreditLedger, EditImage, EditTask
@@ -17,7 +18,7 @@ def _no_key(config):
 
 
 def test_submission_without_an_edit_upstream_is_503_and_reserves_nothing(app):
-    user, headers = make_user(app, credits=3)
+    user, headers = make_bound_user(app=app, balance=3)
     r = post_edit(app.test_client(), headers, [photo("red"), photo("green")])
     assert r.status_code == 503
     assert r.get_json()["error"]["code"] == "edit_not_configured" and r.get_json()["error"]["message"]
@@ -30,13 +31,13 @@ def test_submission_without_an_edit_upstream_is_503_and_reserves_nothing(app):
 def test_sandbox_mode_counts_as_configured_outside_production(app):
     # `xintu worker` brings its own DashScope fake in sandbox mode, so the web process accepts the task.
     app.config.update(SANDBOX=True)
-    user, headers = make_user(app, credits=1)
+    user, headers = make_bound_user(app=app, balance=1)
     assert post_edit(app.test_client(), headers, [photo("red")]).status_code == 202
     assert balance(app, user) == 0
 
 
 def test_worker_without_a_key_refunds_the_task_and_keeps_running(edit_app, dashscope_edit_fake):
-    user, headers = make_user(edit_app, credits=3)
+    user, headers = make_bound_user(app=edit_app, balance=3)
     client = edit_app.test_client()
     first = post_edit(client, headers, [photo("red"), photo("green")]).get_json()
     second = post_edit(client, headers, [photo("blue")]).get_json()
@@ -57,14 +58,13 @@ def test_worker_without_a_key_refunds_the_task_and_keeps_running(edit_app, dashs
 
 
 def test_worker_command_without_a_key_exits_cleanly_after_refunding(edit_app, monkeypatch):
-    user, headers = make_user(edit_app, credits=2)
+    user, headers = make_bound_user(app=edit_app, balance=2)
     task = post_edit(edit_app.test_client(), headers, [photo("red"), photo("green")]).get_json()
     monkeypatch.setenv("XINTU_INSTANCE_PATH", edit_app.instance_path)
     monkeypatch.setenv("XINTU_SECRET_KEY", edit_app.config["SECRET_KEY"])
     monkeypatch.setenv("XINTU_SANDBOX", "false")
     monkeypatch.delenv("XINTU_EDIT_DASHSCOPE_API_KEY", raising=False)
     monkeypatch.delenv("XINTU_DASHSCOPE_API_KEY", raising=False)
-    monkeypatch.setattr("xintu_cli.context._app", None)
     result = CliRunner().invoke(cli, ["worker", "--once", "--id", "keyless"])
     assert result.exit_code == 0, result.output
     assert "worker keyless stopped after 1 steps" in result.output
@@ -82,7 +82,7 @@ def _break(app, task_id):
 
 
 def test_a_step_that_raises_settles_and_refunds_only_that_task(edit_app, dashscope_edit_fake):
-    user, headers = make_user(edit_app, credits=3)
+    user, headers = make_bound_user(app=edit_app, balance=3)
     client = edit_app.test_client()
     broken = post_edit(client, headers, [photo("red"), photo("green")]).get_json()
     good = post_edit(client, headers, [photo("blue")]).get_json()
@@ -99,7 +99,7 @@ def test_a_step_that_raises_settles_and_refunds_only_that_task(edit_app, dashsco
 def test_sweep_refunds_overdue_tasks_whatever_stops_them(edit_app, dashscope_edit_fake):
     edit_app.config.update(EDIT_MODEL="wanx2.1-imageedit")
     dashscope_edit_fake.latency = 60            # upstream never finishes in time
-    user, headers = make_user(edit_app, credits=4)
+    user, headers = make_bound_user(app=edit_app, balance=4)
     client = edit_app.test_client()
     pending = post_edit(client, headers, [photo("red"), photo("green")]).get_json()
     with edit_app.app_context():

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from tests.classify_images import zeros_png
-from tests.edit_fixtures import check_results_migration, make_user, photo, sha256
+from tests.edit_fixtures import check_results_migration, photo, sha256
+from tests.factories import make_bound_user
 from xintu.edit.worker import EditWorker
 from xintu.models import CreditLedger, EditImage, EditTask, User
 
@@ -45,7 +46,7 @@ def balance(app, user):
 
 
 def test_three_images_one_fails_upstream_charges_two_and_refunds_one(edit_app, dashscope_edit_fake):
-    user, headers = make_user(edit_app, credits=5)
+    user, headers = make_bound_user(app=edit_app, balance=5)
     images = [photo("red"), photo("green"), photo("blue")]
     dashscope_edit_fake.fail_sha256.add(sha256(images[1]))
     client = edit_app.test_client()
@@ -72,8 +73,8 @@ def test_three_images_one_fails_upstream_charges_two_and_refunds_one(edit_app, d
 
 
 def test_results_are_stored_and_served_only_to_the_owner(edit_app, dashscope_edit_fake):
-    _, alice = make_user(edit_app, credits=2)
-    _, bob = make_user(edit_app, credits=1)
+    _, alice = make_bound_user(app=edit_app, balance=2)
+    _, bob = make_bound_user(app=edit_app, balance=1)
     client = edit_app.test_client()
     task = post_edit(client, alice, [photo("red"), photo("blue", fmt="PNG")]).get_json()
     drain(edit_app)
@@ -118,7 +119,7 @@ def _noisy_png():
     (zeros_png(7071, 7071), {}, "result_invalid"),
 ], ids=["corrupt", "truncated", "gif", "oversized", "http-without-sandbox", "png-bomb"])
 def test_a_bad_upstream_result_is_a_refunded_failure(edit_app, dashscope_edit_fake, body, config, error):
-    user, headers = make_user(edit_app, credits=2)
+    user, headers = make_bound_user(app=edit_app, balance=2)
     edit_app.config.update(config)
     dashscope_edit_fake.result_body = body
     client = edit_app.test_client()
@@ -138,7 +139,7 @@ def test_a_bad_upstream_result_is_a_refunded_failure(edit_app, dashscope_edit_fa
 
 
 def test_short_credits_are_402_and_nothing_is_queued_or_submitted(edit_app, dashscope_edit_fake):
-    user, headers = make_user(edit_app, credits=2)
+    user, headers = make_bound_user(app=edit_app, balance=2)
     r = post_edit(edit_app.test_client(), headers, [photo("red"), photo("green"), photo("blue")])
     assert r.status_code == 402
     assert r.get_json()["error"]["code"] == "insufficient_credits"
@@ -150,7 +151,7 @@ def test_short_credits_are_402_and_nothing_is_queued_or_submitted(edit_app, dash
 
 
 def test_identical_image_and_prompt_is_served_from_cache_free(edit_app, dashscope_edit_fake):
-    user, headers = make_user(edit_app, credits=3)
+    user, headers = make_bound_user(app=edit_app, balance=3)
     client = edit_app.test_client()
     first = post_edit(client, headers, [photo("red")]).get_json()
     drain(edit_app)
@@ -176,7 +177,7 @@ def test_identical_image_and_prompt_is_served_from_cache_free(edit_app, dashscop
 def test_async_model_is_polled_until_done(edit_app, dashscope_edit_fake):
     edit_app.config["EDIT_MODEL"] = "wanx2.1-imageedit"
     dashscope_edit_fake.latency = 0.3
-    user, headers = make_user(edit_app, credits=2)
+    user, headers = make_bound_user(app=edit_app, balance=2)
     client = edit_app.test_client()
     task = post_edit(client, headers, [photo("red"), photo("green")]).get_json()
     worker = EditWorker(edit_app.config)
@@ -194,7 +195,7 @@ def test_async_model_is_polled_until_done(edit_app, dashscope_edit_fake):
 
 
 def test_throttling_is_retried_not_failed(edit_app, dashscope_edit_fake):
-    _, headers = make_user(edit_app, credits=1)
+    _, headers = make_bound_user(app=edit_app, balance=1)
     dashscope_edit_fake.throttle_next = 2
     task = post_edit(edit_app.test_client(), headers, [photo("red")]).get_json()
     drain(edit_app)
@@ -204,7 +205,7 @@ def test_throttling_is_retried_not_failed(edit_app, dashscope_edit_fake):
 
 
 def test_overdue_task_is_swept_and_fully_refunded(edit_app, dashscope_edit_fake):
-    user, headers = make_user(edit_app, credits=3)
+    user, headers = make_bound_user(app=edit_app, balance=3)
     task = post_edit(edit_app.test_client(), headers, [photo("red"), photo("green")]).get_json()
     edit_app.config["EDIT_TASK_TIMEOUT"] = 0  # no worker ever came
     with edit_app.app_context():
@@ -218,8 +219,8 @@ def test_overdue_task_is_swept_and_fully_refunded(edit_app, dashscope_edit_fake)
 
 
 def test_a_task_is_visible_only_to_its_owner(edit_app):
-    _, alice = make_user(edit_app, credits=1)
-    _, bob = make_user(edit_app, credits=1)
+    _, alice = make_bound_user(app=edit_app, balance=1)
+    _, bob = make_bound_user(app=edit_app, balance=1)
     client = edit_app.test_client()
     task = post_edit(client, alice, [photo("red")]).get_json()
     r = client.get(f"/api/v1/image-edit/{task['task_id']}", headers=bob)
@@ -251,7 +252,7 @@ def _truncated():
     ([photo("red")], "改成夜景", '{"n": 4}', 400, "invalid_options"),
 ])
 def test_bad_requests_get_a_stable_code_and_cost_nothing(edit_app, images, prompt, options, status, code):
-    user, headers = make_user(edit_app, credits=20)
+    user, headers = make_bound_user(app=edit_app, balance=20)
     r = post_edit(edit_app.test_client(), headers, images, prompt, options)
     assert r.status_code == status, r.get_json()
     assert r.get_json()["error"]["code"] == code
@@ -261,7 +262,7 @@ def test_bad_requests_get_a_stable_code_and_cost_nothing(edit_app, images, promp
 def test_oversized_photo_is_413(edit_app):
     import os
 
-    _, headers = make_user(edit_app, credits=1)
+    _, headers = make_bound_user(app=edit_app, balance=1)
     too_big = photo("red") + os.urandom(10 * 1024 * 1024)
     r = post_edit(edit_app.test_client(), headers, [too_big])
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "image_too_large"
@@ -288,7 +289,7 @@ def test_gif_and_oversized_photos_are_sent_as_jpeg_within_upstream_limits():
 
 
 def test_a_redirecting_result_url_is_not_followed(edit_app, dashscope_edit_fake):
-    user, headers = make_user(edit_app, credits=1)
+    user, headers = make_bound_user(app=edit_app, balance=1)
     dashscope_edit_fake.result_redirect = "http://169.254.169.254/latest/meta-data/"
     client = edit_app.test_client()
     task = post_edit(client, headers, [photo("red")]).get_json()
@@ -365,7 +366,7 @@ def test_a_result_that_drips_is_cut_at_the_total_deadline():
 
 
 def test_a_png_bomb_upload_is_a_json_413_and_reserves_nothing(edit_app, dashscope_edit_fake):
-    user, headers = make_user(edit_app, credits=9)
+    user, headers = make_bound_user(app=edit_app, balance=9)
     r = post_edit(edit_app.test_client(), headers, [photo("red")] + [zeros_png(7071, 7071)] * 8)
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "image_too_many_pixels"
     assert balance(edit_app, user) == 9 and dashscope_edit_fake.submissions == 0

@@ -3,7 +3,7 @@ lighttpd in front of the WeChat Pay notify path, the WeChat Pay and DashScope fa
 SDKs. Everything is on 127.0.0.1; every wait is bounded; the module starts a MariaDB pair of its own, so
 stopping or locking its servers never disturbs the session's ``mariadb``.
 
-Scenarios (issue 13): a gunicorn worker killed with SIGKILL during 200 concurrent credit spends and pay
+Scenarios: a gunicorn worker killed with SIGKILL during 200 concurrent credit spends and pay
 notifications; the primary stopped for ~5 s under load; the replica stopped and lagging (SQL thread
 stopped, FLUSH TABLES WITH READ LOCK); Qwen-VL timing out, failing and answering garbage under load.
 Each prints one ``FAULTS …`` line with its figures (answers by status, drift, recovery times).
@@ -28,6 +28,7 @@ import pytest
 import requests
 from PIL import Image
 
+from tests.factories import make_bound_user
 from tests.mariadb_pair import start_pair
 from xintu.ops.stack import LoopbackStack
 from xintu.sandbox import wechat
@@ -111,19 +112,9 @@ class _InApp:
 def bound_users(app, n: int, credits: int) -> list[tuple[int, dict]]:
     """``n`` WeChat users holding ``credits`` (through a ledger row) with a bound client token each."""
     from xintu import db
-    from xintu.auth import issue_token
-    from xintu.member.credits import CreditService
-    from xintu.models import User
 
-    users = []
     with _InApp(app), db.atomic():
-        for _ in range(n):
-            user = User.create(openid="oF" + secrets.token_hex(10))
-            if credits:
-                CreditService().adjust(user.id, credits, operator="faults", note="fault suite credits")
-            token, _ = issue_token(client_id="fault-" + secrets.token_hex(6), kind="bound", user=user)
-            users.append((user.id, {"Authorization": f"Bearer {token}"}))
-    return users
+        return [(user.id, headers) for user, headers in (make_bound_user(balance=credits) for _ in range(n))]
 
 
 def photo(seed: int, size=(64, 48)) -> bytes:

@@ -3,8 +3,7 @@ import json
 
 import pytest
 
-from xintu.member.credits import CreditService
-from xintu.member.users import ensure_user
+from tests.factories import make_user
 from xintu.models import QrBinding
 
 
@@ -16,9 +15,7 @@ def xintu(member_stack):
 @pytest.fixture
 def user_id(member_stack):
     with member_stack.in_app():
-        user, _ = ensure_user("oCLIUSER")
-        CreditService().grant(user.id, 10, "signup_bonus", f"user:{user.id}")
-        return user.id
+        return make_user(balance=10, openid="oCLIUSER", reason="signup_bonus").id
 
 
 @pytest.mark.parametrize("suffix,magic", [("png", b"\x89PNG"), ("svg", b"<?xml")])

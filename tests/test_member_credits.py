@@ -4,11 +4,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.factories import make_user
 from xintu import db
 from xintu.errors import BadRequest, NotFound, PaymentRequired
 from xintu.member.credits import MAX_ADJUST, CreditService
 from xintu.member.service import get_service
-from xintu.member.users import ensure_user
 from xintu.models import CreditLedger, User
 
 pytestmark = pytest.mark.mariadb
@@ -21,15 +21,8 @@ def ctx(mysql_app):
         db.close_all()
 
 
-def _user(balance=0, openid="oCREDIT"):
-    user, _ = ensure_user(openid)
-    if balance:
-        CreditService().grant(user.id, balance, "purchase", f"seed:{openid}")
-    return user
-
-
 def test_grant_spend_refund_write_one_ledger_row_each(ctx):
-    user = _user()
+    user = make_user(openid="oCREDIT")
     assert CreditService().grant(user.id, 10, "signup_bonus", f"user:{user.id}").balance_after == 10
     assert CreditService().spend(user.id, 3, "edit_spend", "task:1").balance_after == 7
     assert CreditService().refund(user.id, 1, "edit_refund", "task:1").balance_after == 8
@@ -40,7 +33,7 @@ def test_grant_spend_refund_write_one_ledger_row_each(ctx):
 
 
 def test_same_reason_and_ref_moves_credits_once(ctx):
-    user = _user()
+    user = make_user(openid="oCREDIT")
     first = CreditService().grant(user.id, 10, "purchase", "XT1")
     again = CreditService().grant(user.id, 10, "purchase", "XT1")
     assert not first.duplicate and again.duplicate and again.ledger_id == first.ledger_id
@@ -50,7 +43,7 @@ def test_same_reason_and_ref_moves_credits_once(ctx):
 
 
 def test_spend_beyond_balance_is_402_and_changes_nothing(ctx):
-    user = _user(5)
+    user = make_user(balance=5, openid="oCREDIT")
     with pytest.raises(PaymentRequired) as exc:
         CreditService().spend(user.id, 6, "edit_spend", "task:big")
     assert exc.value.code == "insufficient_credits" and exc.value.status == 402
@@ -70,7 +63,7 @@ def test_spend_beyond_balance_is_402_and_changes_nothing(ctx):
     (lambda uid: CreditService().adjust(uid, -MAX_ADJUST - 1, "ops", "why"), "invalid_delta"),
 ])
 def test_bad_calls_are_refused_with_a_code(ctx, call, code):
-    user = _user()
+    user = make_user(openid="oCREDIT")
     with pytest.raises(BadRequest) as exc:
         call(user.id)
     assert exc.value.code == code
@@ -81,7 +74,7 @@ def test_the_member_service_is_built_once_per_app_and_shares_its_parts(ctx):
     assert get_service(ctx) is service and ctx.extensions["xintu.member"] is service
     assert service.orders.refunds is service.refunds and service.orders.credits is service.credits
     assert service.config is ctx.config   # settings changed on the app are seen by the service
-    user = _user()
+    user = make_user(openid="oCREDIT")
     move = service.credits.adjust(user.id, MAX_ADJUST, "ops", "  最大调整  ")
     assert move.balance_after == MAX_ADJUST
     assert CreditLedger.get_by_id(move.ledger_id).note == "最大调整"
@@ -93,7 +86,7 @@ def test_unknown_user_is_404(ctx):
 
 
 def test_200_concurrent_spends_on_a_balance_of_100(ctx, mysql_app):
-    user = _user(100)
+    user = make_user(balance=100, openid="oCREDIT")
     db.close_all()
     barrier = threading.Barrier(16)
 
@@ -121,7 +114,7 @@ def test_200_concurrent_spends_on_a_balance_of_100(ctx, mysql_app):
 
 
 def test_concurrent_duplicate_grants_grant_once(ctx, mysql_app):
-    user = _user()
+    user = make_user(openid="oCREDIT")
     db.close_all()
     barrier = threading.Barrier(10)
 
@@ -147,7 +140,7 @@ def _session_counters():
 
 
 def test_a_move_is_one_update_and_one_insert_in_one_transaction_without_a_select(ctx):
-    user = _user(10, openid="oTRIPS")
+    user = make_user(balance=10, openid="oTRIPS")
     before = _session_counters()
     move = CreditService().spend(user.id, 3, "edit_spend", "task:trips")
     after = _session_counters()
@@ -160,7 +153,7 @@ def test_a_move_is_one_update_and_one_insert_in_one_transaction_without_a_select
 
 
 def test_balance_after_comes_back_right_at_zero_and_on_a_savepoint(ctx):
-    user = _user(4, openid="oZERO")
+    user = make_user(balance=4, openid="oZERO")
     assert CreditService().spend(user.id, 4, "edit_spend", "task:zero").balance_after == 0
     with db.atomic():   # inside a caller's transaction: a savepoint, same result
         assert CreditService().grant(user.id, 2, "purchase", "XTZERO").balance_after == 2

@@ -1,6 +1,7 @@
 """Versioned migrations on SQLite (embedded default) and on the real MariaDB primary."""
 
 from click.testing import CliRunner
+from PIL import Image
 
 from xintu import db, migrations
 from xintu.models import ALL_MODELS, User
@@ -38,7 +39,6 @@ def test_db_cli_migrate_and_status(tmp_path, monkeypatch):
     from xintu_cli.main import cli
 
     monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path))
-    monkeypatch.setattr("xintu_cli.context._app", None)
     runner = CliRunner()
     first = runner.invoke(cli, ["db", "migrate"])
     assert first.exit_code == 0 and "applied 0001_initial" in first.output
@@ -53,7 +53,6 @@ def test_a_fresh_sqlite_instance_needs_no_migrate_command(tmp_path, monkeypatch)
     from xintu_cli.main import cli
 
     monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path))
-    monkeypatch.setattr("xintu_cli.context._app", None)
     result = CliRunner().invoke(cli, ["release", "list", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "[]"
@@ -64,13 +63,13 @@ def test_a_mariadb_schema_that_is_behind_is_named_in_one_line(mariadb, mysql_dat
 
     monkeypatch.setenv("XINTU_INSTANCE_PATH", str(tmp_path))
     monkeypatch.setenv("XINTU_DATABASE_URL", mariadb.app_url(mysql_database))   # an empty database
-    monkeypatch.setattr("xintu_cli.context._app", None)
-    result = CliRunner().invoke(cli, ["users", "list"])
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        f"Error: the database schema is behind ({len(migrations.discover())} migration(s) pending, first "
-        "0001_initial): run `xintu db migrate`"]
-    monkeypatch.setattr("xintu_cli.context._app", None)
+    behind = [f"Error: the database schema is behind ({len(migrations.discover())} migration(s) pending, "
+              "first 0001_initial): run `xintu db migrate`"]
+    photo = tmp_path / "a.png"
+    Image.new("RGB", (32, 32), "red").save(photo)
+    classified = CliRunner().invoke(cli, ["classify", str(photo), "--method", "local", "--silent"])
+    assert classified.exit_code == 1 and classified.output.strip().splitlines() == behind
+    result = CliRunner().invoke(cli, ["users", "list"])   # still behind: classify did not migrate either
+    assert result.exit_code == 1 and result.output.strip().splitlines() == behind
     assert CliRunner().invoke(cli, ["db", "migrate"]).exit_code == 0     # db commands never refuse
-    monkeypatch.setattr("xintu_cli.context._app", None)
     assert CliRunner().invoke(cli, ["users", "list"]).exit_code == 0

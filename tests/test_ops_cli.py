@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from xintu.ops import render, replication
 from xintu.ops.loopback import loopback_settings
 from xintu.ops.procs import MariaDBServer
-from xintu_cli import context
 from xintu_cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +67,6 @@ def test_sites_render_links_the_newest_release_in_the_database(app, tmp_path, mo
             Release.create(platform="windows", version=version, filename=f"xintu-{version}.exe",
                            sha256="0" * 64, size=1 << 20)
     monkeypatch.setenv("XINTU_INSTANCE_PATH", app.instance_path)
-    monkeypatch.setattr(context, "_app", None)
     result = invoke("sites", "render", "--out", str(tmp_path / "dist"), "--api-base", "https://api.xintu.test",
                     "--only", "official", "--format", "json")
     assert result.exit_code == 0, result.output

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from xintu.admin.auth import create_admin
 from xintu.models import DailyStat, Release
-from xintu.releases.service import upload_file, version_key
+from xintu.releases.service import get_service, version_key
 from xintu.stats.service import StatsService
 from xintu.timeutil import local_today
 
@@ -32,10 +32,12 @@ def test_version_order_is_numeric_not_alphabetic():
 
 def test_upload_latest_download_and_counts(mysql_app, mysql_client, installers, mariadb, tmp_path):
     mysql_app.config["RELEASES_DIR"] = str(tmp_path / "store")
+    releases = get_service(mysql_app)   # one per app: the same object in every request
     with mysql_app.app_context():
-        old = upload_file(installers["xintu-setup.exe"], platform="windows", version="1.9.2", notes="旧版")
-        new = upload_file(installers["xintu-new.exe"], platform="windows", version="1.10.0", notes="新版")
-        upload_file(installers["xintu.dmg"], platform="mac", version="1.1.0")
+        assert get_service() is releases
+        old = releases.upload_file(installers["xintu-setup.exe"], platform="windows", version="1.9.2", notes="旧版")
+        new = releases.upload_file(installers["xintu-new.exe"], platform="windows", version="1.10.0", notes="新版")
+        releases.upload_file(installers["xintu.dmg"], platform="mac", version="1.1.0")
     assert new.sha256 == hashlib.sha256(installers["xintu-new.exe"].read_bytes()).hexdigest()
     assert old.size == 5002
     mariadb.wait_replica()
@@ -74,11 +76,11 @@ def test_bad_release_requests_are_4xx(mysql_app, mysql_client, installers, tmp_p
     from xintu.errors import Conflict, UnsupportedMediaType
 
     with mysql_app.app_context():
-        upload_file(installers["xintu-setup.exe"], platform="windows", version="1.0.0")
+        get_service().upload_file(installers["xintu-setup.exe"], platform="windows", version="1.0.0")
         with pytest.raises(Conflict):
-            upload_file(installers["xintu-setup.exe"], platform="windows", version="1.0.0")
+            get_service().upload_file(installers["xintu-setup.exe"], platform="windows", version="1.0.0")
         with pytest.raises(UnsupportedMediaType):
-            upload_file(installers["xintu.dmg"], platform="android", version="1.0.0")
+            get_service().upload_file(installers["xintu.dmg"], platform="android", version="1.0.0")
     # nothing half-written is left behind
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["xintu-1.0.0-windows.exe"]
 
@@ -108,7 +110,6 @@ def test_admin_upload_needs_an_operator(mysql_app, mysql_client, installers, tmp
 
 
 def test_release_cli(mysql_app, mariadb, mysql_database, installers, monkeypatch, tmp_path):
-    from xintu_cli import context
     from xintu_cli.main import cli
 
     for key, value in {"INSTANCE_PATH": str(tmp_path / "inst"), "ENV": "testing", "SANDBOX": "0",
@@ -116,7 +117,6 @@ def test_release_cli(mysql_app, mariadb, mysql_database, installers, monkeypatch
                        "REPLICA_URL": mariadb.ro_url(mysql_database),
                        "RELEASES_DIR": str(tmp_path / "store")}.items():
         monkeypatch.setenv("XINTU_" + key, value)
-    monkeypatch.setattr(context, "_app", None)
     run = CliRunner().invoke
     up = run(cli, ["release", "upload", str(installers["xintu.dmg"]), "--platform", "mac", "--version",
                    "1.2.0", "--notes", "修复", "--format", "json"])

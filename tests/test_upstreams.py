@@ -7,7 +7,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.classify_images import package_photo
-from tests.edit_fixtures import make_user, photo
+from tests.edit_fixtures import photo
+from tests.factories import make_bound_user
 from tests.test_edit_service import balance, drain, post_edit
 from xintu.settings_store import clear_cache
 from xintu.upstreams import (
@@ -118,7 +119,7 @@ def test_new_model_does_not_reuse_old_answers_unless_told(classify_app, auth, da
 def test_arrears_stop_the_edit_worker_keep_images_queued_and_refuse_new_tasks(edit_app, dashscope_edit_fake):
     from xintu.edit.worker import EditWorker
     from xintu.models import EditTask
-    user, headers = make_user(edit_app, credits=3)
+    user, headers = make_bound_user(app=edit_app, balance=3)
     dashscope_edit_fake.refuse_next = [(403, "Arrearage", "Access denied, please make sure your account is "
                                         "in good standing.")]
     client = edit_app.test_client()
@@ -142,7 +143,7 @@ def test_arrears_stop_the_edit_worker_keep_images_queued_and_refuse_new_tasks(ed
 
 def test_moderation_fails_the_image_with_a_stable_code(edit_app, dashscope_edit_fake):
     from tests.edit_fixtures import sha256
-    user, headers = make_user(edit_app, credits=1)
+    user, headers = make_bound_user(app=edit_app, balance=1)
     image = photo("red")
     dashscope_edit_fake.fail_sha256.add(sha256(image))
     client = edit_app.test_client()
@@ -156,7 +157,7 @@ def test_moderation_fails_the_image_with_a_stable_code(edit_app, dashscope_edit_
 @pytest.mark.parametrize("model", ["wan2.6-image", "wan2.7-image-pro", "qwen-image-2.0-pro"])
 def test_current_edit_models_run_through_their_own_wire_shape(edit_app, dashscope_edit_fake, model):
     edit_app.config["EDIT_MODEL"] = model
-    _, headers = make_user(edit_app, credits=1)
+    _, headers = make_bound_user(app=edit_app, balance=1)
     client = edit_app.test_client()
     task = post_edit(client, headers, [photo("red")]).get_json()
     drain(edit_app)
@@ -168,7 +169,7 @@ def test_current_edit_models_run_through_their_own_wire_shape(edit_app, dashscop
 def test_a_retired_edit_model_stops_calls_instead_of_failing_every_image(edit_app, dashscope_edit_fake):
     from xintu.models import EditTask
     edit_app.config["EDIT_MODEL"] = "qwen-vl-plus"  # set behind config validation's back
-    _, headers = make_user(edit_app, credits=1)
+    _, headers = make_bound_user(app=edit_app, balance=1)
     task = post_edit(edit_app.test_client(), headers, [photo("red")]).get_json()
     from xintu.edit.worker import EditWorker
     with edit_app.app_context():
@@ -182,7 +183,7 @@ def test_the_lease_is_renewed_during_a_slow_call_so_nobody_submits_twice(mysql_e
     from xintu.edit.worker import EditWorker
     mysql_edit_app.config.update(EDIT_LEASE_SECONDS=2, EDIT_CALL_TIMEOUT=10)  # a call longer than the lease
     dashscope_edit_fake.latency = 3.5
-    _, headers = make_user(mysql_edit_app, credits=1)
+    _, headers = make_bound_user(app=mysql_edit_app, balance=1)
     post_edit(mysql_edit_app.test_client(), headers, [photo("red")])
     stolen, done = [], threading.Event()
 

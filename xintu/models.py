@@ -1,4 +1,4 @@
-"""The data of xintu (DESIGN §3) as peewee models.  Times are naive UTC; money is integer fen.
+"""The data of xintu (docs/ARCHITECTURE.md, "Data") as peewee models.  Times are naive UTC; money is integer fen.
 
 MySQL types are chosen for the data: VARCHAR with real bounds, BIGINT ids on append-only tables,
 utf8mb4 (set on the database by the first migration) for Chinese text and emoji nicknames.

@@ -1,4 +1,4 @@
-"""POST /api/v1/image-edit and GET /api/v1/image-edit/{task} — thin over ImageEditService."""
+"""POST /api/v1/image-edit and GET /api/v1/image-edit/{task} — thin over the app's ImageEditService."""
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema, fields

@@ -1,17 +1,15 @@
 """GET /api/v1/location and POST /api/v1/location/batch — thin over LocationService."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from apiflask import APIBlueprint, Schema, fields
 from apiflask import validators as validate
-from flask import current_app, request
+from flask import request
 from marshmallow import EXCLUDE
 
 from xintu.apidoc import errors
 from xintu.auth import client_auth
 from xintu.errors import BadRequest
-from xintu.location.service import COORD_SYSTEMS, MAX_BATCH, LocationService
+from xintu.location.service import COORD_SYSTEMS, MAX_BATCH, get_service
 
 bp = APIBlueprint("location", __name__, url_prefix="/api/v1", tag="location")
 
@@ -75,16 +73,12 @@ class PlacesOut(Schema):
     count = fields.Integer()
 
 
-def location_service() -> LocationService:
-    return LocationService(Path(current_app.instance_path) / "geodata")
-
-
 @bp.record_once
 def _preload(state) -> None:
     # With gunicorn --preload (preload_app = True) this runs in the master: the ~3 s load and the
     # polygon cache write happen once, and forked workers share the pages instead of each loading.
     if state.app.config.get("LOCATION_PRELOAD"):
-        LocationService(Path(state.app.instance_path) / "geodata").data  # noqa: B018
+        get_service(state.app).data  # noqa: B018
 
 
 @bp.get("/location")
@@ -96,7 +90,7 @@ def _preload(state) -> None:
 def lookup(query):
     args = request.args
     coord = _check_coord(args.get("coord", "wgs84"))
-    return location_service().lookup(args.get("lat"), args.get("lon"), coord)
+    return get_service().lookup(args.get("lat"), args.get("lon"), coord)
 
 
 @bp.post("/location/batch")
@@ -117,7 +111,7 @@ def batch(body):
         # JSON numbers, as documented: a string or a [lat, lon] pair is not a point of this API
         if not isinstance(point, dict) or not all(_is_number(point.get(k)) for k in ("lat", "lon")):
             raise BadRequest(f"第 {i + 1} 个点应为 {{lat: 数字, lon: 数字}}", code="invalid_coordinate")
-    results = location_service().lookup_many(points, coord)
+    results = get_service().lookup_many(points, coord)
     return {"results": results, "count": len(results)}
 
 

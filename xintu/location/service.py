@@ -8,6 +8,9 @@ prepared polygons with shapely's array functions instead of looping point by poi
 from __future__ import annotations
 
 import math
+from pathlib import Path
+
+from flask import current_app
 
 from xintu.errors import BadRequest
 from xintu.location.geodata import CHINA_CODES, get_geodata
@@ -167,6 +170,16 @@ class LocationService:
             confidence = 0.9 * math.exp(-distance / 50.0)  # 5 km → 0.81, 50 km → 0.33
             results[i] = _place(lats[i], lons[i], coord, cc, data.country_zh.get(cc, cc), names,
                                 code, distance, confidence, "nearest_city")
+
+
+def get_service(app=None) -> LocationService:
+    """The app's LocationService (geodata cached under ``<instance>/geodata``), built once per app
+    (``app.extensions["xintu.location"]``)."""
+    app = app or current_app
+    svc = app.extensions.get("xintu.location")
+    if svc is None:
+        svc = app.extensions.setdefault("xintu.location", LocationService(Path(app.instance_path) / "geodata"))
+    return svc
 
 
 def _nearest_polygon_index(level, lat, lon) -> int:

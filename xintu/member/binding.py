@@ -1,4 +1,4 @@
-"""BindingService (DESIGN §4 flows 1–3): a PC client shows a follow QR code, the user scans it in WeChat,
+"""BindingService (docs/ARCHITECTURE.md, "QR login"): a PC client shows a follow QR code, the user scans it in WeChat,
 the signed event binds the scene to that WeChat user, and the polling client gets its session token.
 
 The scene is random (192 bits) and only ever shown inside WeChat's QR ticket; a binding can be polled

@@ -1,4 +1,4 @@
-"""OrderService: WeChat Pay v3 JSAPI orders for membership and credit packages (DESIGN §4 flows 4–5).
+"""OrderService: WeChat Pay v3 JSAPI orders for membership and credit packages (docs/ARCHITECTURE.md, "Paying").
 
 An order becomes paid exactly once: ``created → paid`` is a compare-and-set UPDATE, and the grant runs in
 the same transaction, so duplicate notifications (WeChat Pay re-sends until it sees a 2xx) and a

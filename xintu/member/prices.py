@@ -1,6 +1,6 @@
 """The price table lives on the server: the client names a package, never an amount.
 
-Defaults are DESIGN §4; an instance can override them with ``PRICE_MEMBER_FEN``, ``PRICE_MEMBER_DAYS``,
+Defaults are docs/MEMBER.md ("Prices"); an instance can override them with ``PRICE_MEMBER_FEN``, ``PRICE_MEMBER_DAYS``,
 ``PRICE_MEMBER_BONUS`` and ``PRICE_CREDITS`` (``"10:990,20:1800,50:3900"`` — credits:fen pairs).
 """
 from __future__ import annotations

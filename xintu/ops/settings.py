@@ -183,7 +183,7 @@ class JobSchema(_Strict):
     cron = fields.String(required=True, validate=validate.Regexp(r"^(\S+\s+){4}\S+$"))
 
 
-# The periodic CLI jobs (DESIGN §1). "{logs}" / "{root}" in a command stand for paths.logs / paths.root.
+# The periodic CLI jobs (docs/ARCHITECTURE.md, "Deployment"). "{logs}"/"{root}" stand for paths.logs/paths.root.
 DEFAULT_JOBS = {
     "order-sweep": {"command": "orders sweep", "on_calendar": "*:0/5", "cron": "*/5 * * * *"},
     # Bills for a day are ready after 10:00 (Beijing) the next day; without --date: yesterday.

@@ -1,4 +1,4 @@
-"""The deployment of DESIGN §1 on one machine's loopback: gunicorn + nginx (app tier) and lighttpd
+"""The deployment of docs/ARCHITECTURE.md ("Deployment") on loopback: gunicorn + nginx (app tier) and lighttpd
 (web tier), all running the configs `xintu conf render` produces and the sites `xintu sites render`
 builds. The databases come from the caller (the test fixture's primary + replica, or the bench's own).
 

@@ -7,8 +7,7 @@ from apiflask.validators import OneOf, Regexp
 from flask import current_app, redirect, send_file
 
 from xintu.apidoc import errors
-from xintu.releases import service
-from xintu.releases.service import PLATFORMS, VERSION
+from xintu.releases.service import PLATFORMS, VERSION, get_service
 
 bp = APIBlueprint("releases", __name__, url_prefix="/api/v1/releases", tag="releases")
 
@@ -42,7 +41,8 @@ class ReleaseOut(Schema):
 @bp.doc(summary="最新安装包", description="该平台版本号最高的安装包（含下载地址、大小、SHA-256）",
         responses=errors({404: ["no_release"]}))
 def latest(query):
-    return service.release_dict(service.latest(query["platform"]))
+    releases = get_service()
+    return releases.describe(releases.latest(query["platform"]))
 
 
 @bp.get("/<platform>/<version>/download")
@@ -55,7 +55,7 @@ def latest(query):
             **errors({400: ["invalid_platform", "invalid_version"],
                       404: ["no_release", "release_file_missing"]})})
 def download(platform: str, version: str, path):
-    release, path = service.download(platform, version)
+    release, path = get_service().download(platform, version)
     cdn = current_app.config.get("RELEASES_PUBLIC_URL")
     if cdn:
         return redirect(f"{cdn.rstrip('/')}/{release.filename}", code=302)

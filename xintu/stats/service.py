@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, timedelta
 
+from flask import current_app
 from peewee import Case, fn
 
 from xintu.db import stale_call
@@ -152,3 +153,12 @@ class StatsService:
                            members_active=members["members_active"],
                            members_expiring_7d=members["members_expiring_7d"],
                            downloads_by_version=trend[-1].downloads_by_version)
+
+
+def get_service(app=None) -> StatsService:
+    """The app's StatsService, built once per app (``app.extensions["xintu.stats"]``)."""
+    app = app or current_app
+    svc = app.extensions.get("xintu.stats")
+    if svc is None:
+        svc = app.extensions.setdefault("xintu.stats", StatsService())
+    return svc

@@ -1,4 +1,5 @@
-"""The official-account event callback, as a protocol: authenticate, decrypt, de-duplicate, parse.
+"""The official-account event callback, as a protocol: authenticate, decrypt, de-duplicate, parse
+(docs/ARCHITECTURE.md, "Follow and scan events").
 
 What an event means (a follow, a scan, an unfollow) is the caller's: ``handle_callback`` hands each new
 event to the ``on_event`` it is given (``xintu.member.events.on_event``) and answers with its text.
