@@ -143,6 +143,9 @@ DEFAULTS: dict = {
     "SESSION_BOUND_MAX_DAYS": 180,
     "SESSION_DEVICE_IDLE_DAYS": 180,
     "SESSION_DEVICE_MAX_DAYS": 730,
+    # A worker keeps a token's session row in memory this many seconds (0 = ask the database every time):
+    # a revoke in the same process drops it at once, one in another worker or host is seen within this time.
+    "SESSION_CACHE_SECONDS": 2.0,
     # A follower's SCAN binds a client only while its QR code is this young (seconds); a new follower's
     # subscribe event may use the whole QR lifetime (10 min).
     "QR_SCAN_FRESH_SECONDS": 120,
