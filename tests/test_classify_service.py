@@ -365,3 +365,19 @@ def test_auto_first_must_name_a_path(tmp_path):
     from xintu.errors import ConfigError
     with pytest.raises(ConfigError, match="CLASSIFY_AUTO_FIRST"):
         load_config({"CLASSIFY_AUTO_FIRST": "fastest"}, environ={}, instance=str(tmp_path))
+
+
+def test_batch_check_cache_bad_bodies_get_the_schemas_errors(classify_app, auth):
+    """Well-formed bodies take a fast path; everything else is validated by BatchCheckIn as before."""
+    client = classify_app.test_client()
+    good = "a" * 64
+    for body, field in [({"hashes": [good], "extra": 1}, "extra"), ({"hashes": good}, "hashes"),
+                        ({"hashes": [good, 7]}, "hashes"), ({"hashes": [good, good + "\x00"]}, "hashes"),
+                        ({"hashes": []}, "hashes"), ({"hashes": [good] * 101}, "hashes"), ([good], None),
+                        ({}, "hashes")]:
+        r = client.post("/api/v1/classify/batch-check-cache", headers=auth, json=body)
+        assert r.status_code == 422, (body, r.get_json())
+        error = r.get_json()["error"]
+        assert error["code"] == "validation_error" and (field is None or field in str(error["details"])), error
+    upper = client.post("/api/v1/classify/batch-check-cache", headers=auth, json={"hashes": [good.upper(), good]})
+    assert upper.status_code == 200 and upper.get_json() == {"hits": {}, "missing": [good]}
