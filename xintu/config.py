@@ -92,6 +92,10 @@ DEFAULTS: dict = {
     "CLASSIFY_CACHE_LOCAL": False,    # cache local-model answers too (LLM answers always are)
     "CLASSIFY_LLM_MODEL": "qwen3-vl-plus",  # or qwen3-vl-flash
     "CLASSIFY_CACHE_ACCEPT_MODELS": [],  # earlier models whose cached answers are still served
+    # Cached answers found are also remembered per worker (LRU; 0 = off) for this many seconds: an answer
+    # never changes once stored, so this only saves the SELECT of repeated hashes. Misses always ask.
+    "CLASSIFY_CACHE_MEMORY_ENTRIES": 20000,
+    "CLASSIFY_CACHE_MEMORY_SECONDS": 300.0,
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
     "CLASSIFY_LLM_RETRIES": 1,
     # auto mode with a key: the path tried first ("llm" | "local"); the other one is its fallback

@@ -121,6 +121,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-nginx", action="store_true", help="gunicorn direct only")
+    parser.add_argument("--memory-entries", type=int, default=None,
+                        help="CLASSIFY_CACHE_MEMORY_ENTRIES for xintu (0 = every lookup asks MariaDB; the "
+                             "bench repeats the same hashes, so the memory serves every found one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xintu-bench-cache-") as tmp:
         tmp = Path(tmp)
@@ -140,6 +143,8 @@ def run(tmp: Path, primary: MariaDBServer, args) -> None:
     # The per-token limit stays on (its code path is part of the cost), set above what wrk can reach.
     xintu_env = {"XINTU_DATABASE_URL": primary.url("root", "", database), "XINTU_SECRET_KEY": "b" * 40,
                  "XINTU_CLIENT_REQUESTS_PER_MINUTE": "100000000", "XINTU_LOG_LEVEL": "WARNING"}
+    if args.memory_entries is not None:
+        xintu_env["XINTU_CLASSIFY_CACHE_MEMORY_ENTRIES"] = str(args.memory_entries)
     stacks = {
         "xintu": LoopbackStack(tmp / "xintu", xintu_env, secret="bench-shared-secret-0123456789",
                                gunicorn={"max_requests": 0}),
@@ -190,8 +195,9 @@ def run(tmp: Path, primary: MariaDBServer, args) -> None:
             for case, label, url, host, script in targets:
                 runs[(case, label)].append(wrk(url, script, args, host))
     median = {key: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for key, rs in runs.items()}
+    memory = "default" if args.memory_entries is None else args.memory_entries
     print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, 2 sync gunicorn workers, MariaDB "
-          f"primary, median of {args.rounds} rounds")
+          f"primary, median of {args.rounds} rounds, CLASSIFY_CACHE_MEMORY_ENTRIES={memory}")
     print(f"{'case':44} {'target':20} {'req/s':>8} {'× trivial':>10} {'avg lat':>9} {'non-2xx':>8}")
     for case, label in median:
         r = median[(case, label)]

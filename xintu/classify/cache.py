@@ -12,6 +12,9 @@ have is no secret, and the answer never includes who asked or when, so we accept
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,10 +33,44 @@ class Version:
     source: str          # "llm" or "local"
 
 
+class RowMemory:
+    """Rows found by the exact-hash lookup, remembered per process (LRU, ``max_entries``, ``ttl`` seconds).
+
+    Only rows of the most preferred version are kept: the first answer for a key wins and is never changed
+    (``put`` ignores conflicts) and nothing ranks above it, so a remembered row is what the database would
+    return. Misses are never remembered: a new answer is found at once. Keys name the database too (tests
+    run many apps in one process)."""
+
+    def __init__(self, max_entries: int, ttl: float, clock=time.monotonic):
+        self.max_entries, self.ttl, self._clock = max_entries, ttl, clock
+        self._lock = threading.Lock()
+        self._rows: OrderedDict[tuple, tuple[float, tuple]] = OrderedDict()
+
+    def get(self, key: tuple) -> tuple | None:
+        with self._lock:
+            entry = self._rows.get(key)
+            if entry is None:
+                return None
+            if self._clock() - entry[0] >= self.ttl:
+                del self._rows[key]
+                return None
+            self._rows.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple, row: tuple) -> None:
+        with self._lock:
+            self._rows[key] = (self._clock(), row)
+            self._rows.move_to_end(key)
+            while len(self._rows) > self.max_entries:
+                self._rows.popitem(last=False)
+
+
 class CacheService:
-    def __init__(self, versions: list[Version]):
-        """``versions``: the answers acceptable now, in order of preference (LLM before local)."""
+    def __init__(self, versions: list[Version], memory_entries: int = 0, memory_seconds: float = 300.0):
+        """``versions``: the answers acceptable now, in order of preference (LLM before local);
+        ``memory_entries`` > 0 remembers that many found rows in this process (RowMemory)."""
         self.versions = versions
+        self.memory = RowMemory(memory_entries, memory_seconds) if memory_entries > 0 else None
 
     def get_many(self, hashes: list[str], versions: list[Version] | None = None) -> dict[str, dict]:
         """Exact-hash lookup: the best acceptable answer per hash (one indexed SELECT)."""
@@ -43,12 +80,22 @@ class CacheService:
             return {}
         rank = {(v.model, v.prompt): i for i, v in enumerate(versions)}
         best: dict[str, tuple] = {}
-        for row in _exact_rows(hashes, versions):
+        database = ClassifyCache._meta.database
+        top = (id(getattr(database, "obj", database)), versions[0].model, versions[0].prompt)
+        if self.memory is not None:
+            for h in hashes:
+                row = self.memory.get((*top, h))
+                if row is not None:
+                    best[h] = row
+            hashes = [h for h in hashes if h not in best]
+        for row in _exact_rows(hashes, versions) if hashes else ():
             cur = best.get(row[1])
             if cur is None or rank[(row[2], row[3])] < rank[(cur[2], cur[3])]:
                 best[row[1]] = row
-        for row in best.values():
+        for sha, row in best.items():
             stats_buffer.hit(row[0])
+            if self.memory is not None and rank[(row[2], row[3])] == 0:
+                self.memory.put((*top, sha), row)
         return {sha: self.as_result(row) for sha, row in best.items()}
 
     def get(self, sha256: str, versions: list[Version] | None = None) -> dict | None:

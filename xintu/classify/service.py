@@ -64,8 +64,9 @@ class ClassifierService:
                  for m in config.get("CLASSIFY_CACHE_ACCEPT_MODELS") or [] if m != model]
         self.local_version = Version(f"local-{MODEL_VERSION}", RULES_VERSION, "local")
         self.cache_local = bool(config.get("CLASSIFY_CACHE_LOCAL"))
-        self.cache = CacheService([self.llm_version, *older]
-                                  + ([self.local_version] if self.cache_local else []))
+        self.cache = CacheService([self.llm_version, *older] + ([self.local_version] if self.cache_local else []),
+                                  memory_entries=int(config.get("CLASSIFY_CACHE_MEMORY_ENTRIES") or 0),
+                                  memory_seconds=float(config.get("CLASSIFY_CACHE_MEMORY_SECONDS") or 0))
         self.flights = SingleFlight()
         self._local_slots = threading.BoundedSemaphore(max(1, int(config["CLASSIFY_LOCAL_CONCURRENCY"])))
         self._local = None
