@@ -46,21 +46,27 @@ class RowMemory:
         self._lock = threading.Lock()
         self._rows: OrderedDict[tuple, tuple[float, tuple]] = OrderedDict()
 
-    def get(self, key: tuple) -> tuple | None:
+    def get_many(self, prefix: tuple, hashes: list[str]) -> dict[str, tuple]:
+        """The remembered rows of ``hashes`` under ``prefix`` (database, model, prompt), one lock for all."""
+        found, now = {}, self._clock()
         with self._lock:
-            entry = self._rows.get(key)
-            if entry is None:
-                return None
-            if self._clock() - entry[0] >= self.ttl:
-                del self._rows[key]
-                return None
-            self._rows.move_to_end(key)
-            return entry[1]
+            for h in hashes:
+                entry = self._rows.get((*prefix, h))
+                if entry is None:
+                    continue
+                if now - entry[0] >= self.ttl:
+                    del self._rows[(*prefix, h)]
+                    continue
+                self._rows.move_to_end((*prefix, h))
+                found[h] = entry[1]
+        return found
 
-    def put(self, key: tuple, row: tuple) -> None:
+    def put_many(self, prefix: tuple, rows: dict[str, tuple]) -> None:
+        now = self._clock()
         with self._lock:
-            self._rows[key] = (self._clock(), row)
-            self._rows.move_to_end(key)
+            for h, row in rows.items():
+                self._rows[(*prefix, h)] = (now, row)
+                self._rows.move_to_end((*prefix, h))
             while len(self._rows) > self.max_entries:
                 self._rows.popitem(last=False)
 
@@ -82,20 +88,18 @@ class CacheService:
         best: dict[str, tuple] = {}
         database = ClassifyCache._meta.database
         top = (id(getattr(database, "obj", database)), versions[0].model, versions[0].prompt)
-        if self.memory is not None:
-            for h in hashes:
-                row = self.memory.get((*top, h))
-                if row is not None:
-                    best[h] = row
-            hashes = [h for h in hashes if h not in best]
+        remembered = self.memory.get_many(top, hashes) if self.memory is not None else {}
+        if remembered:
+            best.update(remembered)
+            hashes = [h for h in hashes if h not in remembered]
         for row in _exact_rows(hashes, versions) if hashes else ():
             cur = best.get(row[1])
             if cur is None or rank[(row[2], row[3])] < rank[(cur[2], cur[3])]:
                 best[row[1]] = row
-        for sha, row in best.items():
-            stats_buffer.hit(row[0])
-            if self.memory is not None and rank[(row[2], row[3])] == 0:
-                self.memory.put((*top, sha), row)
+        stats_buffer.hit_many([row[0] for row in best.values()])
+        if self.memory is not None:
+            self.memory.put_many(top, {sha: row for sha, row in best.items()
+                                       if sha not in remembered and rank[(row[2], row[3])] == 0})
         return {sha: self.as_result(row) for sha, row in best.items()}
 
     def get(self, sha256: str, versions: list[Version] | None = None) -> dict | None:
