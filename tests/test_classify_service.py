@@ -364,3 +364,43 @@ def test_auto_first_must_name_a_path(tmp_path):
     from xintu.errors import ConfigError
     with pytest.raises(ConfigError, match="CLASSIFY_AUTO_FIRST"):
         load_config({"CLASSIFY_AUTO_FIRST": "fastest"}, environ={}, instance=str(tmp_path))
+
+
+def test_batch_check_cache_bad_bodies_get_the_schemas_errors(classify_app, auth):
+    """Well-formed bodies take a fast path; everything else is validated by BatchCheckIn as before."""
+    client = classify_app.test_client()
+    good = "a" * 64
+    for body, field in [({"hashes": [good], "extra": 1}, "extra"), ({"hashes": good}, "hashes"),
+                        ({"hashes": [good, 7]}, "hashes"), ({"hashes": [good, good + "\x00"]}, "hashes"),
+                        ({"hashes": []}, "hashes"), ({"hashes": [good] * 101}, "hashes"), ([good], None),
+                        ({}, "hashes")]:
+        r = client.post("/api/v1/classify/batch-check-cache", headers=auth, json=body)
+        assert r.status_code == 422, (body, r.get_json())
+        error = r.get_json()["error"]
+        assert error["code"] == "validation_error" and (field is None or field in str(error["details"])), error
+    upper = client.post("/api/v1/classify/batch-check-cache", headers=auth, json={"hashes": [good.upper(), good]})
+    assert upper.status_code == 200 and upper.get_json() == {"hits": {}, "missing": [good]}
+
+
+def test_found_answers_are_remembered_misses_never(classify_app, auth, dashscope_vl):
+    """CLASSIFY_CACHE_MEMORY_ENTRIES: a found answer is served from the worker's memory (here: even after
+    its row is gone behind the app's back), a miss asks the database again, so a new answer is seen at once."""
+    from xintu.models import ClassifyCache
+
+    dashscope_vl.state.answer = FOOD_ANSWER
+    client = classify_app.test_client()
+    known, later = hashlib.sha256(COFFEE).hexdigest(), hashlib.sha256(CAT).hexdigest()
+    check = lambda: client.post("/api/v1/classify/batch-check-cache", headers=auth,  # noqa: E731
+                                json={"hashes": [known, later]}).get_json()
+    assert check()["missing"] == [known, later]
+    _post(client, auth, COFFEE)
+    _post(client, auth, CAT)
+    first = check()
+    assert set(first["hits"]) == {known, later} and first["missing"] == []
+    with classify_app.app_context():
+        assert ClassifyCache.delete().where(ClassifyCache.image_sha256 == known).execute() == 1
+    again = check()
+    assert again["hits"][known] == first["hits"][known] and again["missing"] == []
+    classify_app.config["CLASSIFY_CACHE_MEMORY_ENTRIES"] = 0
+    classify_app.extensions.pop("xintu.classify")     # the service is rebuilt from the config
+    assert check()["missing"] == [known]

@@ -102,6 +102,10 @@ DEFAULTS: dict = {
     # An upload whose perceptual hash is within this Hamming distance of a cached LLM answer is answered
     # from it (near_duplicate); 0–3 (the banded index finds every match up to 3), -1 = off.
     "CLASSIFY_NEAR_DUPLICATE_DISTANCE": 3,
+    # Cached answers found are also remembered per worker (LRU; 0 = off) for this many seconds: an answer
+    # never changes once stored, so this only saves the SELECT of repeated hashes. Misses always ask.
+    "CLASSIFY_CACHE_MEMORY_ENTRIES": 20000,
+    "CLASSIFY_CACHE_MEMORY_SECONDS": 300.0,
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
     "CLASSIFY_LLM_RETRIES": 1,
     # auto mode with a key: the path tried first ("llm" | "local"); the other one is its fallback
@@ -153,6 +157,9 @@ DEFAULTS: dict = {
     "SESSION_BOUND_MAX_DAYS": 180,
     "SESSION_DEVICE_IDLE_DAYS": 180,
     "SESSION_DEVICE_MAX_DAYS": 730,
+    # A worker keeps a token's session row in memory this many seconds (0 = ask the database every time):
+    # a revoke in the same process drops it at once, one in another worker or host is seen within this time.
+    "SESSION_CACHE_SECONDS": 2.0,
     # A follower's SCAN binds a client only while its QR code is this young (seconds); a new follower's
     # subscribe event may use the whole QR lifetime (10 min).
     "QR_SCAN_FRESH_SECONDS": 120,

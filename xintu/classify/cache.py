@@ -3,7 +3,8 @@
 The key is always computed by the server from the bytes it received; a hash a client sends is used to
 *look up* (check-cache), and as an ``original_sha256`` only in a claim its sender alone sees (below), so a
 lying client cannot attach its answer to someone else's image. A cache hit is one indexed SELECT; the hit
-counter is bumped in batches by ``stats_buffer`` so the fast path does not write.
+counter is bumped in batches by ``stats_buffer`` so the fast path does not write; the lookup is raw
+parameterised SQL made once per shape, and found server-verified rows are remembered per worker (RowMemory).
 
 Claims (``classify_claims``): the field's clients hash the *original* photo and upload a smaller copy, so an
 upload may name its original (``original_sha256``). The answer is stored under our hash of the bytes as
@@ -22,9 +23,13 @@ have is no secret, and the answer never includes who asked or when, so we accept
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
-from peewee import IntegrityError, Value
+from peewee import IntegrityError
 
 from xintu.classify import phash as perceptual
 from xintu.classify.request_log import buffer as stats_buffer
@@ -42,10 +47,50 @@ class Version:
     source: str          # "llm" or "local"
 
 
+class RowMemory:
+    """Rows found by the exact-hash lookup, remembered per process (LRU, ``max_entries``, ``ttl`` seconds).
+
+    Only rows of the most preferred version are kept: the first answer for a key wins and is never changed
+    (``put`` ignores conflicts) and nothing ranks above it, so a remembered row is what the database would
+    return. Misses are never remembered: a new answer is found at once. Keys name the database too (tests
+    run many apps in one process)."""
+
+    def __init__(self, max_entries: int, ttl: float, clock=time.monotonic):
+        self.max_entries, self.ttl, self._clock = max_entries, ttl, clock
+        self._lock = threading.Lock()
+        self._rows: OrderedDict[tuple, tuple[float, tuple]] = OrderedDict()
+
+    def get_many(self, prefix: tuple, hashes: list[str]) -> dict[str, tuple]:
+        """The remembered rows of ``hashes`` under ``prefix`` (database, model, prompt), one lock for all."""
+        found, now = {}, self._clock()
+        with self._lock:
+            for h in hashes:
+                entry = self._rows.get((*prefix, h))
+                if entry is None:
+                    continue
+                if now - entry[0] >= self.ttl:
+                    del self._rows[(*prefix, h)]
+                    continue
+                self._rows.move_to_end((*prefix, h))
+                found[h] = entry[1]
+        return found
+
+    def put_many(self, prefix: tuple, rows: dict[str, tuple]) -> None:
+        now = self._clock()
+        with self._lock:
+            for h, row in rows.items():
+                self._rows[(*prefix, h)] = (now, row)
+                self._rows.move_to_end((*prefix, h))
+            while len(self._rows) > self.max_entries:
+                self._rows.popitem(last=False)
+
+
 class CacheService:
-    def __init__(self, versions: list[Version]):
-        """``versions``: the answers acceptable now, in order of preference (LLM before local)."""
+    def __init__(self, versions: list[Version], memory_entries: int = 0, memory_seconds: float = 300.0):
+        """``versions``: the answers acceptable now, in order of preference (LLM before local);
+        ``memory_entries`` > 0 remembers that many found rows in this process (RowMemory)."""
         self.versions = versions
+        self.memory = RowMemory(memory_entries, memory_seconds) if memory_entries > 0 else None
 
     def _where(self, versions):
         cond = None
@@ -56,37 +101,32 @@ class CacheService:
 
     def get_many(self, hashes: list[str], versions: list[Version] | None = None,
                  claimant: tuple | None = None) -> dict[str, dict]:
-        """The best acceptable answer per asked hash, in ONE query: answers stored under the hash itself
-        (server-verified, for anyone), then, with ``claimant`` = (session id, user id or None), answers the
-        claimant's own claims of that hash as an original point to."""
+        """The best acceptable answer per asked hash, in at most ONE query: answers stored under the hash
+        itself (server-verified, for anyone), then, with ``claimant`` = (session id, user id or None), the
+        answers the claimant's own claims of that hash as an original point to. Server-verified rows of the
+        preferred version come from this worker's memory when it has them; claims never do (they belong to
+        one claimant), and misses always ask the database."""
         versions = versions or self.versions
         hashes = [h for h in {h.lower() for h in hashes} if SHA256.match(h)]
         if not hashes or not versions:
             return {}
         rank = {(v.model, v.prompt): i for i, v in enumerate(versions)}
-        fields = (ClassifyCache.id, ClassifyCache.category, ClassifyCache.confidence, ClassifyCache.description,
-                  ClassifyCache.source, ClassifyCache.model_version, ClassifyCache.prompt_version)
-        query = (ClassifyCache.select(*fields, ClassifyCache.image_sha256.alias("asked"), Value(0).alias("claim"))
-                 .where(ClassifyCache.image_sha256.in_(hashes) & self._where(versions)))
-        if claimant is not None:
-            session_id, user_id = claimant
-            mine = ClassifyClaim.session == session_id
-            if user_id:
-                mine |= ClassifyClaim.user == user_id
-            claimed = (ClassifyCache.select(*fields, ClassifyClaim.original_sha256.alias("asked"),
-                                            Value(1).alias("claim"))
-                       .join(ClassifyClaim, on=(ClassifyClaim.image_sha256 == ClassifyCache.image_sha256))
-                       .where(ClassifyClaim.original_sha256.in_(hashes) & mine & self._where(versions)))
-            query = query.union_all(claimed)
-        best: dict[str, dict] = {}
-        for row in query.dicts():
-            key = (row["claim"], rank[(row["model_version"], row["prompt_version"])])
-            cur = best.get(row["asked"])
-            if cur is None or key < cur[0]:
-                best[row["asked"]] = (key, row)
-        for _, row in best.values():
-            stats_buffer.hit(row["id"])
-        return {sha: self.as_result(row) for sha, (_, row) in best.items()}
+        best: dict[str, tuple] = {}
+        database = ClassifyCache._meta.database
+        top = (id(getattr(database, "obj", database)), versions[0].model, versions[0].prompt)
+        remembered = self.memory.get_many(top, hashes) if self.memory is not None else {}
+        if remembered:
+            best.update(remembered)
+            hashes = [h for h in hashes if h not in remembered]
+        for row in _lookup_rows(hashes, versions, claimant) if hashes else ():
+            cur = best.get(row[1])
+            if cur is None or (row[8], rank[(row[2], row[3])]) < (cur[8], rank[(cur[2], cur[3])]):
+                best[row[1]] = row
+        stats_buffer.hit_many([row[0] for row in best.values()])
+        if self.memory is not None:
+            self.memory.put_many(top, {sha: row for sha, row in best.items()
+                                       if sha not in remembered and not row[8] and rank[(row[2], row[3])] == 0})
+        return {sha: self.as_result(row) for sha, row in best.items()}
 
     def get(self, sha256: str, versions: list[Version] | None = None, claimant: tuple | None = None) -> dict | None:
         return self.get_many([sha256], versions, claimant).get(sha256.lower())
@@ -144,8 +184,10 @@ class CacheService:
 
     @staticmethod
     def as_result(row) -> dict:
-        if not isinstance(row, dict):
-            row = row.__data__
+        """A cached answer from a row of ``_lookup_rows`` (a tuple) or a dict of the cache's columns."""
+        if isinstance(row, tuple):
+            return {"category": row[4], "confidence": row[5], "description": row[6] or "", "method": "cache",
+                    "source": row[7]}
         return {"category": row["category"], "confidence": row["confidence"],
                 "description": row["description"] or "", "method": "cache", "source": row["source"]}
 
@@ -165,3 +207,45 @@ class CacheService:
         except IntegrityError:  # a racing insert of the same key: theirs is as good as ours
             pass
 
+
+# The hot path (check-cache, batch-check-cache, every classify): raw parameterised SQL through the models'
+# database instead of a peewee query built per call — building the 100-value IN and the OR of versions was
+# most of a batch-check-cache request. One statement text per (hash count, version count, claims shape,
+# placeholder style), made once; rows come back as tuples in the order of _COLUMNS plus a claim flag
+# (0 = stored under the asked hash, 1 = reached through the claimant's claim).
+_COLUMNS = ("id", "image_sha256", "model_version", "prompt_version", "category", "confidence",
+            "description", "source")
+
+
+@lru_cache(maxsize=512)
+def _lookup_sql(n_hashes: int, n_versions: int, claims: str, param: str) -> str:
+    """``claims``: "" (none), "session" or "session+user" (whose claims the lookup may use)."""
+    cache, claim = ClassifyCache._meta, ClassifyClaim._meta
+    cols = [cache.fields[name].column_name for name in _COLUMNS]
+    marks = ", ".join([param] * n_hashes)
+    versions = " OR ".join([f"(c.model_version = {param} AND c.prompt_version = {param})"] * n_versions)
+    sql = (f"SELECT {', '.join('c.' + col for col in cols)}, 0 AS claim FROM {cache.table_name} c "
+           f"WHERE c.image_sha256 IN ({marks}) AND ({versions})")
+    if claims:
+        asked = claim.fields["original_sha256"].column_name
+        mine = f"cl.{claim.fields['session'].column_name} = {param}"
+        if claims == "session+user":
+            mine = f"({mine} OR cl.{claim.fields['user'].column_name} = {param})"
+        picked = ", ".join(f"cl.{asked}" if col == cache.fields["image_sha256"].column_name else "c." + col
+                           for col in cols)
+        sql += (f" UNION ALL SELECT {picked}, 1 AS claim FROM {claim.table_name} cl "
+                f"JOIN {cache.table_name} c ON c.image_sha256 = cl.{claim.fields['image_sha256'].column_name} "
+                f"WHERE cl.{asked} IN ({marks}) AND {mine} AND ({versions})")
+    return sql
+
+
+def _lookup_rows(hashes: list[str], versions: list[Version], claimant: tuple | None) -> list[tuple]:
+    database = ClassifyCache._meta.database
+    pairs = [x for v in versions for x in (v.model, v.prompt)]
+    params, claims = [*hashes, *pairs], ""
+    if claimant is not None and claimant[0] is not None:
+        session_id, user_id = claimant
+        claims = "session+user" if user_id else "session"
+        params += [*hashes, session_id, *([user_id] if user_id else []), *pairs]
+    sql = _lookup_sql(len(hashes), len(versions), claims, database.param)
+    return database.execute_sql(sql, params).fetchall()

@@ -50,8 +50,15 @@ class StatsBuffer:
             self.flush()
 
     def hit(self, cache_id: int) -> None:
+        self.hit_many([cache_id])
+
+    def hit_many(self, cache_ids: list[int]) -> None:
+        if not cache_ids:
+            return
+        database = self._db()
         with self.lock:
-            self.hits[(self._db(), cache_id)] += 1
+            for cache_id in cache_ids:
+                self.hits[(database, cache_id)] += 1
 
     def flush(self) -> int:
         """Write everything buffered; returns the number of log rows written. Never raises."""

@@ -67,8 +67,9 @@ class ClassifierService:
         self.local_version = Version(f"local-{MODEL_VERSION}", RULES_VERSION, "local")
         self.cache_local = bool(config.get("CLASSIFY_CACHE_LOCAL"))
         self.near_distance = int(config.get("CLASSIFY_NEAR_DUPLICATE_DISTANCE", 3))
-        self.cache = CacheService([self.llm_version, *older]
-                                  + ([self.local_version] if self.cache_local else []))
+        self.cache = CacheService([self.llm_version, *older] + ([self.local_version] if self.cache_local else []),
+                                  memory_entries=int(config.get("CLASSIFY_CACHE_MEMORY_ENTRIES") or 0),
+                                  memory_seconds=float(config.get("CLASSIFY_CACHE_MEMORY_SECONDS") or 0))
         self.flights = SingleFlight()
         self._local_slots = threading.BoundedSemaphore(max(1, int(config["CLASSIFY_LOCAL_CONCURRENCY"])))
         self._local = None
@@ -110,7 +111,7 @@ class ClassifierService:
             sha = image_intake.sha256_hex(data)
             # details = the diagnostic /classify/local: always run the model, a cached answer has no cues
             versions = [] if details else self._versions(path)
-            result = self.cache.get(sha, versions) if versions else None
+            result = self.lookup([sha], versions).get(sha) if versions else None
             if result is None:
                 result, _ = self.flights.do((sha, path, details),
                                             lambda: self._compute(data, sha, path, details, owner))
@@ -125,6 +126,28 @@ class ClassifierService:
         logged = "llm_budget" if (result.get("details") or {}).get("llm_skipped") else result["method"]
         self._record(endpoint, client, logged, result["category"], start, batch_size=batch_size)
         return result
+
+    # -- the cache -----------------------------------------------------------------------------
+    def lookup(self, hashes: list[str], versions: list[Version] | None = None,
+               claimant: tuple | None = None) -> dict[str, dict]:
+        """The one cache lookup (classify and the check-cache endpoints): the best acceptable cached answer
+        per hash, keyed by the lower-case hash; hashes without one are absent. ``claimant`` = (session id,
+        user id or None) also sees the originals it claimed (xintu.classify.cache)."""
+        return self.cache.get_many(hashes, versions, claimant)
+
+    def check_cache(self, hashes: list[str], *, endpoint: str, client: str | None,
+                    batch: bool = False, claimant: tuple | None = None) -> dict[str, dict]:
+        """Cached answers for hashes a client already holds; logged in the request log like a classify
+        call (a single check with its hit, a batch with its size), not counted as a classified image."""
+        start = time.perf_counter()
+        hits = self.lookup(hashes, claimant=claimant)
+        if batch:
+            self._record(endpoint, client, None, None, start, batch_size=len(hashes), count=False)
+        else:
+            hit = next(iter(hits.values()), None)
+            self._record(endpoint, client, "cache" if hit else None, hit["category"] if hit else None, start,
+                         count=False)
+        return hits
 
     def _llm_budget(self, owner) -> str | None:
         """Spend one unit of every LLM budget of ``owner``; the scope that said no, else None."""
@@ -206,9 +229,11 @@ class ClassifierService:
             out["details"] = {"reason": r.reason, **r.cues}
         return out
 
-    def _record(self, endpoint, client, method, category, start, ok=True, status=200, batch_size=None):
+    def _record(self, endpoint, client, method, category, start, ok=True, status=200, batch_size=None,
+                count=True):
+        """The one request-log path; ``count`` also counts the image in the classify metrics."""
         elapsed = time.perf_counter() - start
-        if method:
+        if method and count:
             CLASSIFIED.labels(method).inc()
             LATENCY.labels(method).observe(elapsed)
         if endpoint:
