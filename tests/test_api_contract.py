@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.contract_helpers import roles
+from tests.contract_helpers import roles, warm
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +119,7 @@ def run_schemathesis(stack, config: str, tmp_path: Path, max_examples: int, *ext
 
 def _contract(stack, tmp_path, max_examples, phases=ALL_PHASES):
     creds = roles(stack, tmp_path / "releases")
+    warm(stack.url, creds.device)
     spec = requests.get(stack.url + "/api/v1/openapi.json", timeout=10).json()
     skip = [arg for path in H5_DESTRUCTIVE for arg in ("--exclude-path", path)]
     out = run_schemathesis(stack, config_for(spec, creds), tmp_path, max_examples, *skip, phases=phases)

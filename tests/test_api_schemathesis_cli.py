@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from xintu.apidoc import EXAMPLE_PNG_BASE64
+from tests.contract_helpers import warm
 
 pytestmark = pytest.mark.slow
 
@@ -50,27 +50,6 @@ def _bearer_operations(spec: dict, user: bool) -> set[str]:
     return names - {"POST /api/v1/auth/logout"}     # disabled in schemathesis.toml (it ends the token)
 
 
-def _warm(base: str, token: str) -> None:
-    """The first classification in a worker builds the local model and the first lookup loads the polygons
-    (16–36 s measured on a busy 2-core machine, over schemathesis' 10 s response-time check): warm both
-    gunicorn workers first, with concurrent requests so each worker gets some."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    headers = {"Authorization": f"Bearer {token}"}
-
-    def classify(_):
-        return requests.post(base + "/api/v1/classify", json={"image_base64": EXAMPLE_PNG_BASE64},
-                             headers=headers, timeout=180).status_code
-
-    def locate(_):
-        return requests.get(base + "/api/v1/location", params={"lat": 39.9087, "lon": 116.3975},
-                            headers=headers, timeout=180).status_code
-
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(classify, range(4))) + list(pool.map(locate, range(4)))
-    assert set(answers) == {200}, answers
-
-
 def test_the_schemathesis_command_passes_with_a_device_and_a_bound_token(served):
     base, cli = served
     device = requests.post(base + "/api/v1/clients", json={"client_id": "pc-st-device", "platform": "windows"},
@@ -82,7 +61,7 @@ def test_the_schemathesis_command_passes_with_a_device_and_a_bound_token(served)
                          headers={"Authorization": f"Bearer {issued['device_token']}"}, timeout=10).json()["token"]
     spec = requests.get(base + "/api/v1/openapi.json", timeout=10).json()
     started = time.monotonic()
-    _warm(base, device)
+    warm(base, device)
     warmed = time.monotonic()
 
     runs = {role: subprocess.Popen(_command(base, token), cwd=ROOT, stdout=subprocess.PIPE,
