@@ -40,21 +40,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
+    """Every ``COMMANDS`` entry is listed; one that cannot be loaded (a typo in its target, a module or
+    dependency missing from the build) is an error when used, never a command that silently vanishes."""
+
     def list_commands(self, ctx):
-        return sorted(name for name in COMMANDS if _module_exists(COMMANDS[name][0]))
+        return sorted(COMMANDS)
 
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
         target = COMMANDS[name][0]
-        module_name, attr = target.split(":")
+        module_name, _, attr = target.partition(":")
         try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # area not installed in this build
-                return None
-            raise
-        return getattr(module, attr)
+            command = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            if os.environ.get("XINTU_TRACEBACK"):
+                raise
+            raise click.ClickException(f"command {name!r} cannot be loaded from {target}: {exc}") from None
+        if not isinstance(command, click.Command):
+            raise click.ClickException(f"command {name!r}: {target} is not a click command")
+        return command
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -75,12 +80,6 @@ class LazyGroup(click.Group):
             if os.environ.get("XINTU_TRACEBACK"):
                 raise
             raise click.ClickException(_describe(exc)) from None
-
-
-def _module_exists(target: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(target.split(":")[0]) is not None
 
 
 def _describe(exc: Exception) -> str:

@@ -109,3 +109,26 @@ def roles(stack, releases_dir) -> Roles:
     return Roles(device=device, bound=bound["token"], h5_cookie=http.cookies["xintu_h5"], operator=operator,
                  viewer=admin("contract-viewer"), logout=admin("contract-op"), user_id=bound["user"]["id"],
                  out_trade_no=order["out_trade_no"], task_id=task.json()["task_id"], throwaway=throwaway)
+
+
+def warm(base: str, token: str) -> None:
+    """The first classification in a worker builds the local model and the first lookup loads the polygons
+    (16–36 s measured on a busy 2-core machine, over schemathesis' 10 s response-time check): done first,
+    concurrently, so that each gunicorn worker of `xintu serve` gets some."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xintu.apidoc import EXAMPLE_PNG_BASE64
+
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def classify(_):
+        return requests.post(base + "/api/v1/classify", json={"image_base64": EXAMPLE_PNG_BASE64},
+                             headers=headers, timeout=180).status_code
+
+    def locate(_):
+        return requests.get(base + "/api/v1/location", params={"lat": 39.9087, "lon": 116.3975},
+                            headers=headers, timeout=180).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(classify, range(4))) + list(pool.map(locate, range(4)))
+    assert set(answers) == {200}, answers

@@ -152,3 +152,50 @@ def test_every_invocation_builds_its_own_app_and_a_given_app_is_used(tmp_path, m
     listed = json.loads(runner.invoke(cli, ["config", "list", "--format", "json"], obj=given).output)
     assert {row["key"]: row["value"] for row in listed}["inference.mode"] == "llm"
     assert get_app(schema=False) is not get_app(schema=False)   # outside click: a new app each call
+
+
+def test_every_command_table_entry_imports_a_click_command():
+    import importlib
+
+    import click
+
+    assert LazyGroup().list_commands(None) == sorted(COMMANDS)   # nothing hidden
+    for name, (target, summary) in COMMANDS.items():
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)   # a typo fails here, by name
+        assert isinstance(command, click.Command), target
+        assert summary.strip(), name
+
+
+@pytest.mark.parametrize("target", ["xintu_cli.stats:statz", "xintu_cli.no_such_area:thing",
+                                    "xintu_cli.stats", "xintu_cli.output:render"])
+def test_a_broken_command_entry_fails_loudly(monkeypatch, target):
+    monkeypatch.setitem(COMMANDS, "broken", (target, "A typo in the table."))
+    assert "broken" in CliRunner().invoke(cli, ["--help"]).output      # listed, not hidden
+    result = CliRunner().invoke(cli, ["broken"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: command 'broken'") and target in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def _command_paths(command, path):
+    import click
+
+    yield path
+    if isinstance(command, click.Group):
+        ctx = click.Context(command, info_name=path.split()[-1])
+        for name in command.list_commands(ctx):
+            yield from _command_paths(command.get_command(ctx, name), f"{path} {name}")
+
+
+def test_every_command_is_documented():
+    """Each full command path (`xintu orders refund`) is named in README.md or docs/*.md."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in [root / "README.md", *sorted(root.glob("docs/*.md"))])
+    paths = list(_command_paths(cli, "xintu"))
+    assert len(paths) > len(COMMANDS)
+    missing = [p for p in paths if not re.search(r"(?<![\w-])" + re.escape(p) + r"(?![\w-])", text)]
+    assert missing == [], "add a line saying what each does to the right docs/*.md: " + ", ".join(missing)

@@ -53,7 +53,7 @@ SECURITY_SCHEMES = {
 
 # Codes every operation of a kind can answer, by security scheme (401) and by situation.
 AUTH_CODES = {
-    "BearerAuth": ["unauthorized"],
+    "BearerAuth": ["unauthorized", "token_expired", "token_revoked"],
     "AdminBearerAuth": ["admin_login_required", "admin_session_expired"],
     H5_COOKIE: ["h5_login_required"],
 }
@@ -61,7 +61,8 @@ MESSAGES = {  # example messages; clients show the server's message, never these
     "unauthorized": "需要登录或有效的令牌", "forbidden": "没有权限", "bad_request": "请求参数错误",
     "validation_error": "请求内容校验失败", "payload_too_large": "上传内容过大",
     "client_rate_limited": "请求过于频繁，请稍后再试", "database_unavailable": "数据库暂不可用",
-    "not_found": "资源不存在",
+    "not_found": "资源不存在", "token_expired": "登录已过期，请重新登录",
+    "token_revoked": "该令牌已注销，请重新登录",
 }
 
 
