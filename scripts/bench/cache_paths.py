@@ -19,9 +19,7 @@ import argparse
 import hashlib
 import io
 import json
-import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +27,10 @@ from contextlib import closing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.append(str(Path(__file__).resolve().parent))   # scripts/bench/stack.py, last: never shadows a package
 
 import requests  # noqa: E402
+from stack import wrk  # noqa: E402  (scripts/bench/stack.py)
 
 from xintu.ops import replication  # noqa: E402
 from xintu.ops.procs import MariaDBServer  # noqa: E402
@@ -84,21 +84,6 @@ def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
             f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
-
-
-def wrk(url: str, script: Path, args, host: str | None = None) -> dict:
-    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s",
-            "-s", str(script)]
-    if host:
-        argv += ["-H", f"Host: {host}"]
-    out = subprocess.run(argv + [url], capture_output=True, text=True, timeout=args.duration + 60,
-                         check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*", out)
-    return {"rps": rps, "non2xx": int(bad.group(1)) if bad else 0,
-            "latency_avg": re.search(r"Latency\s+(\S+)", out).group(1),
-            "socket_errors": errors.group(0) if errors else ""}
 
 
 def seed_cache(admin_url: str, database: str, hashes: list[str]) -> None:
@@ -189,11 +174,11 @@ def run(tmp: Path, primary: MariaDBServer, args) -> None:
                             (case, "xintu, nginx TLS", app_stack.nginx_url + path, "api.xintu.test", script)]
         warmup = argparse.Namespace(**{**vars(args), "duration": 2})
         for _, _, url, host, script in targets:
-            wrk(url, script, warmup, host)
+            wrk(url, warmup, host, script)
         runs: dict[tuple, list] = {t[:2]: [] for t in targets}
         for _ in range(args.rounds):   # interleaved, so a noisy minute hits every target alike
             for case, label, url, host, script in targets:
-                runs[(case, label)].append(wrk(url, script, args, host))
+                runs[(case, label)].append(wrk(url, args, host, script))
     median = {key: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for key, rs in runs.items()}
     memory = "default" if args.memory_entries is None else args.memory_entries
     print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, 2 sync gunicorn workers, MariaDB "

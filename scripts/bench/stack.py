@@ -46,8 +46,11 @@ def replication_from_nothing(base: Path) -> dict:
         primary.destroy()
 
 
-def wrk(url: str, args, host: str | None = None) -> dict:
+def wrk(url: str, args, host: str | None = None, script: Path | None = None) -> dict:
+    """One wrk run (``args``: threads, connections, duration; ``script``: a Lua file, e.g. for POST bodies)."""
     argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s"]
+    if script:
+        argv += ["-s", str(script)]
     if host:
         argv += ["-H", f"Host: {host}"]
     out = subprocess.run(argv + [url], capture_output=True, text=True, timeout=args.duration + 60,
