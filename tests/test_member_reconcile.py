@@ -2,6 +2,7 @@
 import gzip
 import hashlib
 import json
+import time
 from datetime import datetime
 
 import pytest
@@ -193,3 +194,27 @@ def test_parser_refuses_malformed_bills(mangle):
     with pytest.raises(BillError) as exc:
         parse_bill(mangle(text))
     assert exc.value.code == "bill_malformed" and exc.value.status == 502
+
+
+def test_a_refund_made_that_day_is_a_bill_line_and_agrees(mysql_member_stack):
+    """WeChat's ALL bill carries a REFUND line for each refund that succeeded that day; the sandbox's does
+    too, so a day with a refund reconciles clean, and loses the agreement when that line goes missing."""
+    stack = mysql_member_stack
+    (order,) = paid_orders(stack, "oREC9", "10")
+    no = order["out_trade_no"]
+    started = stack.cli("orders", "refund", no, "--reason", "用户申请", "--operator", "ops1", "--format", "json")
+    assert started.exit_code == 0, started.output
+    refund_no = json.loads(started.output)["out_refund_no"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with stack.in_app():
+            if Order.get(Order.out_trade_no == no).status == "refunded":
+                break
+        time.sleep(0.1)
+    report = run(stack)
+    assert report["matched"] and report["problems"] == [], report["problems"]
+    assert report["bill"]["refunds"] == 1 and report["bill"]["refund_fen"] == 990
+    stack.sandbox.pay.change_bill(drop=refund_no)
+    missing = run(stack)
+    assert [(p["problem"], p["kind"], p["out_refund_no"]) for p in missing["problems"]] == [
+        ("here_not_there", "refund", refund_no)]

@@ -429,13 +429,16 @@ class PaySandbox(SandboxServer):
 
     # -- trade bills ------------------------------------------------------------------------------
     def bill_rows(self, day: str) -> list[dict]:
-        """The lines of ``day``'s ALL bill: payments that succeeded that day (Beijing time), as changed
-        by :meth:`change_bill` (lines dropped, amounts changed, strangers and refunds added)."""
+        """The lines of ``day``'s ALL bill: payments and refunds that succeeded that day (Beijing time), as
+        changed by :meth:`change_bill` (lines dropped — by out_trade_no or out_refund_no —, amounts changed,
+        strangers and refunds added)."""
         changes = self.bill_changes
         rows = []
         with self.lock:
             paid = [o for o in self.orders.values()
                     if o["state"] == "SUCCESS" and (o["success_time"] or "")[:10] == day]
+            refunded = [dict(r) for r in self.refunds.values()
+                        if r["status"] == "SUCCESS" and (r["success_time"] or "")[:10] == day]
         for order in sorted(paid, key=lambda o: o["success_time"]):
             if order["out_trade_no"] in changes["drop"]:
                 continue
@@ -444,6 +447,13 @@ class PaySandbox(SandboxServer):
         for stranger in changes["strangers"]:
             if stranger["success_time"][:10] == day:
                 rows.append(self._bill_row(stranger, "SUCCESS", stranger["amount"]))
+        for refund in sorted(refunded, key=lambda r: r["success_time"]):   # refunds that succeeded that day
+            if refund["out_refund_no"] in changes["drop"]:
+                continue
+            order = self.orders[refund["out_trade_no"]]
+            rows.append(self._bill_row({**order, "success_time": refund["success_time"]}, "REFUND", 0,
+                                       refund={"refund_id": refund["refund_id"], "amount": refund["refund"],
+                                               "out_refund_no": refund["out_refund_no"]}))
         for refund in changes["refunds"]:
             if refund["time"][:10] == day:
                 order = self.orders.get(refund["out_trade_no"]) or {
