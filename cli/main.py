@@ -76,6 +76,10 @@ class LazyGroup(click.Group):
             raise click.ClickException(exc.message) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:   # the reader left (`xintu … | head`): stop quietly, as other tools do
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())   # so the interpreter's last flush does not fail again
+            ctx.exit(1)
         except Exception as exc:  # one readable line, never a traceback
             if os.environ.get("XINTU_TRACEBACK"):
                 raise
