@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import click
@@ -143,22 +142,4 @@ class _Gunicorn(BaseApplication):
 
     def load(self):
         from xintu.app import create_app
-
-        app = create_app(self.overrides)
-        threading.Thread(target=_warm, args=(app,), name="xintu-warm", daemon=True).start()
-        return app
-
-
-def _warm(app) -> None:
-    """Load the local models and the place polygons beside the first requests, not in them: a fresh worker's
-    first classification or location lookup would otherwise take seconds (a request that comes meanwhile
-    waits on the same load, as it would anyway)."""
-    from xintu.classify.service import get_service as classifier
-    from xintu.location.service import get_service as locations
-
-    try:
-        with app.app_context():
-            classifier(app).warm()
-            locations(app).lookup(39.9087, 116.3975)
-    except Exception as exc:  # noqa: BLE001  a warm-up failure is the first request's to report
-        app.logger.warning("warm-up failed: %s", exc)
+        return create_app(self.overrides)

@@ -49,8 +49,9 @@ def running_serve(xintu: str, folder: Path, env: dict | None = None, startup: fl
     env = env or clean_env(folder)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    log = open(folder / "serve.log", "ab")   # gunicorn's and the children's lines, for a failing test to show
     proc = subprocess.Popen([xintu, "serve", "--port", str(port)], cwd=folder, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT)
     state = Path(env["XINTU_INSTANCE_PATH"]) / "sandbox.json"
     try:
         deadline = time.monotonic() + startup
@@ -70,6 +71,7 @@ def running_serve(xintu: str, folder: Path, env: dict | None = None, startup: fl
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+        log.close()
 
 
 @pytest.fixture

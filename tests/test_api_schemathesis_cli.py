@@ -50,6 +50,12 @@ def _bearer_operations(spec: dict, user: bool) -> set[str]:
     return names - {"POST /api/v1/auth/logout"}     # disabled in schemathesis.toml (it ends the token)
 
 
+def _serve_log(served) -> str:
+    """The last lines `xintu serve` wrote (gunicorn's worker starts and exits among them)."""
+    lines = (served.folder / "serve.log").read_text(errors="replace").splitlines()
+    return "\n".join(line for line in lines if '" 200 ' not in line)[-6000:]
+
+
 def test_the_schemathesis_command_passes_with_a_device_and_a_bound_token(served):
     base, cli = served
     device = requests.post(base + "/api/v1/clients", json={"client_id": "pc-st-device", "platform": "windows"},
@@ -74,7 +80,7 @@ def test_the_schemathesis_command_passes_with_a_device_and_a_bound_token(served)
           f"phases {phases}")
     for role, out in outputs.items():
         summary = out.split("SUMMARY")[-1]
-        assert runs[role].returncode == 0, f"{role}:\n{out[-12000:]}"
+        assert runs[role].returncode == 0, f"{role}:\n{out[-12000:]}\nserve.log:\n{_serve_log(cli)}"
         assert "failures" not in summary and "Network Error" not in summary, f"{role}:\n{out[-4000:]}"
         assert f"Tested: {sum(len(item) for item in spec['paths'].values()) - 1}" in summary, summary
         opened = _bearer_operations(spec, user=role == "bound")
