@@ -7,6 +7,7 @@ real MariaDB primary (``mysql_member_stack``).
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +15,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
+from xintu.models import Order
 from xintu.sandbox.wechat import Sandbox, start
 
 
@@ -107,3 +109,15 @@ def member_stack(app):
 @pytest.fixture
 def mysql_member_stack(mysql_app):
     yield from _serve(mysql_app)
+
+
+def wait_for_order(stack, no: str, status: str, timeout: float = 10):
+    """The order ``no`` once it reaches ``status`` (a notification applies it a moment later)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with stack.in_app():
+            order = Order.get(Order.out_trade_no == no)
+        if order.status == status:
+            return order
+        time.sleep(0.1)
+    raise AssertionError(f"order {no} is {order.status}, not {status}")

@@ -2,11 +2,11 @@
 import gzip
 import hashlib
 import json
-import time
 from datetime import datetime
 
 import pytest
 
+from tests.member_fixtures import wait_for_order
 from xintu.member.reconcile import BillError, parse_bill, reconcile
 from xintu.models import Order
 from xintu.sandbox.wechat_pay import CST, render_bill
@@ -205,12 +205,7 @@ def test_a_refund_made_that_day_is_a_bill_line_and_agrees(mysql_member_stack):
     started = stack.cli("orders", "refund", no, "--reason", "用户申请", "--operator", "ops1", "--format", "json")
     assert started.exit_code == 0, started.output
     refund_no = json.loads(started.output)["out_refund_no"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with stack.in_app():
-            if Order.get(Order.out_trade_no == no).status == "refunded":
-                break
-        time.sleep(0.1)
+    wait_for_order(stack, no, "refunded")
     report = run(stack)
     assert report["matched"] and report["problems"] == [], report["problems"]
     assert report["bill"]["refunds"] == 1 and report["bill"]["refund_fen"] == 990

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 import requests
 
+from tests.member_fixtures import wait_for_order
 from xintu import metrics
 from xintu.member.credits import CreditService
 from xintu.models import CreditLedger, Order, Refund, User
@@ -33,14 +34,7 @@ def _state(stack, no):
         return order, user, ledger, refunds, CreditService().audit()
 
 
-def _wait(stack, no, status, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        order = _state(stack, no)[0]
-        if order.status == status:
-            return order
-        time.sleep(0.1)
-    raise AssertionError(f"order {no} is {order.status}, not {status}")
+
 
 
 def _refund(stack, no, *args):
@@ -55,7 +49,7 @@ def test_full_refund_takes_the_credits_back_and_a_second_is_refused(mysql_member
     assert result.exit_code == 0, result.output
     started = json.loads(result.output)
     assert started["amount_fen"] == 990 and started["operator"] == "ops1" and started["refund_id"]
-    _wait(stack, no, "refunded")
+    wait_for_order(stack, no, "refunded")
     order, user, ledger, refunds, drift = _state(stack, no)
     assert ledger == [("purchase", 10), ("refund", -10)] and user.credits_balance == 0 and drift == []
     assert [(r.status, r.credits_taken, r.credits_shortfall, r.source) for r in refunds] == [
@@ -70,14 +64,14 @@ def test_partial_refunds_of_a_membership_take_back_their_share_and_never_exceed_
     no = _paid(stack, "oHALF", "member")
     before = _state(stack, no)[1].member_expires_at
     assert _refund(stack, no, "--amount-fen", "1495").exit_code == 0
-    order = _wait(stack, no, "partially_refunded")
+    order = wait_for_order(stack, no, "partially_refunded")
     _, user, ledger, refunds, _ = _state(stack, no)
     assert ledger == [("membership_bonus", 10), ("refund", -5)]
     assert before - user.member_expires_at == timedelta(days=15)
     too_much = _refund(stack, no, "--amount-fen", "1496")
     assert too_much.exit_code == 1 and "超过可退的 1495 分" in too_much.output
     assert _refund(stack, no).exit_code == 0          # the rest
-    _wait(stack, no, "refunded")
+    wait_for_order(stack, no, "refunded")
     _, user, ledger, refunds, drift = _state(stack, no)
     assert ledger == [("membership_bonus", 10), ("refund", -5), ("refund", -5)] and drift == []
     assert before - user.member_expires_at == timedelta(days=30)
@@ -91,7 +85,7 @@ def test_spent_credits_are_a_recorded_shortfall_shown_by_the_audit(mysql_member_
         CreditService().spend(_state(stack, no)[1].id, 8, "edit_spend", "task:spent")
     shortfall_before = metrics.REFUND_SHORTFALL._value.get()
     assert _refund(stack, no).exit_code == 0
-    _wait(stack, no, "refunded")
+    wait_for_order(stack, no, "refunded")
     _, user, ledger, refunds, drift = _state(stack, no)
     assert user.credits_balance == 0 and ledger[-1] == ("refund", -2) and drift == []
     assert (refunds[0].credits_taken, refunds[0].credits_shortfall) == (2, 8)
@@ -206,7 +200,7 @@ def test_abnormal_refund_is_surfaced_then_settles_and_a_closed_one_keeps_the_ord
     pay.refund_outcome = "CLOSED"
     other = _paid(stack, "oCLOSEDREF")
     assert _refund(stack, other).exit_code == 0
-    _wait(stack, other, "paid")
+    wait_for_order(stack, other, "paid")
     order, _, ledger, refunds, _ = _state(stack, other)
     assert ledger == [("purchase", 10)] and refunds[0].status == "closed" and order.refunded_fen == 0
 
@@ -232,7 +226,7 @@ def test_wechat_refusals_are_one_line_and_leave_the_order_paid(mysql_member_stac
     if setup == "merchant_broke":
         pay.merchant_balance_fen = 10**6
         assert _refund(stack, no).exit_code == 0               # a new out_refund_no once topped up
-        _wait(stack, no, "refunded")
+        wait_for_order(stack, no, "refunded")
         assert [r.out_refund_no for r in _state(stack, no)[3]] == [no + "R1", no + "R2"]
 
 
@@ -246,7 +240,7 @@ def test_a_refund_that_never_reached_wechat_is_sent_again_with_the_same_number(m
     assert _state(stack, no)[0].status == "refunding"
     stack.app.config["WECHATPAY_BASE_URL"] = gateway
     assert json.loads(_refund(stack, no).output)["out_refund_no"] == no + "R1"
-    _wait(stack, no, "refunded")
+    wait_for_order(stack, no, "refunded")
     assert list(stack.sandbox.pay.refunds) == [no + "R1"]
 
 
@@ -272,7 +266,7 @@ def test_admin_refund_needs_an_operator_and_a_reason_and_records_the_name(mysql_
     done = requests.post(url, json={"reason": "客服同意退款"}, headers=ops, timeout=10)
     assert done.status_code == 201, done.text
     assert done.json()["operator"] == "ops-li" and done.json()["reason"] == "客服同意退款"
-    _wait(stack, no, "refunded")
+    wait_for_order(stack, no, "refunded")
     again = requests.post(url, json={"reason": "again"}, headers=ops, timeout=10)
     assert again.status_code == 409 and again.json()["error"]["code"] == "order_refunded"
     missing = requests.post(stack.url + "/api/v1/admin/orders/XT0/refund", json={"reason": "r"}, headers=ops,
@@ -297,7 +291,7 @@ def test_paid_after_close_is_granted_within_grace_else_refunded_never_409(mysql_
             Order.out_trade_no == late["out_trade_no"]).execute()
     stack.sandbox.pay.orders[late["out_trade_no"]]["time_expire"] = None   # WeChat let it through anyway
     assert stack.sandbox.pay.simulate_payment(stack.prepay_id(late), repeat=2) == [204, 204]
-    order = _wait(stack, late["out_trade_no"], "refunded")
+    order = wait_for_order(stack, late["out_trade_no"], "refunded")
     _, _, ledger, refunds, drift = _state(stack, late["out_trade_no"])
     assert ledger == [("purchase", 10)] and drift == []          # nothing granted for the late one
     assert [(r.source, r.amount_fen, r.status) for r in refunds] == [("auto", 1800, "success")]
@@ -403,5 +397,5 @@ def test_the_sweep_resends_an_unsent_refund_and_queries_an_unsettled_one(mysql_m
     assert swept.exit_code == 0, swept.output
     counts = json.loads(swept.output)
     assert (counts["refunds_sent"], counts["refunds_settled"], counts["refunds_failed"]) == (1, 1, 0)
-    _wait(stack, unsent, "refunded")
+    wait_for_order(stack, unsent, "refunded")
     assert _state(stack, quiet)[0].status == "refunded" and _state(stack, quiet)[2][-1] == ("refund", -10)
