@@ -106,6 +106,9 @@ DEFAULTS: dict = {
     # never changes once stored, so this only saves the SELECT of repeated hashes. Misses always ask.
     "CLASSIFY_CACHE_MEMORY_ENTRIES": 20000,
     "CLASSIFY_CACHE_MEMORY_SECONDS": 300.0,
+    # check-cache skips the database for hashes a per-worker filter of every stored hash says are absent
+    # (xintu/classify/known.py); it polls for other workers' rows at most this often, seconds (0 = off).
+    "CLASSIFY_CHECK_FILTER_SECONDS": 0.5,
     "CLASSIFY_LLM_TIMEOUT": 20.0,     # seconds per attempt; gunicorn's timeout must exceed 2 attempts
     "CLASSIFY_LLM_RETRIES": 1,
     # auto mode with a key: the path tried first ("llm" | "local"); the other one is its fallback

@@ -5,7 +5,8 @@
 Two deployments on loopback from the configs `xintu conf render` produces (gunicorn: 2 sync workers, nginx
 with TLS in front), one running xintu on a real MariaDB primary, the other a trivial Flask app (below) under
 the very same rendered gunicorn and nginx configs. wrk (a Lua script per case) posts:
-  (a) ``POST /api/v1/classify/batch-check-cache`` with 100 hashes, 50 of them cached;
+  (a) ``POST /api/v1/classify/batch-check-cache`` with 100 hashes, 50 of them cached and 50 never seen:
+      wrk cycles through BODIES bodies whose 50 unknown hashes are all different (as an album scan sends);
   (b) ``POST /api/v1/classify``, a 300 KB JPEG as multipart, a cache hit.
 The trivial app reads the same body (JSON / multipart file) and answers a JSON of about the same size.
 Targets are measured in turn, ``--rounds`` times, and the median round is reported; compare the ratios
@@ -53,6 +54,21 @@ def batch_check_cache():
 def classify():
     data = flask.request.files["image"].read()
     return {"sha256": "0" * 64, **ANSWER, "bytes": len(data)}
+'''
+
+BODIES = 4000
+
+WRK_BODIES_SCRIPT = '''\
+local bodies = {{}}
+for line in io.lines("{bodies}") do bodies[#bodies + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
 '''
 
 WRK_SCRIPT = '''\
@@ -109,6 +125,9 @@ def main() -> None:
     parser.add_argument("--memory-entries", type=int, default=None,
                         help="CLASSIFY_CACHE_MEMORY_ENTRIES for xintu (0 = every lookup asks MariaDB; the "
                              "bench repeats the same hashes, so the memory serves every found one)")
+    parser.add_argument("--filter-seconds", type=float, default=None,
+                        help="CLASSIFY_CHECK_FILTER_SECONDS for xintu (0 = no filter of stored hashes: every "
+                             "unknown hash is asked of MariaDB)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xintu-bench-cache-") as tmp:
         tmp = Path(tmp)
@@ -130,6 +149,8 @@ def run(tmp: Path, primary: MariaDBServer, args) -> None:
                  "XINTU_CLIENT_REQUESTS_PER_MINUTE": "100000000", "XINTU_LOG_LEVEL": "WARNING"}
     if args.memory_entries is not None:
         xintu_env["XINTU_CLASSIFY_CACHE_MEMORY_ENTRIES"] = str(args.memory_entries)
+    if args.filter_seconds is not None:
+        xintu_env["XINTU_CLASSIFY_CHECK_FILTER_SECONDS"] = str(args.filter_seconds)
     stacks = {
         "xintu": LoopbackStack(tmp / "xintu", xintu_env, secret="bench-shared-secret-0123456789",
                                gunicorn={"max_requests": 0}),
@@ -146,19 +167,27 @@ def run(tmp: Path, primary: MariaDBServer, args) -> None:
                               json={"client_id": "bench-" + secrets.token_hex(4), "platform": "windows"}
                               ).json()["token"]
         photo = photo_300kb()
-        hashes = [hashlib.sha256(f"bench-{i}".encode()).hexdigest() for i in range(100)]
-        seed_cache(primary.admin_url, database, hashes[::2] + [hashlib.sha256(photo).hexdigest()])
+        cached = [hashlib.sha256(f"bench-{i}".encode()).hexdigest() for i in range(50)]
+        seed_cache(primary.admin_url, database, cached + [hashlib.sha256(photo).hexdigest()])
+        batch_bodies = []   # cached and unknown hashes alternate: the trivial app answers every other one
+        for _ in range(BODIES):
+            hashes = [h for pair in zip(cached, (secrets.token_hex(32) for _ in cached), strict=True) for h in pair]
+            batch_bodies.append(json.dumps({"hashes": hashes}))
         cases = {}
         for name, path, (body, ctype) in [
             ("batch-check-cache, 100 hashes (50 cached)", "/api/v1/classify/batch-check-cache",
-             (json.dumps({"hashes": hashes}).encode(), "application/json")),
+             (batch_bodies[0].encode(), "application/json")),
             (f"classify cache hit, {len(photo) // 1000} KB multipart", "/api/v1/classify",
              multipart("image", "photo.jpg", photo)),
         ]:
             body_file = tmp / f"body{len(cases)}"
-            body_file.write_bytes(body)
             script = tmp / f"post{len(cases)}.lua"
-            script.write_text(WRK_SCRIPT.format(body=body_file, content_type=ctype, token=token))
+            if path.endswith("batch-check-cache"):
+                body_file.write_text("\n".join(batch_bodies) + "\n")
+                script.write_text(WRK_BODIES_SCRIPT.format(bodies=body_file, token=token))
+            else:
+                body_file.write_bytes(body)
+                script.write_text(WRK_SCRIPT.format(body=body_file, content_type=ctype, token=token))
             check = requests.post(app_stack.gunicorn_url + path, data=body, timeout=10,
                                   headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"})
             assert check.status_code == 200, check.text
@@ -181,8 +210,10 @@ def run(tmp: Path, primary: MariaDBServer, args) -> None:
                 runs[(case, label)].append(wrk(url, args, host, script))
     median = {key: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for key, rs in runs.items()}
     memory = "default" if args.memory_entries is None else args.memory_entries
+    filtered = "default" if args.filter_seconds is None else args.filter_seconds
     print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, 2 sync gunicorn workers, MariaDB "
-          f"primary, median of {args.rounds} rounds, CLASSIFY_CACHE_MEMORY_ENTRIES={memory}")
+          f"primary, median of {args.rounds} rounds, CLASSIFY_CACHE_MEMORY_ENTRIES={memory}, "
+          f"CLASSIFY_CHECK_FILTER_SECONDS={filtered}")
     print(f"{'case':44} {'target':20} {'req/s':>8} {'× trivial':>10} {'avg lat':>9} {'non-2xx':>8}")
     for case, label in median:
         r = median[(case, label)]

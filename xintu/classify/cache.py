@@ -32,6 +32,7 @@ from functools import lru_cache
 from peewee import IntegrityError
 
 from xintu.classify import phash as perceptual
+from xintu.classify.known import KnownHashes
 from xintu.classify.request_log import buffer as stats_buffer
 from xintu.models import ClassifyCache, ClassifyClaim
 
@@ -48,49 +49,54 @@ class Version:
 
 
 class RowMemory:
-    """Rows found by the exact-hash lookup, remembered per process (LRU, ``max_entries``, ``ttl`` seconds).
+    """Rows found by the exact-hash lookup, remembered per process (``max_entries``, ``ttl`` seconds).
 
     Only rows of the most preferred version are kept: the first answer for a key wins and is never changed
     (``put`` ignores conflicts) and nothing ranks above it, so a remembered row is what the database would
     return. Misses are never remembered: a new answer is found at once. Keys name the database too (tests
-    run many apps in one process)."""
+    run many apps in one process). Reads take no lock (a dict lookup is atomic); when full, the oldest
+    stored entries go first."""
 
     def __init__(self, max_entries: int, ttl: float, clock=time.monotonic):
         self.max_entries, self.ttl, self._clock = max_entries, ttl, clock
         self._lock = threading.Lock()
-        self._rows: OrderedDict[tuple, tuple[float, tuple]] = OrderedDict()
+        self._rows: dict[tuple, dict[str, tuple[float, tuple]]] = {}
+        self._order: OrderedDict[tuple, None] = OrderedDict()
 
     def get_many(self, prefix: tuple, hashes: list[str]) -> dict[str, tuple]:
-        """The remembered rows of ``hashes`` under ``prefix`` (database, model, prompt), one lock for all."""
-        found, now = {}, self._clock()
-        with self._lock:
-            for h in hashes:
-                entry = self._rows.get((*prefix, h))
-                if entry is None:
-                    continue
-                if now - entry[0] >= self.ttl:
-                    del self._rows[(*prefix, h)]
-                    continue
-                self._rows.move_to_end((*prefix, h))
-                found[h] = entry[1]
-        return found
+        """The remembered rows of ``hashes`` under ``prefix`` (database, model, prompt)."""
+        rows = self._rows.get(prefix)
+        if not rows:
+            return {}
+        now = self._clock()
+        return {h: entry[1] for h in hashes if (entry := rows.get(h)) is not None and entry[0] > now}
 
     def put_many(self, prefix: tuple, rows: dict[str, tuple]) -> None:
-        now = self._clock()
+        if not rows:
+            return
+        expires = self._clock() + self.ttl
         with self._lock:
+            mine = self._rows.setdefault(prefix, {})
             for h, row in rows.items():
-                self._rows[(*prefix, h)] = (now, row)
-                self._rows.move_to_end((*prefix, h))
-            while len(self._rows) > self.max_entries:
-                self._rows.popitem(last=False)
+                mine[h] = (expires, row)
+                self._order[(prefix, h)] = None
+                self._order.move_to_end((prefix, h))
+            while len(self._order) > self.max_entries:
+                (old_prefix, old), _ = self._order.popitem(last=False)
+                self._rows.get(old_prefix, {}).pop(old, None)
 
 
 class CacheService:
-    def __init__(self, versions: list[Version], memory_entries: int = 0, memory_seconds: float = 300.0):
+    def __init__(self, versions: list[Version], memory_entries: int = 0, memory_seconds: float = 300.0,
+                 filter_seconds: float = 0.0):
         """``versions``: the answers acceptable now, in order of preference (LLM before local);
-        ``memory_entries`` > 0 remembers that many found rows in this process (RowMemory)."""
+        ``memory_entries`` > 0 remembers that many found rows in this process (RowMemory);
+        ``filter_seconds`` > 0 keeps the filter of stored hashes check-cache uses (KnownHashes)."""
         self.versions = versions
         self.memory = RowMemory(memory_entries, memory_seconds) if memory_entries > 0 else None
+        self.known = KnownHashes([(ClassifyCache, ClassifyCache.id, ClassifyCache.image_sha256),
+                                  (ClassifyClaim, ClassifyClaim.id, ClassifyClaim.original_sha256)],
+                                 filter_seconds)
 
     def _where(self, versions):
         cond = None
@@ -100,24 +106,32 @@ class CacheService:
         return cond
 
     def get_many(self, hashes: list[str], versions: list[Version] | None = None,
-                 claimant: tuple | None = None) -> dict[str, dict]:
+                 claimant: tuple | None = None, skip_absent: bool = False,
+                 normalized: bool = False) -> dict[str, dict]:
         """The best acceptable answer per asked hash, in at most ONE query: answers stored under the hash
         itself (server-verified, for anyone), then, with ``claimant`` = (session id, user id or None), the
         answers the claimant's own claims of that hash as an original point to. Server-verified rows of the
         preferred version come from this worker's memory when it has them; claims never do (they belong to
-        one claimant), and misses always ask the database."""
+        one claimant). With ``skip_absent`` (check-cache only: a stale "missing" costs an upload, never a
+        model call), hashes the filter of stored hashes rules out are not asked about (KnownHashes).
+        ``normalized``: the caller already made ``hashes`` distinct, lower-case and valid."""
         versions = versions or self.versions
-        hashes = [h for h in {h.lower() for h in hashes} if SHA256.match(h)]
+        if not normalized:
+            hashes = [h for h in {h.lower() for h in hashes} if SHA256.match(h)]
         if not hashes or not versions:
             return {}
         rank = {(v.model, v.prompt): i for i, v in enumerate(versions)}
         best: dict[str, tuple] = {}
-        database = ClassifyCache._meta.database
-        top = (id(getattr(database, "obj", database)), versions[0].model, versions[0].prompt)
+        database = _database()
+        top = (id(database), versions[0].model, versions[0].prompt)
         remembered = self.memory.get_many(top, hashes) if self.memory is not None else {}
         if remembered:
             best.update(remembered)
             hashes = [h for h in hashes if h not in remembered]
+        if skip_absent and hashes:
+            absent = self.known.absent(hashes, database)
+            if absent:
+                hashes = [h for h in hashes if h not in absent]
         for row in _lookup_rows(hashes, versions, claimant) if hashes else ():
             cur = best.get(row[1])
             if cur is None or (row[8], rank[(row[2], row[3])]) < (cur[8], rank[(cur[2], cur[3])]):
@@ -172,6 +186,7 @@ class CacheService:
         original = original_sha256.lower()
         if original == image_sha256 or session_id is None:
             return
+        self.known.add([original], _database())
         updated = (ClassifyClaim.update(image_sha256=image_sha256, user=user_id)
                    .where(ClassifyClaim.original_sha256 == original, ClassifyClaim.session == session_id)
                    .execute())
@@ -206,6 +221,13 @@ class CacheService:
              .on_conflict_ignore().execute())
         except IntegrityError:  # a racing insert of the same key: theirs is as good as ours
             pass
+        self.known.add([sha256], _database())
+
+
+def _database():
+    """The real database behind the models (their proxy's object)."""
+    database = ClassifyCache._meta.database
+    return getattr(database, "obj", database)
 
 
 # The hot path (check-cache, batch-check-cache, every classify): raw parameterised SQL through the models'

@@ -69,7 +69,8 @@ class ClassifierService:
         self.near_distance = int(config.get("CLASSIFY_NEAR_DUPLICATE_DISTANCE", 3))
         self.cache = CacheService([self.llm_version, *older] + ([self.local_version] if self.cache_local else []),
                                   memory_entries=int(config.get("CLASSIFY_CACHE_MEMORY_ENTRIES") or 0),
-                                  memory_seconds=float(config.get("CLASSIFY_CACHE_MEMORY_SECONDS") or 0))
+                                  memory_seconds=float(config.get("CLASSIFY_CACHE_MEMORY_SECONDS") or 0),
+                                  filter_seconds=float(config.get("CLASSIFY_CHECK_FILTER_SECONDS") or 0))
         self.flights = SingleFlight()
         self._local_slots = threading.BoundedSemaphore(max(1, int(config["CLASSIFY_LOCAL_CONCURRENCY"])))
         self._local = None
@@ -136,11 +137,12 @@ class ClassifierService:
         return self.cache.get_many(hashes, versions, claimant)
 
     def check_cache(self, hashes: list[str], *, endpoint: str, client: str | None,
-                    batch: bool = False, claimant: tuple | None = None) -> dict[str, dict]:
+                    batch: bool = False, claimant: tuple | None = None, normalized: bool = False) -> dict[str, dict]:
         """Cached answers for hashes a client already holds; logged in the request log like a classify
-        call (a single check with its hit, a batch with its size), not counted as a classified image."""
+        call (a single check with its hit, a batch with its size), not counted as a classified image.
+        ``normalized``: ``hashes`` are already distinct, lower-case SHA-256 hex."""
         start = time.perf_counter()
-        hits = self.lookup(hashes, claimant=claimant)
+        hits = self.cache.get_many(hashes, claimant=claimant, skip_absent=True, normalized=normalized)
         if batch:
             self._record(endpoint, client, None, None, start, batch_size=len(hashes), count=False)
         else:
