@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-import uuid
+import secrets
 
 from apiflask import APIFlask
 from flask import g, request
+from flask.sessions import SessionInterface
 from peewee import InterfaceError, OperationalError
 
 from xintu import __version__, apidoc, db, settings_store
@@ -60,6 +61,18 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
 
 
+class NoCookieSession(SessionInterface):
+    """The app keeps no Flask cookie session: identity is tokens and session rows we issue and can revoke
+    (xintu.auth, the H5 and admin sessions). So no request opens, verifies or signs one (that was a
+    serializer built per request); ``flask.session`` is Flask's null session, which refuses writes."""
+
+    def open_session(self, app, request):
+        return None
+
+    def save_session(self, app, session, response):
+        return None
+
+
 def create_app(config: dict | None = None) -> APIFlask:
     settings = load_config(config)
     app = APIFlask("xintu", title="芯图相册 xintu API", version=__version__,
@@ -79,6 +92,7 @@ def create_app(config: dict | None = None) -> APIFlask:
     )
     app.config.update(settings)
     app.json.ensure_ascii = False
+    app.session_interface = NoCookieSession()
     # Forwarded headers only from our own proxies (TRUSTED_PROXY_ADDRS), never from any peer.
     for key in ("METRICS_ALLOWED_ADDRS", "ADMIN_ALLOWED_ADDRS"):   # a typo fails at start, not per request
         parse_networks(settings[key], key)
@@ -104,7 +118,7 @@ def _register_request_hooks(app: APIFlask) -> None:
     @app.before_request
     def _request_id():
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if incoming and _REQUEST_ID.match(incoming) else secrets.token_hex(16)
 
     @app.after_request
     def _echo_request_id(response):

@@ -40,9 +40,17 @@ REFUND_SHORTFALL = Counter("xintu_refund_shortfall_credits", "Credits a refund c
 DOWNLOADS = Counter("xintu_app_downloads", "APP installer downloads by platform", ["platform"])
 
 
+_REQUEST_SERIES: dict[tuple, tuple] = {}   # (route, method, status) → its two children: labels() per request
+
+
 def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
-    HTTP_LATENCY.labels(endpoint).observe(seconds)
+    """One request; ``endpoint`` is the route template, so the series are bounded by the routes."""
+    series = _REQUEST_SERIES.get((endpoint, method, status))
+    if series is None:
+        series = _REQUEST_SERIES.setdefault((endpoint, method, status), (
+            HTTP_REQUESTS.labels(endpoint, method, str(status)), HTTP_LATENCY.labels(endpoint)))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def observe_llm(kind: str, seconds: float, error: str | None = None) -> None:

@@ -326,10 +326,9 @@ def _check_hashes(body) -> list[str]:
 
 @lru_cache(maxsize=4096)
 def _hit_json(answer: tuple) -> str:
-    """One hit as the JSON ResultOut's dump gives; ``answer`` = its values in _RESULT_FIELDS order (None =
-    absent). Stored answers repeat across requests, so each is encoded once."""
-    return current_app.json.dumps(_result_out({k: v for k, v in zip(_RESULT_FIELDS, answer, strict=True)
-                                               if v is not None}), separators=(",", ":"))
+    """One hit as the JSON ResultOut's dump gives; ``answer`` = the hit's items. Stored answers repeat
+    across requests, so each is encoded once."""
+    return current_app.json.dumps(_result_out(dict(answer)), separators=(",", ":"))
 
 
 @bp.post("/batch-check-cache")
@@ -344,7 +343,7 @@ def batch_check_cache(body):
                                      claimant=_owner(), normalized=True)
     # The body as the app's JSON provider would write {"hits": …, "missing": […]} (keys sorted, compact),
     # assembled from the encoded hits: JSON-encoding 50 answers per request was most of a warm request.
-    found = ",".join(f'"{sha}":{_hit_json(tuple(map(hits[sha].get, _RESULT_FIELDS)))}' for sha in sorted(hits))
+    found = ",".join(f'"{sha}":{_hit_json(tuple(hits[sha].items()))}' for sha in sorted(hits))
     missing = ",".join(f'"{h}"' for h in hashes if h not in hits)
     return current_app.response_class(f'{{"hits":{{{found}}},"missing":[{missing}]}}\n',
                                       mimetype="application/json")

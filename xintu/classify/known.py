@@ -39,6 +39,7 @@ MIN_BITS = 1 << 23    # 1 MiB: the smallest filter
 MAX_BITS = 1 << 32    # 512 MiB: positions are 32-bit slices (about 180 million keys at the sizing above)
 LOOKBACK = 256        # ids re-read below the highest seen, for inserts that committed out of order
 CHUNK = 50_000        # rows per read
+RETRY = 30.0          # seconds before a failed full read is tried again
 
 
 def _positions(hashes: list[str], mask: np.uint32) -> np.ndarray:
@@ -47,8 +48,8 @@ def _positions(hashes: list[str], mask: np.uint32) -> np.ndarray:
 
 
 class _Filter:
-    def __init__(self, capacity: int):
-        bits = MIN_BITS
+    def __init__(self, capacity: int, min_bits: int = MIN_BITS):
+        bits = min_bits
         while bits < capacity * BITS_PER_KEY and bits < MAX_BITS:
             bits <<= 1
         self.capacity, self.mask = bits // BITS_PER_KEY, np.uint32(bits - 1)
@@ -71,16 +72,22 @@ class KnownHashes:
     """One per CacheService (so per app and database). ``sources``: the (model, id field, hash field) of
     each table whose hashes count; ``refresh`` seconds between polls (≤ 0: the filter is off)."""
 
-    def __init__(self, sources: list[tuple], refresh: float, clock=time.monotonic):
-        self.sources, self.refresh, self._clock = sources, refresh, clock
+    def __init__(self, sources: list[tuple], refresh: float, clock=time.monotonic, min_bits: int = MIN_BITS):
+        self.sources, self.refresh, self._clock, self.min_bits = sources, refresh, clock, min_bits
         self._lock = threading.Lock()        # one poll or load at a time
         self._filter: _Filter | None = None
         self._high: dict[str, int] = {}
         self._polled = 0.0
         self._database = None
-        self._loading_pid = None
+        self._loading_pid = None           # the process whose thread is reading a whole filter now
+        self._failed_at = float("-inf")
         self._growing = False
         self._recent: set[int] = set()
+        self._pending: list[str] | None = None   # while a filter is being read: what this process stored
+
+    @property
+    def ready(self) -> bool:
+        return self._filter is not None
 
     # -- the request path -----------------------------------------------------------------------
     def absent(self, hashes: list[str], database) -> set[str]:
@@ -88,7 +95,7 @@ class KnownHashes:
         filter is off, loading, or could not be polled recently."""
         if self.refresh <= 0 or not hashes:
             return set()
-        if self._database is not database:
+        if self._database is not database or self._filter is None:
             self._start(database)
             return set()
         if self._clock() - self._polled >= self.refresh:
@@ -99,20 +106,27 @@ class KnownHashes:
         return {h for h, maybe in zip(hashes, current.maybe(hashes), strict=True) if not maybe}
 
     def add(self, hashes: list[str], database) -> None:
-        """Hashes this process just stored (answers, claims): known at once, before any poll."""
-        current = self._filter
-        if current is not None and self._database is database:
-            with self._lock:
-                current.add([h.lower() for h in hashes])
+        """Hashes this process just stored (answers, claims): known at once, before any poll, and kept for
+        a filter being read meanwhile (its read may have passed them)."""
+        if self._database is not database:
+            return
+        hashes = [h.lower() for h in hashes]
+        with self._lock:
+            if self._filter is not None:
+                self._filter.add(hashes)
+            if self._pending is not None and len(self._pending) < CHUNK:
+                self._pending.extend(hashes)
 
     # -- reading the tables ---------------------------------------------------------------------
     def _start(self, database) -> None:
-        """Begin the full read for ``database`` in a thread (once per process and database)."""
+        """Begin the full read for ``database`` in a thread: once per process and database, again
+        RETRY seconds after a read that failed."""
         with self._lock:
-            if self._database is database and self._loading_pid == os.getpid():
+            if self._database is database and (self._filter is not None or self._loading_pid == os.getpid()
+                                               or self._clock() - self._failed_at < RETRY):
                 return
             self._database, self._filter, self._high, self._polled = database, None, {}, 0.0
-            self._recent = set()
+            self._recent, self._pending = set(), []
             self._loading_pid = os.getpid()
         threading.Thread(target=self._load, args=(database, None), name="known-hashes", daemon=True).start()
 
@@ -123,17 +137,21 @@ class KnownHashes:
             with database.connection_context():
                 if capacity is None:
                     capacity = sum(model.select().count(database) for model, _, _ in self.sources)
-                fresh = _Filter(max(capacity * 2, 1))
+                fresh = _Filter(max(capacity * 2, 1), self.min_bits)
                 while self._read(database, fresh, high, lookback=0) >= CHUNK:
                     pass
             with self._lock:
                 if self._database is database:
+                    fresh.add(self._pending or [], new=0)
                     self._filter, self._high, self._polled = fresh, high, self._clock()
-                    self._recent = set()
-                self._growing = False
+                    self._recent, self._pending = set(), None
+                self._growing, self._loading_pid = False, None
             log.info("known hashes: %d read, room for %d", fresh.count, fresh.capacity)
         except Exception as exc:   # the filter is an optimisation: without it every lookup asks the database
-            self._growing = False
+            with self._lock:
+                self._growing, self._loading_pid, self._failed_at = False, None, self._clock()
+                if self._filter is None:
+                    self._pending = None
             log.warning("known hashes not loaded (check-cache asks the database): %s", exc)
 
     def _read(self, database, target: _Filter, high: dict[str, int], lookback: int) -> int:
@@ -144,17 +162,17 @@ class KnownHashes:
             seen = high.get(model.__name__, 0)
             rows = database.execute_sql(_read_sql(model, id_field.column_name, hash_field.column_name,
                                                   database.param), (max(seen - lookback, 0), CHUNK)).fetchall()
-            fresh = [h.lower() for i, h in rows if i > seen or i not in self._recent]
+            name = model.__name__
+            fresh = [h.lower() for i, h in rows if i > seen or (name, i) not in self._recent]
             if fresh:
                 target.add(fresh, new=sum(1 for i, _ in rows if i > seen))
             if rows:
                 high[model.__name__] = max(seen, rows[-1][0])
                 if lookback:   # ids read in the window, so a re-read adds only the late ones
-                    self._recent.update(i for i, _ in rows)
+                    self._recent.update((name, i) for i, _ in rows)
             most = max(most, len(rows))
         if len(self._recent) > 4 * LOOKBACK * len(self.sources):
-            floor = min(high.values(), default=0) - LOOKBACK
-            self._recent = {i for i in self._recent if i > floor}
+            self._recent = {(name, i) for name, i in self._recent if i > high.get(name, 0) - LOOKBACK}
         return most
 
     def _poll(self, database) -> None:
@@ -165,7 +183,8 @@ class KnownHashes:
             self._read(database, current, self._high, LOOKBACK)
             self._polled = self._clock()
             grow = current.count > current.capacity and not self._growing
-            self._growing = self._growing or grow
+            if grow:
+                self._growing, self._pending = True, []
         except Exception as exc:
             log.warning("known hashes not polled: %s", exc)
             return

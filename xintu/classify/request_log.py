@@ -60,8 +60,7 @@ class StatsBuffer:
             return
         database = self._db()
         with self.lock:
-            for cache_id in cache_ids:
-                self.hits[(database, cache_id)] += 1
+            self.hits.update([(database, cache_id) for cache_id in cache_ids])
 
     def flush(self) -> int:
         """Write everything buffered; returns the number of log rows written. Never raises."""
