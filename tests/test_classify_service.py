@@ -373,7 +373,8 @@ def test_batch_check_cache_bad_bodies_get_the_schemas_errors(classify_app, auth)
     for body, field in [({"hashes": [good], "extra": 1}, "extra"), ({"hashes": good}, "hashes"),
                         ({"hashes": [good, 7]}, "hashes"), ({"hashes": [good, good + "\x00"]}, "hashes"),
                         ({"hashes": []}, "hashes"), ({"hashes": [good] * 101}, "hashes"), ([good], None),
-                        ({}, "hashes")]:
+                        ({}, "hashes"), ({"hashes": [good, "a" * 62 + " a"]}, "hashes"),   # whitespace
+                        ({"hashes": ["g" * 64]}, "hashes"), ({"hashes": [good, "a" * 63 + "é"]}, "hashes")]:
         r = client.post("/api/v1/classify/batch-check-cache", headers=auth, json=body)
         assert r.status_code == 422, (body, r.get_json())
         error = r.get_json()["error"]
