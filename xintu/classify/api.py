@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from functools import lru_cache
 
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, Dict, File, Float, Integer, List, Nested, String
@@ -328,11 +327,18 @@ def _check_hashes(body) -> list[str]:
     return list(dict.fromkeys([joined[i:i + 64] for i in range(0, len(joined), 64)]))
 
 
-@lru_cache(maxsize=4096)
-def _hit_json(answer: tuple) -> str:
-    """One hit as the JSON ResultOut's dump gives; ``answer`` = the hit's items. Stored answers repeat
-    across requests, so each is encoded once."""
-    return current_app.json.dumps(_result_out(dict(answer)), separators=(",", ":"))
+_ENCODED: dict[int, tuple[dict, str]] = {}   # id(answer) → (the answer, its JSON): remembered answers repeat
+
+
+def _hit_json(answer: dict) -> str:
+    """One hit as the JSON ResultOut's dump gives, encoded once per answer object (the cache hands out the
+    same dict for a remembered answer; the entry holds it, so its id cannot be reused while cached)."""
+    entry = _ENCODED.get(id(answer))
+    if entry is None or entry[0] is not answer:
+        if len(_ENCODED) >= 50_000:
+            _ENCODED.clear()
+        entry = _ENCODED[id(answer)] = (answer, current_app.json.dumps(_result_out(answer), separators=(",", ":")))
+    return entry[1]
 
 
 @bp.post("/batch-check-cache")
@@ -347,7 +353,7 @@ def batch_check_cache(body):
                                      claimant=_owner(), normalized=True)
     # The body as the app's JSON provider would write {"hits": …, "missing": […]} (keys sorted, compact),
     # assembled from the encoded hits: JSON-encoding 50 answers per request was most of a warm request.
-    found = ",".join(f'"{sha}":{_hit_json(tuple(hits[sha].items()))}' for sha in sorted(hits))
+    found = ",".join(f'"{sha}":{_hit_json(hits[sha])}' for sha in sorted(hits))
     missing = ",".join(f'"{h}"' for h in hashes if h not in hits)
     return current_app.response_class(f'{{"hits":{{{found}}},"missing":[{missing}]}}\n',
                                       mimetype="application/json")

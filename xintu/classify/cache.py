@@ -60,25 +60,26 @@ class RowMemory:
     def __init__(self, max_entries: int, ttl: float, clock=time.monotonic):
         self.max_entries, self.ttl, self._clock = max_entries, ttl, clock
         self._lock = threading.Lock()
-        self._rows: dict[tuple, dict[str, tuple[float, tuple]]] = {}
+        self._rows: dict[tuple, dict[str, tuple[float, tuple, dict]]] = {}
         self._order: OrderedDict[tuple, None] = OrderedDict()
 
     def get_many(self, prefix: tuple, hashes: list[str]) -> dict[str, tuple]:
-        """The remembered rows of ``hashes`` under ``prefix`` (database, model, prompt)."""
+        """(row, its answer) of the remembered ``hashes`` under ``prefix`` (database, model, prompt)."""
         rows = self._rows.get(prefix)
         if not rows:
             return {}
         now = self._clock()
-        return {h: entry[1] for h in hashes if (entry := rows.get(h)) is not None and entry[0] > now}
+        return {h: entry[1:] for h in hashes if (entry := rows.get(h)) is not None and entry[0] > now}
 
     def put_many(self, prefix: tuple, rows: dict[str, tuple]) -> None:
+        """``rows``: hash → (row, its answer)."""
         if not rows:
             return
         expires = self._clock() + self.ttl
         with self._lock:
             mine = self._rows.setdefault(prefix, {})
-            for h, row in rows.items():
-                mine[h] = (expires, row)
+            for h, (row, answer) in rows.items():
+                mine[h] = (expires, row, answer)
                 self._order[(prefix, h)] = None
                 self._order.move_to_end((prefix, h))
             while len(self._order) > self.max_entries:
@@ -114,7 +115,10 @@ class CacheService:
         preferred version come from this worker's memory when it has them; claims never do (they belong to
         one claimant). With ``skip_absent`` (check-cache only: a stale "missing" costs an upload, never a
         model call), hashes the filter of stored hashes rules out are not asked about (KnownHashes).
-        ``normalized``: the caller already made ``hashes`` distinct, lower-case and valid."""
+        ``normalized``: the caller already made ``hashes`` distinct, lower-case and valid.
+
+        A remembered answer is the same dict on every call (encoding it once is what keeps batch-check-cache
+        fast): callers copy before they change one."""
         versions = versions or self.versions
         if not normalized:
             hashes = [h for h in {h.lower() for h in hashes} if SHA256.match(h)]
@@ -125,8 +129,10 @@ class CacheService:
         database = _database()
         top = (id(database), versions[0].model, versions[0].prompt)
         remembered = self.memory.get_many(top, hashes) if self.memory is not None else {}
+        answers: dict[str, dict] = {}
         if remembered:
-            best.update(remembered)
+            for h, (row, answer) in remembered.items():
+                best[h], answers[h] = row, answer
             hashes = [h for h in hashes if h not in remembered]
         if skip_absent and hashes:
             absent = self.known.absent(hashes, database)
@@ -137,10 +143,13 @@ class CacheService:
             if cur is None or (row[8], rank[(row[2], row[3])]) < (cur[8], rank[(cur[2], cur[3])]):
                 best[row[1]] = row
         stats_buffer.hit_many([row[0] for row in best.values()])
+        for sha, row in best.items():
+            if sha not in answers:
+                answers[sha] = self.as_result(row)
         if self.memory is not None:
-            self.memory.put_many(top, {sha: row for sha, row in best.items()
+            self.memory.put_many(top, {sha: (row, answers[sha]) for sha, row in best.items()
                                        if sha not in remembered and not row[8] and rank[(row[2], row[3])] == 0})
-        return {sha: self.as_result(row) for sha, row in best.items()}
+        return answers
 
     def get(self, sha256: str, versions: list[Version] | None = None, claimant: tuple | None = None) -> dict | None:
         return self.get_many([sha256], versions, claimant).get(sha256.lower())

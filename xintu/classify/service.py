@@ -113,7 +113,9 @@ class ClassifierService:
             # details = the diagnostic /classify/local: always run the model, a cached answer has no cues
             versions = [] if details else self._versions(path)
             result = self.lookup([sha], versions).get(sha) if versions else None
-            if result is None:
+            if result is not None:
+                result = dict(result)   # a remembered answer is shared: this one gets our sha256
+            else:
                 result, _ = self.flights.do((sha, path, details),
                                             lambda: self._compute(data, sha, path, details, owner))
                 result = dict(result)
@@ -133,7 +135,8 @@ class ClassifierService:
                claimant: tuple | None = None) -> dict[str, dict]:
         """The one cache lookup (classify and the check-cache endpoints): the best acceptable cached answer
         per hash, keyed by the lower-case hash; hashes without one are absent. ``claimant`` = (session id,
-        user id or None) also sees the originals it claimed (xintu.classify.cache)."""
+        user id or None) also sees the originals it claimed (xintu.classify.cache). Answers may be shared
+        between calls: copy one before changing it."""
         return self.cache.get_many(hashes, versions, claimant)
 
     def check_cache(self, hashes: list[str], *, endpoint: str, client: str | None,
