@@ -119,7 +119,11 @@ def database_from_url(url: str, *, max_connections: int = 16, stale_timeout: int
         path = path[1:] if path.startswith("//") else path  # sqlite:////abs → /abs, sqlite:///rel → rel
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return SqliteDatabase(path or ":memory:", pragmas={
+        # BEGIN IMMEDIATE: in WAL mode a deferred transaction that reads, then writes after another connection
+        # wrote, fails at once with "database is locked" (the busy timeout does not apply to that upgrade);
+        # taking the write lock at BEGIN waits up to busy_timeout instead. The request log is written from a
+        # background thread, so two writers at once are normal.
+        return SqliteDatabase(path or ":memory:", lock_type="IMMEDIATE", pragmas={
             "journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000, "synchronous": "normal"})
     if parts.scheme in ("mysql", "mariadb", "mysql+pool"):
         from pymysql.constants import CLIENT
