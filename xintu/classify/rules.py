@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from xintu.classify.imagenet import index_of
 
 #: Part of the cache key of local answers: bump when a rule or threshold changes.
-RULES_VERSION = "r2"
+RULES_VERSION = "r3"
 CATEGORIES = ("social_activities", "pets", "single_person", "foods", "travel_scenery", "screenshot", "idcard",
               "other")
 
@@ -100,8 +100,11 @@ def _card_text(c: Cues) -> bool:
 
 
 def _screen(c: Cues) -> bool:
+    """Flat, not from a camera, and shaped or laid out like a screen. A screen-sized picture in which OCR
+    found no text at all is a wallpaper or a drawing saved at the screen's size, not a capture of a screen
+    (every app, desktop and lock screen shows some text)."""
     t = c.text
-    ui_like = c.screen_size or (t is not None and (t.status_clock or t.boxes >= 8))
+    ui_like = (c.screen_size and (t is None or t.boxes > 0)) or (t is not None and (t.status_clock or t.boxes >= 8))
     return not c.camera and c.flat >= 0.45 and ui_like
 
 
@@ -140,8 +143,7 @@ def _graphic(c: Cues) -> bool:
     pet, a dish or a view in it (then the class-group rules below decide)."""
     if c.camera or c.flat < 0.6:
         return False
-    photo_like = c.colours >= GRAPHIC_COLOURS and (_pets(c) or _food(c)
-                                                   or c.p("scenery", "landmark") >= 0.3)
+    photo_like = c.colours >= GRAPHIC_COLOURS and (_pets(c) or _food(c) or _view(c))
     return not photo_like
 
 
@@ -151,6 +153,17 @@ def _food(c: Cues) -> bool:
     food = c.p("food")
     rival = max(pet_score(c), c.p("scenery", "landmark"), c.p("text"))
     return food >= 0.35 or (food >= 0.25 and food >= PET_MARGIN * rival)
+
+
+#: A view: scenery and landmark classes summed. Like pets and foods, a moderate share that is well clear of
+#: every other group also counts — a sunset over hills spreads its mass over valley, alp, lakeside, geyser…
+VIEW_SURE, VIEW_PARTIAL = 0.3, 0.25
+
+
+def _view(c: Cues) -> bool:
+    view = c.p("scenery", "landmark")
+    rival = max(pet_score(c), c.p("food"), c.p("text"))
+    return view >= VIEW_SURE or (view >= VIEW_PARTIAL and view >= PET_MARGIN * rival)
 
 
 def _pet_kind(c: Cues) -> str:
@@ -176,7 +189,7 @@ RULES = [
     Rule("pets", _pets, lambda c: min(0.95, 0.45 + pet_score(c) / 2),
          lambda c: f"宠物照片（{LABEL_ZH[_pet_kind(c)]}）"),
     Rule("foods", _food, lambda c: min(0.95, 0.5 + c.p("food") / 2), lambda c: "美食照片"),
-    Rule("travel_scenery", lambda c: c.p("scenery", "landmark") >= 0.3,
+    Rule("travel_scenery", _view,
          lambda c: min(0.9, 0.45 + c.p("scenery", "landmark") / 2),
          lambda c: "旅行风景（{}）".format(LABEL_ZH["landmark" if c.p("landmark") > c.p("scenery") else "scenery"])),
     Rule("other", lambda c: True, lambda c: 0.4, lambda c: "其他照片"),
