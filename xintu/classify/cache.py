@@ -124,7 +124,6 @@ class CacheService:
             hashes = [h for h in {h.lower() for h in hashes} if SHA256.match(h)]
         if not hashes or not versions:
             return {}
-        rank = {(v.model, v.prompt): i for i, v in enumerate(versions)}
         best: dict[str, tuple] = {}
         database = _database()
         top = (id(database), versions[0].model, versions[0].prompt)
@@ -138,17 +137,19 @@ class CacheService:
             absent = self.known.absent(hashes, database)
             if absent:
                 hashes = [h for h in hashes if h not in absent]
-        for row in _lookup_rows(hashes, versions, claimant) if hashes else ():
-            cur = best.get(row[1])
-            if cur is None or (row[8], rank[(row[2], row[3])]) < (cur[8], rank[(cur[2], cur[3])]):
-                best[row[1]] = row
-        stats_buffer.hit_many([row[0] for row in best.values()])
-        for sha, row in best.items():
-            if sha not in answers:
+        if hashes:   # asked of the database
+            rank = {(v.model, v.prompt): i for i, v in enumerate(versions)}
+            for row in _lookup_rows(hashes, versions, claimant):
+                cur = best.get(row[1])
+                if cur is None or (row[8], rank[(row[2], row[3])]) < (cur[8], rank[(cur[2], cur[3])]):
+                    best[row[1]] = row
+            fresh = {sha: row for sha, row in best.items() if sha not in answers}
+            for sha, row in fresh.items():
                 answers[sha] = self.as_result(row)
-        if self.memory is not None:
-            self.memory.put_many(top, {sha: (row, answers[sha]) for sha, row in best.items()
-                                       if sha not in remembered and not row[8] and rank[(row[2], row[3])] == 0})
+            if self.memory is not None:
+                self.memory.put_many(top, {sha: (row, answers[sha]) for sha, row in fresh.items()
+                                           if not row[8] and rank[(row[2], row[3])] == 0})
+        stats_buffer.hit_many([row[0] for row in best.values()])
         return answers
 
     def get(self, sha256: str, versions: list[Version] | None = None, claimant: tuple | None = None) -> dict | None:

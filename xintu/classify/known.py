@@ -103,7 +103,7 @@ class KnownHashes:
         current = self._filter
         if current is None or self._clock() - self._polled >= 2 * self.refresh:
             return set()
-        return {h for h, maybe in zip(hashes, current.maybe(hashes), strict=True) if not maybe}
+        return {h for h, maybe in zip(hashes, current.maybe(hashes).tolist(), strict=True) if not maybe}
 
     def add(self, hashes: list[str], database) -> None:
         """Hashes this process just stored (answers, claims): known at once, before any poll, and kept for

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from xintu import db
@@ -40,7 +41,7 @@ class StatsBuffer:
 
     def log(self, *, endpoint: str, client: str | None, method: str | None, category: str | None,
             latency_ms: int, ok: bool = True, status: int = 200, batch_size: int | None = None) -> None:
-        row = {"ts": utcnow(), "endpoint": endpoint[:64], "client": (client or "")[:64] or None,
+        row = {"ts": time.time(), "endpoint": endpoint[:64], "client": (client or "")[:64] or None,
                "method": method, "category": category, "latency_ms": int(latency_ms), "ok": ok,
                "status": status, "batch_size": batch_size}
         with self.lock:
@@ -115,6 +116,8 @@ def _insert_rows(database, rows: list[dict]) -> None:
     sql = (f"INSERT INTO {RequestLog._meta.table_name} ({', '.join(f.column_name for f in fields)}) "
            f"VALUES ({', '.join([database.param] * len(fields))})")
     cursor = database.cursor()
+    for row in rows:   # logged as time.time() (cheaper on the request's thread), stored as naive UTC
+        row["ts"] = datetime.fromtimestamp(row["ts"], UTC).replace(tzinfo=None)
     cursor.executemany(sql, [tuple(f.db_value(row[f.name]) for f in fields) for row in rows])
 
 
