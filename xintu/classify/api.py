@@ -323,8 +323,10 @@ def _check_hashes(body) -> list[str]:
             and set(map(len, hashes)) == {64} and _all_hex(joined := "".join(hashes))):
         hashes = parser.parse(BatchCheckIn, request, location="json")["hashes"]
         joined = "".join(hashes)
-    joined = joined.lower()
-    return list(dict.fromkeys([joined[i:i + 64] for i in range(0, len(joined), 64)]))
+    lowered = joined.lower()
+    if lowered != joined:   # some upper-case digits: new strings (str.islower would scan 100× slower)
+        hashes = [lowered[i:i + 64] for i in range(0, len(lowered), 64)]
+    return list(dict.fromkeys(hashes))
 
 
 _ENCODED: dict[int, tuple[dict, str]] = {}   # id(answer) → (the answer, its JSON): remembered answers repeat
