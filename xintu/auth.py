@@ -161,8 +161,10 @@ def _session_row(token_hash: str, ttl: float):
     read less than ``ttl`` seconds ago; None when there is none. Only live rows are remembered."""
     key = (id(db.primary.obj), token_hash)
     data = sessions.get(key, ttl) if ttl > 0 else None
-    if data is not None:
-        return ClientSession(**data), key
+    if data is not None:   # built as peewee builds a fetched row: no defaults computed, nothing dirty
+        session = ClientSession(__no_default__=1, **data)
+        session._dirty.clear()
+        return session, key
     session = ClientSession.get_or_none(ClientSession.token_hash == token_hash)
     if session is not None and session.revoked_at is None and ttl > 0:
         sessions.put(key, dict(session.__data__))
@@ -218,7 +220,9 @@ class ClientRateLimiter:
 
 
 def _limiter() -> ClientRateLimiter:
-    return current_app.extensions.setdefault("xintu_client_limiter", ClientRateLimiter())
+    extensions = current_app.extensions
+    return extensions.get("xintu_client_limiter") or extensions.setdefault("xintu_client_limiter",
+                                                                         ClientRateLimiter())
 
 
 @client_auth.verify_token
