@@ -160,3 +160,31 @@ def test_on_mariadb_unknown_hashes_cost_no_select(mysql_app, mariadb, rounds=40)
     print(f"SELECTs in {rounds} batch-check-cache requests: {with_filter} with the filter, {without} without")
     assert without >= rounds, without                   # one SELECT per request for the unknown hashes
     assert with_filter <= without - rounds * 3 // 4, (with_filter, without)   # only the polls remain
+
+
+def test_a_full_filter_is_rebuilt_larger_and_keeps_every_hash(app):
+    from xintu import db
+
+    known = KnownHashes([(ClassifyCache, ClassifyCache.id, ClassifyCache.image_sha256),
+                         (ClassifyClaim, ClassifyClaim.id, ClassifyClaim.original_sha256)],
+                        refresh=0.05, min_bits=1 << 12)
+    with app.app_context():
+        database = db.primary.obj
+        stored = [secrets.token_hex(32) for _ in range(5)]
+        for digest in stored:
+            store_elsewhere(digest)
+        deadline = time.monotonic() + 10
+        while known.absent(stored, database) or not known.ready:
+            assert time.monotonic() < deadline, "the filter never loaded"
+            time.sleep(0.02)
+        small = known._filter.capacity
+        more = [secrets.token_hex(32) for _ in range(small + 50)]   # past its sizing
+        for digest in more:
+            store_elsewhere(digest)
+        deadline = time.monotonic() + 10
+        while known.absent(stored + more, database) or known._filter.capacity == small:   # absent() polls
+            assert time.monotonic() < deadline, "the full filter was never rebuilt"
+            time.sleep(0.06)
+        assert known._filter.count == len(stored) + len(more)
+        unknown = [secrets.token_hex(32) for _ in range(200)]
+        assert len(known.absent(unknown, database)) >= 195

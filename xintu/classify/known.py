@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 HASHES = 4            # bit positions per key: the digest's first four 32-bit words
 BITS_PER_KEY = 24     # at this sizing, with 4 positions, a false "present" is about 1 in 1 800
-MIN_BITS = 1 << 23    # 1 MiB: the smallest filter
+MIN_BITS = 1 << 20    # 128 KiB: the smallest filter (it stays in the CPU cache; a full one is rebuilt twice as large)
 MAX_BITS = 1 << 32    # 512 MiB: positions are 32-bit slices (about 180 million keys at the sizing above)
 LOOKBACK = 256        # ids re-read below the highest seen, for inserts that committed out of order
 CHUNK = 50_000        # rows per read
