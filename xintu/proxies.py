@@ -11,6 +11,7 @@ forwarded headers at all (``peer_address``, ``ops_caller``).
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -47,12 +48,14 @@ class TrustedProxyFix:
         self.app = app
         self.fixed = ProxyFix(app, x_for=hops, x_proto=hops)
         self.trusted = parse_networks(trusted, "TRUSTED_PROXY_ADDRS")
+        # Per peer address, parsed once: behind nginx every request comes from the same one or two.
+        self._is_trusted = lru_cache(maxsize=1024)(lambda peer: address_in(peer, self.trusted))
 
     def __call__(self, environ, start_response):
         peer = environ.get("REMOTE_ADDR")
         environ[PEER_KEY] = peer
         environ[FORWARDED_KEY] = any(environ.get(key) for key in _FORWARDED)
-        if address_in(peer, self.trusted):
+        if self._is_trusted(peer):
             return self.fixed(environ, start_response)
         for key in _FORWARDED:
             environ.pop(key, None)
