@@ -2,7 +2,7 @@
 
 A cache hit is one indexed SELECT (~0.2 ms); an INSERT with its commit per request would cost more than
 the hit itself (an fsync on SQLite). Rows are buffered per process and flushed with one multi-row INSERT
-when 100 are waiting or the oldest is a second old, by a small daemon thread (never on the request's own
+when 500 are waiting or the oldest is a second old, by a small daemon thread (never on the request's own
 thread: a request only wakes it), and at exit. Each row
 remembers the database it belongs to, so a flush never writes into another app's database (tests build
 many apps in one process). Losing at most a second of log rows in a crash is the accepted price.
@@ -23,7 +23,7 @@ from xintu.models import ClassifyCache, RequestLog
 from xintu.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-MAX_ROWS = 100
+MAX_ROWS = 500    # a flush per 500 rows or per second: one INSERT and one commit for many requests
 MAX_AGE = 1.0
 
 
