@@ -188,3 +188,26 @@ def test_a_full_filter_is_rebuilt_larger_and_keeps_every_hash(app):
         assert known._filter.count == len(stored) + len(more)
         unknown = [secrets.token_hex(32) for _ in range(200)]
         assert len(known.absent(unknown, database)) >= 195
+
+
+def test_workers_of_one_host_see_each_others_stores_at_once(tmp_path, classify_model_dir, dashscope_vl):
+    """Two apps on one database and instance folder are two gunicorn workers of one host: B's filter is
+    loaded and its timed poll far off, yet B answers a check right after A stored the answer."""
+    from tests.classify_fixtures import _classify_app
+
+    config = {"CLASSIFY_MODEL_DIR": classify_model_dir, "DASHSCOPE_API_KEY": "sk-test-key-0001",
+              "DASHSCOPE_BASE_URL": dashscope_vl.base_url, "CLASSIFY_LLM_TIMEOUT": 2.0}
+    worker_a = _classify_app(tmp_path, config)
+    worker_b = _classify_app(tmp_path, config)
+    known_b = wait_ready(worker_b)
+    known_b.refresh = 3600.0
+    time.sleep(0.05)
+    original = secrets.token_hex(32)
+    device_a, device_b = register(worker_a.test_client()), register(worker_b.test_client())
+    r = worker_a.test_client().post("/api/v1/classify", headers=device_a,
+                                    data={"image": (io.BytesIO(COFFEE), "c.png"), "original_sha256": original})
+    assert r.get_json()["method"] == "llm", r.get_json()
+    assert sha(COFFEE) in check(worker_b.test_client(), device_b, [sha(COFFEE)])   # at once, on the other
+    claims = check(worker_b.test_client(), device_a, [original])
+    assert original in claims                                                   # and the claim, for A's device
+    assert known_b.signal.read() == known_b._signalled

@@ -89,15 +89,16 @@ class RowMemory:
 
 class CacheService:
     def __init__(self, versions: list[Version], memory_entries: int = 0, memory_seconds: float = 300.0,
-                 filter_seconds: float = 0.0):
+                 filter_seconds: float = 0.0, signal_path: str | None = None):
         """``versions``: the answers acceptable now, in order of preference (LLM before local);
         ``memory_entries`` > 0 remembers that many found rows in this process (RowMemory);
-        ``filter_seconds`` > 0 keeps the filter of stored hashes check-cache uses (KnownHashes)."""
+        ``filter_seconds`` > 0 keeps the filter of stored hashes check-cache uses (KnownHashes), whose
+        workers on one host tell each other of new rows through the file ``signal_path``."""
         self.versions = versions
         self.memory = RowMemory(memory_entries, memory_seconds) if memory_entries > 0 else None
         self.known = KnownHashes([(ClassifyCache, ClassifyCache.id, ClassifyCache.image_sha256),
                                   (ClassifyClaim, ClassifyClaim.id, ClassifyClaim.original_sha256)],
-                                 filter_seconds)
+                                 filter_seconds, signal_path=signal_path)
 
     def _where(self, versions):
         cond = None
@@ -196,7 +197,6 @@ class CacheService:
         original = original_sha256.lower()
         if original == image_sha256 or session_id is None:
             return
-        self.known.add([original], _database())
         updated = (ClassifyClaim.update(image_sha256=image_sha256, user=user_id)
                    .where(ClassifyClaim.original_sha256 == original, ClassifyClaim.session == session_id)
                    .execute())
@@ -206,6 +206,7 @@ class CacheService:
                                       user=user_id).on_conflict_ignore().execute())
             except IntegrityError:  # a racing claim of the same original by the same session
                 pass
+        self.known.add([original], _database())
 
     @staticmethod
     def as_result(row) -> dict:

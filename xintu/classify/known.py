@@ -11,19 +11,23 @@ lines rather than a Bloom-filter library, which would hash every key again).
 
 Fresh enough, never wrong in the dangerous direction:
 - this process adds what it stores (``add``) at once;
-- rows other processes and hosts store are read by a poll of both tables by primary key
+- other workers on this host say they stored something by changing 8 bytes of a shared file
+  (``Signal``, ``<instance>/known-hashes.signal``): a worker that sees a change polls before it answers, so
+  a check after an upload is answered from what the upload stored whichever worker takes it;
+- rows other hosts store are read by a poll of both tables by primary key
   (``id > the highest seen − LOOKBACK``: an insert that committed out of order is read too), run by a
   request at most every ``refresh`` seconds; a filter not polled within ``2 × refresh`` is not used;
 - the first full read runs in a background thread; until it is done every lookup asks the database;
 - rows are never removed (a deleted row only costs a database miss); when the filter fills past its
   sizing, a larger one is built the same way and swapped in.
-So check-cache may call a hash another worker stored in the last ``refresh`` seconds missing. The client
+So check-cache may call a hash another host stored in the last ``refresh`` seconds missing. The client
 then uploads it, and the upload — which never consults this filter — is answered from the cache without
 a model call. The classify path itself always asks the database.
 """
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import threading
 import time
@@ -68,12 +72,47 @@ class _Filter:
         return ((self.words[pos >> 5] >> (pos & 31)) & 1).all(axis=1)
 
 
+class Signal:
+    """8 bytes in a file every worker of a host maps: a writer changes them after its row is committed, a
+    reader compares them with what it saw at its last poll (a read of shared memory, no system call).
+    Writers race harmlessly: any change means "poll", and every write follows its commit. None of it is
+    needed for correctness across hosts, which the timed poll covers; a file that cannot be opened (a
+    read-only instance folder) leaves only that."""
+
+    def __init__(self, path: str | None):
+        self._map = None
+        if not path:
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size < 8:
+                    os.ftruncate(fd, 8)
+                self._map = mmap.mmap(fd, 8)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("known hashes: no shared signal at %s (%s); other workers' rows wait for the poll",
+                        path, exc)
+
+    def read(self) -> bytes:
+        return self._map[:8] if self._map is not None else b""
+
+    def bump(self) -> None:
+        if self._map is not None:
+            self._map[:8] = os.urandom(8)
+
+
 class KnownHashes:
     """One per CacheService (so per app and database). ``sources``: the (model, id field, hash field) of
-    each table whose hashes count; ``refresh`` seconds between polls (≤ 0: the filter is off)."""
+    each table whose hashes count; ``refresh`` seconds between polls (≤ 0: the filter is off);
+    ``signal_path``: the host's shared Signal file (None: timed polls only)."""
 
-    def __init__(self, sources: list[tuple], refresh: float, clock=time.monotonic, min_bits: int = MIN_BITS):
+    def __init__(self, sources: list[tuple], refresh: float, clock=time.monotonic, min_bits: int = MIN_BITS,
+                 signal_path: str | None = None):
         self.sources, self.refresh, self._clock, self.min_bits = sources, refresh, clock, min_bits
+        self.signal = Signal(signal_path if refresh > 0 else None)
+        self._signalled = b""               # the signal as this worker's last poll began
         self._lock = threading.Lock()        # one poll or load at a time
         self._filter: _Filter | None = None
         self._high: dict[str, int] = {}
@@ -98,7 +137,7 @@ class KnownHashes:
         if self._database is not database or self._filter is None:
             self._start(database)
             return set()
-        if self._clock() - self._polled >= self.refresh:
+        if self._clock() - self._polled >= self.refresh or self.signal.read() != self._signalled:
             self._poll(database)
         current = self._filter
         if current is None or self._clock() - self._polled >= 2 * self.refresh:
@@ -106,8 +145,10 @@ class KnownHashes:
         return {h for h, maybe in zip(hashes, current.maybe(hashes).tolist(), strict=True) if not maybe}
 
     def add(self, hashes: list[str], database) -> None:
-        """Hashes this process just stored (answers, claims): known at once, before any poll, and kept for
-        a filter being read meanwhile (its read may have passed them)."""
+        """Hashes this process just stored (answers, claims; committed): known at once, before any poll,
+        and kept for a filter being read meanwhile (its read may have passed them). Other workers of the
+        host are told through the signal."""
+        self.signal.bump()
         if self._database is not database:
             return
         hashes = [h.lower() for h in hashes]
@@ -180,8 +221,9 @@ class KnownHashes:
         if current is None or not self._lock.acquire(blocking=False):
             return                          # loading, or another thread is polling: use what there is
         try:
+            signalled = self.signal.read()   # before the read: a store signalled after it is polled again
             self._read(database, current, self._high, LOOKBACK)
-            self._polled = self._clock()
+            self._polled, self._signalled = self._clock(), signalled
             grow = current.count > current.capacity and not self._growing
             if grow:
                 self._growing, self._pending = True, []

@@ -70,7 +70,8 @@ class ClassifierService:
         self.cache = CacheService([self.llm_version, *older] + ([self.local_version] if self.cache_local else []),
                                   memory_entries=int(config.get("CLASSIFY_CACHE_MEMORY_ENTRIES") or 0),
                                   memory_seconds=float(config.get("CLASSIFY_CACHE_MEMORY_SECONDS") or 0),
-                                  filter_seconds=float(config.get("CLASSIFY_CHECK_FILTER_SECONDS") or 0))
+                                  filter_seconds=float(config.get("CLASSIFY_CHECK_FILTER_SECONDS") or 0),
+                                  signal_path=os.path.join(config["INSTANCE_PATH"], "known-hashes.signal"))
         self.flights = SingleFlight()
         self._local_slots = threading.BoundedSemaphore(max(1, int(config["CLASSIFY_LOCAL_CONCURRENCY"])))
         self._local = None
