@@ -171,3 +171,22 @@ def test_a_new_certificate_serial_in_a_notification_refreshes_when_the_interval_
     assert pay.deliver(prepay, *pay.build_notification(prepay)) == 204   # learnt from the notification
     assert pay.requests.count(CERTS) == 3 and (tmp_path / "certs" / (new_serial + ".pem")).exists()
     assert _ledger(stack, "oREFRESH") == [("purchase", 10)]
+
+
+def test_a_certificate_a_sibling_worker_downloaded_is_taken_from_the_cert_dir(mysql_member_stack, tmp_path):
+    """gunicorn's workers share WECHATPAY_CERT_DIR: when one learnt the new certificate (from an answer of
+    the gateway), a notification the other receives verifies from the folder, without waiting out the
+    refresh interval and without a download of its own."""
+    stack, pay = mysql_member_stack, mysql_member_stack.sandbox.pay
+    _mode(stack, tmp_path, "certificate", "certificate", WECHATPAY_CERT_REFRESH_SECONDS=3600)
+    http = stack.h5_login("oSIBLING")
+    order, prepay = _order(stack, http)
+    new_serial = pay.rotate_certificate()
+    headers, body = pay.build_notification(prepay)
+    _refused(_post(stack, prepay, headers, body), "pay_notify_unknown_serial")   # not yet anywhere
+    downloads = pay.requests.count(CERTS)
+    # the sibling's SDK writes what it downloaded here, as <serial>.pem
+    (tmp_path / "certs" / (new_serial + ".pem")).write_text(pay.certificate["pem"], encoding="utf-8")
+    assert pay.deliver(prepay, headers, body) == 204
+    assert pay.requests.count(CERTS) == downloads
+    assert _ledger(stack, "oSIBLING") == [("purchase", 10)]

@@ -96,9 +96,38 @@ def gateway_core_class():
             number = int(serial, 16)
             if any(cert.serial_number == number for cert in self._certificates):
                 return "certificate"
+            if refresh and self.reload_cert_dir():   # another worker may have downloaded it already
+                found = self.held_key(serial, refresh=False)
+                if found:
+                    return found
             if refresh and self.refresh_certificates(force=False):
                 return self.held_key(serial, refresh=False)
             return None
+
+        def reload_cert_dir(self) -> bool:
+            """Take the certificates in the cert dir, where the SDK writes every one it downloads, so one a
+            sibling worker learnt (from an answer, say) verifies here too without a download of our own.
+            Read only when the folder changed since the last look (one stat per unknown serial); the list
+            in use is replaced only by a non-empty one. True when it was replaced."""
+            folder = self._cert_dir
+            try:
+                stamp = os.stat(folder).st_mtime_ns if folder else None
+            except OSError:
+                return False
+            if stamp is None or stamp == getattr(self, "_dir_stamp", None):
+                return False
+            self._dir_stamp = stamp
+            fresh = copy.copy(self)
+            fresh._certificates = []
+            fresh._update_certificates = lambda: None   # the SDK's loader, without its download fallback
+            try:
+                Core._init_certificates(fresh)
+            except Exception:  # noqa: BLE001  the SDK raises a plain Exception when the folder holds none
+                return False
+            if {c.serial_number for c in fresh._certificates} == {c.serial_number for c in self._certificates}:
+                return False
+            self._certificates = fresh._certificates
+            return True
 
         def refresh_certificates(self, force: bool = True) -> bool:
             """Download the platform certificates again (the SDK's own download, decrypt and expiry check,
