@@ -4,7 +4,7 @@ database for the hashes it certainly does not hold.
 A client scanning an album asks about 100 hashes at a time, and most of them were never seen: for those
 the one SELECT is pure cost (on MariaDB more than the whole rest of the request). This is a Bloom filter
 over every ``classify_cache.image_sha256`` and every ``classify_claims.original_sha256``: "absent" is
-certain, "present" may be wrong (about 1 in 2 000 at the sizing below), and a present hash still goes to
+certain, "present" may be wrong (about 1 in 1 800 at the sizing below), and a present hash still goes to
 the database for its answer, its version and its claimant. Keys are SHA-256 digests already, so the bit
 positions are slices of the digest itself; no second hash is computed (which is why this is a few numpy
 lines rather than a Bloom-filter library, which would hash every key again).
@@ -121,7 +121,7 @@ class KnownHashes:
         self._loading_pid = None           # the process whose thread is reading a whole filter now
         self._failed_at = float("-inf")
         self._growing = False
-        self._recent: set[int] = set()
+        self._recent: set[tuple[str, int]] = set()   # (table, id) read in the last LOOKBACK window
         self._pending: list[str] | None = None   # while a filter is being read: what this process stored
 
     @property

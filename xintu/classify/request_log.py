@@ -79,7 +79,8 @@ class StatsBuffer:
                 with database.atomic():
                     if mine:
                         _insert_rows(database, mine)
-                    for chunk in _chunks(list(counts.items()), 500):
+                    pairs = list(counts.items())
+                    for chunk in (pairs[i:i + 500] for i in range(0, len(pairs), 500)):
                         database.execute_sql(_bump_sql(len(chunk), database.param),
                                              [x for pair in chunk for x in pair] + [_db_now()]
                                              + [cid for cid, _ in chunk])
@@ -115,10 +116,9 @@ def _insert_rows(database, rows: list[dict]) -> None:
     fields = [RequestLog._meta.fields[name] for name in _LOG_FIELDS]
     sql = (f"INSERT INTO {RequestLog._meta.table_name} ({', '.join(f.column_name for f in fields)}) "
            f"VALUES ({', '.join([database.param] * len(fields))})")
-    cursor = database.cursor()
-    for row in rows:   # logged as time.time() (cheaper on the request's thread), stored as naive UTC
-        row["ts"] = datetime.fromtimestamp(row["ts"], UTC).replace(tzinfo=None)
-    cursor.executemany(sql, [tuple(f.db_value(row[f.name]) for f in fields) for row in rows])
+    # "ts" was logged as time.time() (cheaper on the request's thread) and is stored as naive UTC
+    stamped = ({**row, "ts": datetime.fromtimestamp(row["ts"], UTC).replace(tzinfo=None)} for row in rows)
+    database.cursor().executemany(sql, [tuple(f.db_value(row[f.name]) for f in fields) for row in stamped])
 
 
 @lru_cache(maxsize=64)
@@ -128,11 +128,6 @@ def _bump_sql(n: int, param: str) -> str:
     cases = " ".join([f"WHEN {param} THEN {param}"] * n)
     return (f"UPDATE {meta.table_name} SET {hits_col} = {hits_col} + CASE {id_col} {cases} ELSE 0 END, "
             f"{meta.fields['last_hit_at'].column_name} = {param} WHERE {id_col} IN ({', '.join([param] * n)})")
-
-
-def _chunks(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 def _db_now():

@@ -133,12 +133,14 @@ class ClassifierService:
 
     # -- the cache -----------------------------------------------------------------------------
     def lookup(self, hashes: list[str], versions: list[Version] | None = None,
-               claimant: tuple | None = None) -> dict[str, dict]:
+               claimant: tuple | None = None, *, skip_absent: bool = False,
+               normalized: bool = False) -> dict[str, dict]:
         """The one cache lookup (classify and the check-cache endpoints): the best acceptable cached answer
         per hash, keyed by the lower-case hash; hashes without one are absent. ``claimant`` = (session id,
         user id or None) also sees the originals it claimed (xintu.classify.cache). Answers may be shared
-        between calls: copy one before changing it."""
-        return self.cache.get_many(hashes, versions, claimant)
+        between calls: copy one before changing it. ``skip_absent`` (check-cache only) and ``normalized``:
+        as ``CacheService.get_many``."""
+        return self.cache.get_many(hashes, versions, claimant, skip_absent=skip_absent, normalized=normalized)
 
     def check_cache(self, hashes: list[str], *, endpoint: str, client: str | None,
                     batch: bool = False, claimant: tuple | None = None, normalized: bool = False) -> dict[str, dict]:
@@ -146,7 +148,7 @@ class ClassifierService:
         call (a single check with its hit, a batch with its size), not counted as a classified image.
         ``normalized``: ``hashes`` are already distinct, lower-case SHA-256 hex."""
         start = time.perf_counter()
-        hits = self.cache.get_many(hashes, claimant=claimant, skip_absent=True, normalized=normalized)
+        hits = self.lookup(hashes, claimant=claimant, skip_absent=True, normalized=normalized)
         if batch:
             self._record(endpoint, client, None, None, start, batch_size=len(hashes), count=False)
         else:
