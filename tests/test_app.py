@@ -1,7 +1,10 @@
 """The app factory: probes, error JSON shape, request ids, OpenAPI document, device tokens."""
 
+import os
+
 import pytest
 
+from xintu.app import _request_ids as request_ids
 from xintu.errors import Conflict
 
 
@@ -74,6 +77,20 @@ def test_request_id_is_echoed_when_sane_and_generated_otherwise(client):
         == "abc12345-nginx"
     generated = client.get("/healthz", headers={"X-Request-ID": "bad id <script>"}).headers["X-Request-ID"]
     assert len(generated) == 32 and generated.isalnum()
+
+
+def test_generated_request_ids_are_unique_in_a_process_and_across_forked_workers(client):
+    ids = [client.get("/healthz").headers["X-Request-ID"] for _ in range(3)]
+    assert len(set(ids)) == 3 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()   # as gunicorn starts a worker from a master that imported the app (preload)
+    if pid == 0:
+        os.write(write, request_ids.next().encode())   # nothing that may take a lock a thread held
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    assert len(child) == 32 and child[:20] != ids[0][:20]   # the forked worker drew its own prefix
 
 
 def test_openapi_document_and_offline_docs(client):

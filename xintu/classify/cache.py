@@ -135,9 +135,7 @@ class CacheService:
                 best[h], answers[h] = row, answer
             hashes = [h for h in hashes if h not in remembered]
         if skip_absent and hashes:
-            absent = self.known.absent(hashes, database)
-            if absent:
-                hashes = [h for h in hashes if h not in absent]
+            hashes = self.known.maybe_stored(hashes, database)
         if hashes:   # asked of the database
             rank = {(v.model, v.prompt): i for i, v in enumerate(versions)}
             for row in _lookup_rows(hashes, versions, claimant):

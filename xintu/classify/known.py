@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from functools import lru_cache
+from itertools import compress
 
 import numpy as np
 
@@ -132,17 +133,22 @@ class KnownHashes:
     def absent(self, hashes: list[str], database) -> set[str]:
         """The subset of ``hashes`` (lower-case hex) certainly not stored in ``database``; empty while the
         filter is off, loading, or could not be polled recently."""
+        return set(hashes).difference(self.maybe_stored(hashes, database))
+
+    def maybe_stored(self, hashes: list[str], database) -> list[str]:
+        """``hashes`` (lower-case hex) without those certainly not stored in ``database``, in their order; all
+        of them while the filter is off, loading, or could not be polled recently."""
         if self.refresh <= 0 or not hashes:
-            return set()
+            return hashes
         if self._database is not database or self._filter is None:
             self._start(database)
-            return set()
+            return hashes
         if self._clock() - self._polled >= self.refresh or self.signal.read() != self._signalled:
             self._poll(database)
         current = self._filter
         if current is None or self._clock() - self._polled >= 2 * self.refresh:
-            return set()
-        return {h for h, maybe in zip(hashes, current.maybe(hashes).tolist(), strict=True) if not maybe}
+            return hashes
+        return list(compress(hashes, current.maybe(hashes).tolist()))
 
     def add(self, hashes: list[str], database) -> None:
         """Hashes this process just stored (answers, claims; committed): known at once, before any poll,
