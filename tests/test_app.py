@@ -105,13 +105,13 @@ def test_openapi_document_and_offline_docs(client):
 
 
 def test_device_registration_issues_a_token_that_authenticates(app, client):
-    from xintu.auth import client_auth
+    from xintu.auth import client_auth, current_user
 
     @app.get("/_whoami")
     @app.auth_required(client_auth)
     def _whoami():
         from flask import g
-        return {"client_id": g.client.client_id, "user": g.user}
+        return {"client_id": g.client.client_id, "user": current_user()}
 
     created = client.post("/api/v1/clients", json={"client_id": "install-0001", "platform": "mac"})
     assert created.status_code == 201
@@ -121,6 +121,27 @@ def test_device_registration_issues_a_token_that_authenticates(app, client):
     for bad in ("Bearer xt_forged", "Bearer ", token):
         response = client.get("/_whoami", headers={"Authorization": bad})
         assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized"
+
+
+
+def test_a_bound_client_reads_its_user_only_where_a_view_uses_it(app, client, caplog):
+    """The user row carries balances, so it is read fresh, and only by views that use it: a bound client's
+    cache check asks nothing of ``users``, its profile does."""
+    import logging
+
+    from tests.factories import make_bound_user
+
+    user, headers = make_bound_user(balance=7, app=app)
+    def users_queries(response):
+        assert response.status_code == 200, response.get_data()
+        found = [r for r in caplog.records if r.name == "peewee" and '"users"' in str(r.msg)]
+        caplog.clear()
+        return found
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        checked = client.post("/api/v1/classify/batch-check-cache", json={"hashes": ["ab" * 32]}, headers=headers)
+        assert users_queries(checked) == []
+        me = client.get("/api/v1/me", headers=headers)
+        assert len(users_queries(me)) >= 1 and me.get_json()["credits_balance"] == 7
 
 
 def test_only_the_token_hash_is_stored(app, client):

@@ -8,13 +8,14 @@ Views protect themselves with the APIFlask auth object, so the OpenAPI document 
 
     @bp.post("/classify")
     @bp.auth_required(client_auth)                    # any registered client → g.client
-    @bp.auth_required(client_auth, roles=["user"])    # a client bound to a WeChat user → g.user too
+    @bp.auth_required(client_auth, roles=["user"])    # a client bound to a WeChat user → current_user()
 
 A worker remembers a token's session row for ``SESSION_CACHE_SECONDS`` (2 s by default), so a busy client
 costs no session query per request. ``revoke()`` drops the entries of the sessions it ends from this
 process's memory at once; a revoke made by another worker, host or the CLI takes effect here when the entry
 ages out, within those seconds. Expiry is still checked on every request against the remembered times, and
-``g.user`` is read fresh from the database (it carries balances), never from this memory.
+the bound user (``current_user()``) is read fresh from the database (it carries balances), never from this
+memory, and only by the views that use it: a bound client's classify or check-cache costs no user query.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import secrets
 import threading
 import time
 from datetime import timedelta
+from functools import lru_cache
 
 from apiflask import APIBlueprint, HTTPTokenAuth, Schema
 from apiflask.fields import String
@@ -83,7 +85,11 @@ def register_client(client_id: str, platform: str | None, ip: str | None) -> tup
 def session_limits(config, kind: str) -> tuple[timedelta | None, timedelta | None]:
     """(idle, absolute) lifetime of a session of ``kind`` from the SESSION_* config; None = no limit."""
     prefix = "SESSION_BOUND" if kind == "bound" else "SESSION_DEVICE"
-    idle, most = int(config[f"{prefix}_IDLE_DAYS"]), int(config[f"{prefix}_MAX_DAYS"])
+    return _limits(int(config[f"{prefix}_IDLE_DAYS"]), int(config[f"{prefix}_MAX_DAYS"]))
+
+
+@lru_cache(maxsize=64)
+def _limits(idle: int, most: int) -> tuple[timedelta | None, timedelta | None]:
     return (timedelta(days=idle) if idle else None), (timedelta(days=most) if most else None)
 
 
@@ -233,8 +239,16 @@ def _verify(token):
         if limit and not _limiter().hit(session.id, limit):
             raise RateLimited("请求过于频繁，请稍后再试", code="client_rate_limited")
         g.client = session
-        g.user = session.user if session.user_id else None
     return session
+
+
+def current_user():
+    """The WeChat user the request's client token is bound to (None for a device that is not bound), read
+    from the database on first use in a request."""
+    if "user" not in g:
+        session = g.get("client")
+        g.user = session.user if session is not None and session.user_id else None
+    return g.user
 
 
 @client_auth.get_user_roles

@@ -38,7 +38,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-HASHES = 4            # bit positions per key: the digest's first four 32-bit words
+HASHES = 4            # bit positions per key: the digest's first four 32-bit words (maybe() relies on 4)
 BITS_PER_KEY = 24     # at this sizing, with 4 positions, a false "present" is about 1 in 1 800
 MIN_BITS = 1 << 20    # 128 KiB: the smallest filter (it stays in the CPU cache; a full one is rebuilt twice as large)
 MAX_BITS = 1 << 32    # 512 MiB: positions are 32-bit slices (about 180 million keys at the sizing above)
@@ -70,7 +70,10 @@ class _Filter:
 
     def maybe(self, hashes: list[str]) -> np.ndarray:
         pos = _positions(hashes, self.mask)
-        return ((self.words[pos >> 5] >> (pos & 31)) & 1).all(axis=1)
+        bits = ((self.words[pos >> 5] >> (pos & 31)) & 1).astype(np.uint8)   # (n, 4) zeros and ones
+        # All four set: the row's four bytes read as one 32-bit word are 0x01010101, in either byte order;
+        # half the time of .all(axis=1), whose reduction machinery costs more than the test itself.
+        return bits.view(np.uint32).ravel() == 0x01010101
 
 
 class Signal:

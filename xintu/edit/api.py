@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema, fields
 from apiflask import validators as validate
-from flask import Response, g, request
+from flask import Response, request
 from marshmallow import EXCLUDE
 
 from xintu.apidoc import errors
-from xintu.auth import client_auth
+from xintu.auth import client_auth, current_user
 from xintu.classify.intake import MAX_BYTES
 from xintu.edit.images import MAX_IMAGES, check_count
 from xintu.edit.service import get_service
@@ -49,7 +49,7 @@ def create(form):
     # At most the limit + 1 byte of each in memory: the intake then answers image_too_large.
     uploads = [f.read(MAX_BYTES + 1) for f in files]
     task = get_service().create(
-        g.user, uploads, request.form.get("prompt"), request.form.get("options"))
+        current_user(), uploads, request.form.get("prompt"), request.form.get("options"))
     return task, 202
 
 
@@ -58,7 +58,7 @@ def create(form):
 @bp.doc(summary="Poll an image edit task", description=_TASK_DOC,
         responses=errors({404: ["edit_task_not_found"]}))
 def show(task_id):
-    return get_service().get(g.user, task_id)
+    return get_service().get(current_user(), task_id)
 
 
 @bp.get("/image-edit/<string:task_id>/results/<int:index>")
@@ -72,7 +72,7 @@ def show(task_id):
             "image/webp": {"schema": {"type": "string", "format": "binary"}}}},
             304: "not modified", **errors({404: ["edit_task_not_found", "edit_result_not_found"]})})
 def result(task_id, index):
-    data, mime, etag = get_service().result(g.user, task_id, index)
+    data, mime, etag = get_service().result(current_user(), task_id, index)
     rsp = Response(data, mimetype=mime)
     rsp.set_etag(etag)
     # Private: the image is the user's; one day, since it is addressed by task and never changes.

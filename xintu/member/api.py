@@ -10,7 +10,7 @@ from flask import current_app, g, request, send_file, send_from_directory
 
 from xintu import package_data
 from xintu.apidoc import H5_COOKIE, errors
-from xintu.auth import client_auth
+from xintu.auth import client_auth, current_user
 from xintu.errors import NotFound
 from xintu.member import prices, privacy, sessions
 from xintu.member.credits import ledger_view
@@ -152,7 +152,7 @@ def binding_status(query):
 @bp.output(ProfileOut)
 @bp.doc(summary="The bound user's profile, credits and membership (no openid)")
 def me():
-    return profile(g.user)
+    return profile(current_user())
 
 
 @bp.get("/api/v1/prices")

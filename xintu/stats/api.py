@@ -34,11 +34,13 @@ def _start_timer():
 @bp.after_app_request
 def _observe(response):
     started = g.pop("metrics_started", None)
-    if started is not None and request.endpoint != "metrics.scrape":
-        # the route template, not the path: /users/<int:user_id> is one series, not one per user
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.observe_request(endpoint, request.method, response.status_code,
-                                time.perf_counter() - started)
+    if started is not None:
+        req = request._get_current_object()   # one context lookup, not four
+        rule = req.url_rule
+        if rule is None or rule.endpoint != "metrics.scrape":
+            # the route template, not the path: /users/<int:user_id> is one series, not one per user
+            metrics.observe_request(rule.rule if rule is not None else "unmatched", req.method,
+                                    response.status_code, time.perf_counter() - started)
     return response
 
 
