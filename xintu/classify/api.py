@@ -355,7 +355,8 @@ def batch_check_cache(body):
                                      claimant=_owner(), normalized=True)
     # The body as the app's JSON provider would write {"hits": …, "missing": […]} (keys sorted, compact),
     # assembled from the encoded hits: JSON-encoding 50 answers per request was most of a warm request.
-    found = ",".join(f'"{sha}":{_hit_json(hits[sha])}' for sha in sorted(hits))
-    missing = ",".join(f'"{h}"' for h in hashes if h not in hits)
+    found = ",".join([f'"{sha}":{_hit_json(hits[sha])}' for sha in sorted(hits)])
+    missing = '","'.join([h for h in hashes if h not in hits])
+    missing = f'"{missing}"' if missing else ""
     return current_app.response_class(f'{{"hits":{{{found}}},"missing":[{missing}]}}\n',
                                       mimetype="application/json")

@@ -31,7 +31,7 @@ class StatsBuffer:
     def __init__(self):
         self.lock = threading.Lock()
         self.rows: list[tuple[object, dict]] = []
-        self.hits: Counter = Counter()
+        self.hits: dict[object, Counter] = {}   # database → cache row id → hits since the last flush
         self.oldest = 0.0
         self._flusher_pid = None
         self._due = threading.Event()
@@ -61,17 +61,20 @@ class StatsBuffer:
             return
         database = self._db()
         with self.lock:
-            self.hits.update([(database, cache_id) for cache_id in cache_ids])
+            counts = self.hits.get(database)
+            if counts is None:
+                counts = self.hits[database] = Counter()
+            counts.update(cache_ids)
 
     def flush(self) -> int:
         """Write everything buffered; returns the number of log rows written. Never raises."""
         with self.lock:
             rows, self.rows = self.rows, []
-            hits, self.hits = self.hits, Counter()
+            hits, self.hits = self.hits, {}
         written = 0
-        for database in {d for d, _ in rows} | {d for d, _ in hits}:
+        for database in {d for d, _ in rows} | set(hits):
             mine = [r for d, r in rows if d is database]
-            counts = {cid: n for (d, cid), n in hits.items() if d is database}
+            counts = hits.get(database, {})
             opened = database.is_closed()  # on a request thread the connection is the request's: keep it
             try:
                 if opened:
