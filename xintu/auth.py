@@ -167,9 +167,9 @@ def _session_row(token_hash: str, ttl: float):
     read less than ``ttl`` seconds ago; None when there is none. Only live rows are remembered."""
     key = (id(db.primary.obj), token_hash)
     data = sessions.get(key, ttl) if ttl > 0 else None
-    if data is not None:   # built as peewee builds a fetched row: no defaults computed, nothing dirty
-        session = ClientSession(__no_default__=1, **data)
-        session._dirty.clear()
+    if data is not None:   # a fetched row's state (no defaults computed, nothing dirty), in its own dict
+        session = ClientSession(__no_default__=1)
+        session.__data__ = dict(data)
         return session, key
     session = ClientSession.get_or_none(ClientSession.token_hash == token_hash)
     if session is not None and session.revoked_at is None and ttl > 0:
