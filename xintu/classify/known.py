@@ -133,11 +133,6 @@ class KnownHashes:
         return self._filter is not None
 
     # -- the request path -----------------------------------------------------------------------
-    def absent(self, hashes: list[str], database) -> set[str]:
-        """The subset of ``hashes`` (lower-case hex) certainly not stored in ``database``; empty while the
-        filter is off, loading, or could not be polled recently."""
-        return set(hashes).difference(self.maybe_stored(hashes, database))
-
     def maybe_stored(self, hashes: list[str], database) -> list[str]:
         """``hashes`` (lower-case hex) without those certainly not stored in ``database``, in their order; all
         of them while the filter is off, loading, or could not be polled recently."""
